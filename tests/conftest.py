@@ -1,0 +1,100 @@
+"""Fixtures: a fresh, migrated SQLite and PostgreSQL store per test session, emptied per test.
+
+Under CI=true the PostgreSQL tests are required: a server that cannot be reached fails the run
+instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, delete, text
+from sqlalchemy.engine import make_url
+
+from tracking.db import make_engine, normalize_url
+from tracking.migrate import upgrade
+from tracking.schema import metadata
+
+PG_ADMIN_URL = os.environ.get(
+    "UNITWISE_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(autouse=True)
+def _strict_and_isolated(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """Tests see tracking's validation errors and never touch the user's own data dir."""
+    monkeypatch.setenv("UNITWISE_STRICT", "1")
+    monkeypatch.setenv("UNITWISE_DATA_DIR", str(tmp_path / "unitwise-data"))
+    for name in ("UNITWISE_DATABASE_URL", "DATABASE_URL", "UNITWISE_TRACKING"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _admin_engine() -> Engine:
+    return create_engine(normalize_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    name = f"unitwise_test_{uuid.uuid4().hex[:10]}"
+    admin = _admin_engine()
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        if CI:
+            pytest.fail(f"PostgreSQL is required under CI=true and is unreachable: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+    url = make_url(normalize_url(PG_ADMIN_URL)).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": name},
+        )
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'unitwise.db'}"
+
+
+@pytest.fixture(scope="session")
+def _migrated(request: pytest.FixtureRequest) -> dict[str, str]:
+    return {}
+
+
+def _empty(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(delete(table))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, _migrated: dict[str, str]) -> Iterator[str]:
+    """The URL of an empty, migrated store: the same test runs on SQLite and on PostgreSQL."""
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    engine = make_engine(url)
+    if url not in _migrated:
+        upgrade(engine)
+        _migrated[url] = url
+    _empty(engine)
+    engine.dispose()
+    yield url
+
+
+@pytest.fixture
+def engine(store_url: str) -> Iterator[Engine]:
+    eng = make_engine(store_url)
+    yield eng
+    eng.dispose()

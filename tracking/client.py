@@ -1,0 +1,347 @@
+"""The tracker behind the public API: builds, validates and prices events, then queues them.
+
+Nothing here raises into the host app because of tracking itself: bad input is rejected, counted
+and logged (raised as ValueError only with UNITWISE_STRICT=1), and the host's own exceptions pass
+through ``track`` unchanged.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from tracking import context
+from tracking.config import Settings, build_settings
+from tracking.events import (
+    CallEvent,
+    _name,
+    amount,
+    call_uuid,
+    check_parts,
+    count,
+    moment,
+    money,
+    tags_of,
+)
+from tracking.schema import TOKEN_FIELDS
+from tracking.writer import RateLimitedLog, Writer, price_event
+
+log = logging.getLogger("unitwise")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Tracker:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.writer = Writer(settings)
+        self.rejected = 0
+        self.internal_errors = 0
+        self._logs = RateLimitedLog()
+
+    def build(self, provider: object, model: object, fields: Mapping[str, Any]) -> CallEvent:
+        """Validate everything the caller passed into a CallEvent (ValueError names the field)."""
+        attribution = context.current()
+        extra_units = fields.get("units") or {}
+        units = {str(k): amount(str(k), v) for k, v in extra_units.items() if v is not None}
+        tags = dict(attribution.tags)
+        if fields.get("tags"):
+            if not isinstance(fields["tags"], dict):
+                raise ValueError("tags must be a dict of JSON values")
+            tags.update(fields["tags"])
+        user_id = fields.get("user_id")
+        feature = fields.get("feature")
+        event = CallEvent(
+            id=call_uuid(fields.get("call_id")),
+            occurred_at=moment(fields.get("occurred_at")),
+            provider=_name("provider", provider, required=True),  # type: ignore[arg-type]
+            model=_name("model", model, required=True),  # type: ignore[arg-type]
+            status=fields.get("status") or "ok",
+            duration_ms=count("duration_ms", fields.get("duration_ms")),
+            ttft_ms=count("ttft_ms", fields.get("ttft_ms")),
+            requested_model=_name("requested_model", fields.get("requested_model")),
+            operation=_name("operation", fields.get("operation")),
+            user_id=_name("user_id", user_id if user_id is not None else attribution.user_id),
+            feature=_name("feature", feature if feature is not None else attribution.feature),
+            error_type=_name("error_type", fields.get("error_type")),
+            request_id=_name("request_id", fields.get("request_id")),
+            units=units or None,
+            batch=bool(fields.get("batch", False)),
+            tags=tags_of(tags, self.settings.max_tags_bytes),
+            environment=_name(
+                "environment", fields.get("environment") or self.settings.environment
+            ),
+        )
+        for name in TOKEN_FIELDS:
+            setattr(event, name, count(name, fields.get(name)))
+        check_parts(event)
+        cost = money("cost_usd", fields.get("cost_usd"))
+        if cost is not None:
+            event.cost_usd = cost
+            event.cost_source = "provider"
+            event.priced = True
+        return event
+
+    def emit(self, event: CallEvent) -> None:
+        book = self.writer.book
+        if book is not None and not event.priced:
+            price_event(book, event)
+        self.writer.put(event)
+
+    def reject(self, exc: ValueError) -> None:
+        self.rejected += 1
+        if self.settings.strict:
+            raise exc
+        self._logs.warning("reject", "unitwise: call not logged, bad input: %s", exc)
+
+    def internal_error(self, exc: BaseException) -> None:
+        self.internal_errors += 1
+        if self.settings.strict:
+            raise exc
+        log.exception("unitwise: internal error, call not logged: %s", exc)
+
+    def record(self, provider: object, model: object, fields: Mapping[str, Any]) -> Any:
+        try:
+            event = self.build(provider, model, fields)
+            self.emit(event)
+            return event.id
+        except ValueError as exc:
+            self.reject(exc)
+        except Exception as exc:
+            self.internal_error(exc)
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self.writer.stats(),
+            "rejected": self.rejected,
+            "internal_errors": self.internal_errors,
+            "enabled": True,
+        }
+
+
+_tracker: Tracker | None = None
+_lock = threading.Lock()
+
+
+def configure(
+    url: str | None = None,
+    journal_path: str | None = None,
+    queue_size: int | None = None,
+    **options: Any,
+) -> None:
+    """(Re)configure tracking; a previous tracker is flushed and shut down first."""
+    global _tracker
+    settings = build_settings(url, journal_path, queue_size, **options)
+    with _lock:
+        old, _tracker = _tracker, (Tracker(settings) if settings.enabled else None)
+        _disabled["on"] = not settings.enabled
+    if old is not None:
+        old.writer.shutdown(old.settings.shutdown_timeout)
+
+
+_disabled = {"on": False}
+
+
+def get() -> Tracker | None:
+    """The active tracker, configured from the environment on first use; None when disabled."""
+    global _tracker
+    tracker = _tracker
+    if tracker is not None or _disabled["on"]:
+        return tracker
+    with _lock:
+        if _tracker is None and not _disabled["on"]:
+            settings = build_settings()
+            if settings.enabled:
+                _tracker = Tracker(settings)
+            else:
+                _disabled["on"] = True
+        return _tracker
+
+
+def record(provider: str, model: str, **fields: Any) -> Any:
+    """Log one call: tokens, other billable units as keywords (``requests=1``), attribution.
+
+    Returns the call's id, or None when it was not logged.
+    """
+    tracker = get()
+    if tracker is None:
+        return None
+    known = {name: fields.pop(name) for name in list(fields) if name in _RECORD_FIELDS}
+    if fields:
+        known["units"] = {**(known.get("units") or {}), **fields}
+    return tracker.record(provider, model, known)
+
+
+_RECORD_FIELDS = frozenset(
+    {
+        *TOKEN_FIELDS,
+        "units",
+        "user_id",
+        "feature",
+        "tags",
+        "occurred_at",
+        "call_id",
+        "duration_ms",
+        "ttft_ms",
+        "status",
+        "error_type",
+        "operation",
+        "cost_usd",
+        "batch",
+        "request_id",
+        "requested_model",
+        "environment",
+    }
+)
+
+
+class TrackedCall:
+    """The handle ``track`` yields: set what the call used while it runs."""
+
+    def __init__(self, provider: str, model: str, fields: dict[str, Any]) -> None:
+        self.provider = provider
+        self.model = model
+        self.fields = fields
+        self._started = 0.0
+        self.id: Any = None
+
+    def set_usage(self, **usage: int | float | Decimal | None) -> None:
+        """Tokens or any billable unit the price table knows (``audio_seconds=330``)."""
+        units = self.fields.setdefault("units", {})
+        for name, value in usage.items():
+            if name in TOKEN_FIELDS:
+                self.fields[name] = value
+            else:
+                units[name] = value
+
+    def set_model(self, model: str) -> None:
+        """The model that answered, when it differs from the one asked for."""
+        self.fields.setdefault("requested_model", self.model)
+        self.model = model
+
+    def set_cost(self, cost_usd: Decimal | str | int) -> None:
+        """A cost the provider reported: it wins over the computed one."""
+        self.fields["cost_usd"] = cost_usd
+
+    def set(self, **fields: Any) -> None:
+        """Any other field of ``record`` (request_id, status, tags, ...)."""
+        self.fields.update(fields)
+
+    def __enter__(self) -> TrackedCall:
+        self._started = time.perf_counter()
+        self.fields.setdefault("occurred_at", moment(None))
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        elapsed = int((time.perf_counter() - self._started) * 1000)
+        self.fields.setdefault("duration_ms", elapsed)
+        if exc is not None:
+            self.fields["status"] = "error"
+            self.fields.setdefault("error_type", type(exc).__name__)
+        self.id = record(self.provider, self.model, **self.fields)
+        # returning None re-raises the host's exception unchanged
+
+    async def __aenter__(self) -> TrackedCall:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+def track(provider: str, model: str, operation: str | None = None, **fields: Any) -> TrackedCall:
+    """Time a call no integration covers: latency, status and error type are logged at exit."""
+    if operation is not None:
+        fields["operation"] = operation
+    return TrackedCall(provider, model, fields)
+
+
+def tracked(
+    provider: str,
+    model: str,
+    operation: str | None = None,
+    usage: Callable[[Any], Mapping[str, Any]] | None = None,
+    **fields: Any,
+) -> Callable[[F], F]:
+    """Decorate a function (sync or async) so each call is logged like ``track``.
+
+    ``usage``, if given, maps the function's return value to usage keywords.
+    """
+
+    def decorate(func: F) -> F:
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with track(provider, model, operation, **dict(fields)) as call:
+                    result = await func(*args, **kwargs)
+                    _apply_usage(call, usage, result)
+                    return result
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with track(provider, model, operation, **dict(fields)) as call:
+                result = func(*args, **kwargs)
+                _apply_usage(call, usage, result)
+                return result
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _apply_usage(call: TrackedCall, usage: Callable[[Any], Mapping[str, Any]] | None, result: Any):
+    if usage is None:
+        return
+    try:
+        call.set_usage(**usage(result))
+    except Exception as exc:  # the host's result stays the host's, whatever our mapper does
+        tracker = get()
+        if tracker is not None:
+            tracker.internal_error(exc)
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait until every queued call is in the store (or the journal); False on timeout."""
+    tracker = _tracker
+    return True if tracker is None else tracker.writer.flush(timeout)
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Flush within ``timeout`` and stop the writer; later calls start a new one."""
+    global _tracker
+    with _lock:
+        tracker, _tracker = _tracker, None
+    return True if tracker is None else tracker.writer.shutdown(timeout)
+
+
+def stats() -> dict[str, Any]:
+    """Counts of queued, written, spilled, replayed, dropped and rejected calls."""
+    tracker = _tracker
+    if tracker is None:
+        return {"enabled": not _disabled["on"], "queued": 0}
+    return tracker.stats()
+
+
+def refresh_prices() -> None:
+    """Reload prices from the store now (normally done in the background every minute)."""
+    tracker = get()
+    if tracker is not None:
+        tracker.writer.refresh_prices()
+
+
+def _at_exit() -> None:
+    tracker = _tracker
+    if tracker is not None:
+        tracker.writer.shutdown(tracker.settings.shutdown_timeout)
+
+
+atexit.register(_at_exit)

@@ -1,0 +1,54 @@
+"""Database URLs and engines: the one place that knows which driver the project ships."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Map what hosting providers hand out to the drivers we ship.
+
+    ``postgres://`` and ``postgresql://`` (which SQLAlchemy 2.1 would map to psycopg 3) both become
+    ``postgresql+psycopg2://``; other URLs pass through unchanged.
+    """
+    raw = str(url) if isinstance(url, URL) else url
+    if raw.startswith("postgres://"):
+        raw = "postgresql://" + raw[len("postgres://") :]
+    parsed = make_url(raw)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed
+
+
+def describe_url(url: str | URL) -> str:
+    """A human line naming the store, without the password."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite at {parsed.database or ':memory:'}"
+    return f"PostgreSQL at {parsed.host or 'localhost'}/{parsed.database or ''}"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str | URL, **kwargs: object) -> Engine:
+    """An engine for the store: WAL and a busy timeout on SQLite, pre-ping on PostgreSQL."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, **kwargs)  # type: ignore[arg-type]
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("connect_args", {"connect_timeout": 5})
+    return create_engine(parsed, **kwargs)  # type: ignore[arg-type]

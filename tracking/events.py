@@ -1,0 +1,185 @@
+"""CallEvent: one AI call, its usage and its cost, validated where it is made."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from tracking.schema import TOKEN_FIELDS
+
+MAX_NAME = 200
+STATUSES = ("ok", "error")
+_CALL_ID_NAMESPACE = uuid.UUID("6f1c1e0e-4d53-4a43-9a2d-2f1f0c8f3e11")
+
+
+@dataclass(slots=True)
+class CallEvent:
+    id: uuid.UUID
+    occurred_at: datetime
+    provider: str
+    model: str
+    status: str = "ok"
+    duration_ms: int | None = None
+    ttft_ms: int | None = None
+    requested_model: str | None = None
+    operation: str | None = None
+    user_id: str | None = None
+    feature: str | None = None
+    error_type: str | None = None
+    request_id: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    units: dict[str, int | float] | None = None
+    batch: bool = False
+    cost_usd: Decimal | None = None
+    cost_source: str | None = None
+    price_version_id: int | None = None
+    tags: dict[str, Any] | None = None
+    environment: str | None = None
+    priced: bool = False  # False until the engine (or the provider's cost) has set the cost
+
+    def usage(self) -> dict[str, int | float | None]:
+        """Every billable count of the call, tokens and other units, by unit name."""
+        found: dict[str, int | float | None] = {name: getattr(self, name) for name in TOKEN_FIELDS}
+        if self.units:
+            found.update(self.units)
+        return found
+
+    def to_row(self) -> dict[str, Any]:
+        row = {name: getattr(self, name) for name in ROW_FIELDS}
+        return row
+
+    def to_json(self) -> str:
+        data = self.to_row()
+        data["id"] = str(self.id)
+        data["occurred_at"] = self.occurred_at.isoformat()
+        data["cost_usd"] = None if self.cost_usd is None else str(self.cost_usd)
+        data["priced"] = self.priced
+        return json.dumps(data, separators=(",", ":"), default=str)
+
+    @classmethod
+    def from_json(cls, line: str) -> CallEvent:
+        data = json.loads(line)
+        data["id"] = uuid.UUID(data["id"])
+        data["occurred_at"] = datetime.fromisoformat(data["occurred_at"])
+        if data.get("cost_usd") is not None:
+            data["cost_usd"] = Decimal(data["cost_usd"])
+        return cls(**data)
+
+
+ROW_FIELDS = tuple(f for f in CallEvent.__dataclass_fields__ if f != "priced")
+
+
+def _name(field: str, value: object, required: bool = False) -> str | None:
+    if value is None:
+        if required:
+            raise ValueError(f"{field} is required")
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a string, got {type(value).__name__}")
+    value = value.strip()
+    if required and not value:
+        raise ValueError(f"{field} must not be empty")
+    if len(value) > MAX_NAME:
+        raise ValueError(f"{field} must be at most {MAX_NAME} characters")
+    return value or None
+
+
+def count(field: str, value: object) -> int | None:
+    """A token count: a whole, non-negative number (bools and floats are refused)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{field} must be a whole number of tokens, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{field} must not be negative, got {value}")
+    return value
+
+
+def amount(field: str, value: object) -> int | float:
+    """Another billable unit: a finite, non-negative number (audio seconds may be fractional)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError(f"{field} must be a number, got {value!r}")
+    if isinstance(value, Decimal):
+        value = int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{field} must be a finite number, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{field} must not be negative, got {value}")
+    return value
+
+
+def money(field: str, value: object) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{field} must be an amount in dollars, got {value!r}")
+    try:
+        result = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"{field} must be an amount in dollars, got {value!r}") from None
+    if not result.is_finite() or result < 0:
+        raise ValueError(f"{field} must be a finite, non-negative amount, got {value!r}")
+    return result
+
+
+def call_uuid(value: object) -> uuid.UUID:
+    """The caller's call_id as a UUID; any other string maps to a stable UUID of its own."""
+    if value is None:
+        return uuid.uuid4()
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str) and value.strip():
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            return uuid.uuid5(_CALL_ID_NAMESPACE, value)
+    raise ValueError(f"call_id must be a UUID or a non-empty string, got {value!r}")
+
+
+def moment(value: object) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    if not isinstance(value, datetime):
+        raise ValueError(f"occurred_at must be a datetime, got {type(value).__name__}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def tags_of(value: object, limit: int) -> dict[str, Any] | None:
+    if value is None or value == {}:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("tags must be a dict of JSON values")
+    try:
+        encoded = json.dumps(value, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"tags must be JSON-serialisable: {exc}") from None
+    if len(encoded.encode()) > limit:
+        raise ValueError(f"tags must be at most {limit} bytes as JSON, got {len(encoded)}")
+    return value
+
+
+def check_parts(event: CallEvent) -> None:
+    """Cache tokens are parts of input, reasoning a part of output: parts cannot exceed wholes."""
+    if event.input_tokens is not None:
+        parts = (event.cache_read_tokens or 0) + (event.cache_write_tokens or 0)
+        if parts > event.input_tokens:
+            raise ValueError(
+                f"cache_read_tokens + cache_write_tokens ({parts}) cannot exceed "
+                f"input_tokens ({event.input_tokens}): cache tokens are part of the input"
+            )
+    if event.output_tokens is not None and (event.reasoning_tokens or 0) > event.output_tokens:
+        raise ValueError(
+            f"reasoning_tokens ({event.reasoning_tokens}) cannot exceed "
+            f"output_tokens ({event.output_tokens}): reasoning is part of the output"
+        )
+    if event.status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {event.status!r}")

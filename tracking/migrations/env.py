@@ -1,0 +1,20 @@
+"""Alembic environment: migrates the connection handed over by ``tracking.store.migrate``."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from tracking.schema import metadata
+
+connection = context.config.attributes.get("connection")
+if connection is None:  # pragma: no cover - only when someone runs the alembic CLI directly
+    raise SystemExit("Run migrations with: python -m tracking migrate --url URL")
+
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

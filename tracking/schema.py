@@ -1,0 +1,151 @@
+"""The store's tables, as SQLAlchemy Core: the single source of truth for migrations and queries.
+
+Only ``calls`` differs between stores: on PostgreSQL it is partitioned by month (so its primary
+key must include ``occurred_at``). ``call_ids`` is therefore the one place that guarantees a
+call id is stored once, whichever month it lands in.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+
+from tracking.sqltypes import Money, Rate, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+TOKEN_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("id", Uuid, nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("duration_ms", Integer),
+    Column("ttft_ms", Integer),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("requested_model", String(200)),
+    Column("operation", String(64)),
+    Column("user_id", String(200)),
+    Column("feature", String(200)),
+    Column("status", String(16), nullable=False),
+    Column("error_type", String(200)),
+    Column("request_id", String(200)),
+    *(Column(name, BigInteger) for name in TOKEN_FIELDS),
+    # Other billable units (audio_seconds, characters, images, requests, ...): {unit: number}.
+    Column("units", JSON),
+    Column("batch", Boolean, nullable=False, default=False),
+    Column("cost_usd", Money),
+    # "computed" from a price version, "provider" when the provider reported it, NULL if unpriced.
+    Column("cost_source", String(16)),
+    Column("price_version_id", Integer),
+    Column("tags", JSON),
+    Column("environment", String(64)),
+    PrimaryKeyConstraint("id", "occurred_at"),
+    Index(None, "occurred_at"),
+    Index(None, "user_id", "occurred_at"),
+    Index(None, "feature", "occurred_at"),
+    Index(None, "model", "occurred_at"),
+    postgresql_partition_by="RANGE (occurred_at)",
+)
+
+call_ids = Table(
+    "call_ids",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Index(None, "occurred_at"),
+)
+
+# Rollup keys are NOT NULL ('' means "none") so that one key is one row on both stores.
+ROLLUP_KEYS = ("day", "user_id", "feature", "provider", "model")
+ROLLUP_COUNTS = (
+    "calls",
+    "error_calls",
+    "unpriced_calls",
+    *TOKEN_FIELDS,
+    "duration_ms_sum",
+)
+
+daily_rollups = Table(
+    "daily_rollups",
+    metadata,
+    Column("day", Date, nullable=False),
+    Column("user_id", String(200), nullable=False, default=""),
+    Column("feature", String(200), nullable=False, default=""),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    *(Column(name, BigInteger, nullable=False, default=0) for name in ROLLUP_COUNTS),
+    Column("cost_usd", Money, nullable=False, default=0),
+    PrimaryKeyConstraint(*ROLLUP_KEYS),
+    Index(None, "user_id", "day"),
+    Index(None, "feature", "day"),
+    Index(None, "model", "day"),
+)
+
+# A price version: the full set of rates of one model from one moment on. Editing makes a new one.
+price_versions = Table(
+    "price_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("effective_from", UTCDateTime, nullable=False),
+    Column("source", String(64), nullable=False),  # "genai-prices 0.2.3", "list price", "editor"
+    Column("note", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200)),
+    UniqueConstraint("provider", "model", "effective_from"),
+)
+
+# One rate of a version: `rate` dollars per `per` units, for calls above `tier_above` input tokens,
+# in the standard or the batch variant (a batch call falls back to the standard rate of a unit).
+prices = Table(
+    "prices",
+    metadata,
+    Column("version_id", Integer, nullable=False),
+    Column("unit", String(64), nullable=False),
+    Column("tier_above", BigInteger, nullable=False, default=0),
+    Column("variant", String(16), nullable=False, default="standard"),
+    Column("rate", Rate, nullable=False),
+    Column("per", BigInteger, nullable=False),
+    PrimaryKeyConstraint("version_id", "unit", "tier_above", "variant"),
+)
+
+# How model names in calls map to priced models: exact names or fnmatch globs ("claude-3-5-haiku*").
+model_patterns = Table(
+    "model_patterns",
+    metadata,
+    Column("provider", String(64), nullable=False),
+    Column("pattern", String(200), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("position", Integer, nullable=False, default=0),
+    PrimaryKeyConstraint("provider", "pattern"),
+)

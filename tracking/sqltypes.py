@@ -1,0 +1,100 @@
+"""Column types that keep money exact and time in UTC on both stores.
+
+PostgreSQL stores money as NUMERIC. SQLite has no exact decimal, so money is stored there as
+integer nano-dollars: integer SUM() stays exact, and the type turns it back into a Decimal.
+Price rates are never summed, so on SQLite they are stored as decimal text.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Numeric, String
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+NANO = Decimal("0.000000001")
+_NANOS_PER_DOLLAR = 1_000_000_000
+
+
+def to_nanos(amount: Decimal) -> int:
+    """Dollars to integer nano-dollars (amounts are already quantized to NANO)."""
+    return int(amount.quantize(NANO) * _NANOS_PER_DOLLAR)
+
+
+def from_nanos(nanos: int) -> Decimal:
+    return (Decimal(nanos) / _NANOS_PER_DOLLAR).quantize(NANO)
+
+
+class Money(TypeDecorator[Decimal]):
+    """US dollars to the nano-dollar: NUMERIC(20, 9) on PostgreSQL, integer nanos on SQLite."""
+
+    impl = Numeric(20, 9)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(20, 9, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        value = Decimal(value)
+        if dialect.name == "sqlite":
+            return to_nanos(value)
+        return value.quantize(NANO)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return from_nanos(int(value))
+        return Decimal(value).quantize(NANO)
+
+
+class Rate(TypeDecorator[Decimal]):
+    """A price rate (dollars per N units): NUMERIC(24, 12) on PostgreSQL, decimal text on SQLite."""
+
+    impl = Numeric(24, 12)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(40))
+        return dialect.type_descriptor(Numeric(24, 12, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        value = Decimal(value)
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(value).normalize() if value != 0 else Decimal(0)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes: timestamptz on PostgreSQL, naive UTC text on SQLite."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)

@@ -1,0 +1,91 @@
+"""Writing a batch of calls: one transaction stores new calls and adds them to the daily rollups.
+
+``call_ids`` decides which events are new: an id already there (a retried batch, a replayed
+journal, the same ``call_id`` recorded twice) is skipped, and only new calls reach the rollups,
+so every write is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, insert
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tracking.events import CallEvent
+from tracking.partitions import Month, ensure_months, month_of
+from tracking.schema import ROLLUP_COUNTS, ROLLUP_KEYS, TOKEN_FIELDS, call_ids, calls, daily_rollups
+
+
+def _dialect_insert(conn: Connection, table: Any) -> Any:
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def rollup_rows(events: Iterable[CallEvent]) -> list[dict[str, Any]]:
+    """Sum events into one row per (day, user, feature, provider, model), sorted by key."""
+    totals: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for e in events:
+        key = (e.occurred_at.date(), e.user_id or "", e.feature or "", e.provider, e.model)
+        row = totals.get(key)
+        if row is None:
+            row = dict(zip(ROLLUP_KEYS, key, strict=True))
+            row.update({name: 0 for name in ROLLUP_COUNTS})
+            row["cost_usd"] = Decimal(0)
+            totals[key] = row
+        row["calls"] += 1
+        if e.status != "ok":
+            row["error_calls"] += 1
+        if e.cost_usd is None:
+            row["unpriced_calls"] += 1
+        else:
+            row["cost_usd"] += e.cost_usd
+        for name in TOKEN_FIELDS:
+            value = getattr(e, name)
+            if value:
+                row[name] += value
+        if e.duration_ms:
+            row["duration_ms_sum"] += e.duration_ms
+    return [totals[key] for key in sorted(totals)]
+
+
+def write_batch(
+    conn: Connection, events: Sequence[CallEvent], known_months: set[Month] | None = None
+) -> int:
+    """Store the events not stored yet and add them to the rollups; returns how many were new.
+
+    Runs inside the caller's transaction, so a failure leaves nothing behind.
+    """
+    unique: dict[Any, CallEvent] = {}
+    for e in events:
+        unique.setdefault(e.id, e)
+    if not unique:
+        return 0
+    months = {month_of(e.occurred_at) for e in unique.values()}
+    if known_months is None or not months <= known_months:
+        ensure_months(conn, months - (known_months or set()))
+        if known_months is not None:
+            known_months |= months
+    guard = (
+        _dialect_insert(conn, call_ids)
+        .on_conflict_do_nothing(index_elements=[call_ids.c.id])
+        .returning(call_ids.c.id)
+    )
+    new_ids = set(
+        conn.execute(
+            guard, [{"id": e.id, "occurred_at": e.occurred_at} for e in unique.values()]
+        ).scalars()
+    )
+    fresh = [e for e in unique.values() if e.id in new_ids]
+    if not fresh:
+        return 0
+    conn.execute(insert(calls), [e.to_row() for e in fresh])
+    upsert = _dialect_insert(conn, daily_rollups)
+    added = (*ROLLUP_COUNTS, "cost_usd")
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[daily_rollups.c[k] for k in ROLLUP_KEYS],
+        set_={name: daily_rollups.c[name] + upsert.excluded[name] for name in added},
+    )
+    conn.execute(upsert, rollup_rows(fresh))
+    return len(fresh)

@@ -1,0 +1,330 @@
+"""The background writer: a bounded queue drained in batches by one thread.
+
+Modelled on Sentry's BackgroundWorker: the caller only appends to a bounded queue (no I/O, no
+waiting); a daemon thread writes batches by size or interval. A failed batch goes to the journal
+at once and the store is retried with backoff; when it answers again the journal is replayed in
+order before anything newer. After ``fork()`` a child starts with an empty queue and its own
+thread and connections, while the parent keeps and writes what it had queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine, inspect
+
+from tracking.config import Settings
+from tracking.db import make_engine
+from tracking.events import CallEvent
+from tracking.journal import Journal
+from tracking.partitions import Month
+from tracking.pricing import PriceBook, load_price_book
+from tracking.store import write_batch
+
+log = logging.getLogger("unitwise")
+
+MAX_BACKOFF = 30.0
+
+
+class RateLimitedLog:
+    """Log a recurring problem at most once per interval, with how often it happened since."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._count: dict[str, int] = {}
+
+    def warning(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        self._count[key] = self._count.get(key, 0) + 1
+        if now - self._last.get(key, -self.interval) >= self.interval:
+            times = self._count.pop(key)
+            self._last[key] = now
+            log.warning(message + " (%d time(s) in the last minute)", *args, times)
+
+
+class Writer:
+    def __init__(self, settings: Settings, engine_factory: Callable[[str], Engine] | None = None):
+        self.settings = settings
+        self._engine_factory = engine_factory or make_engine
+        self.journal = Journal(settings.journal_path)
+        self.book: PriceBook | None = None
+        self.counters = {
+            "enqueued": 0,
+            "written": 0,
+            "duplicates": 0,
+            "spilled": 0,
+            "replayed": 0,
+            "dropped": 0,
+            "write_failures": 0,
+        }
+        self.last_error: str | None = None
+        self.logs = RateLimitedLog()
+        self._init_runtime()
+        _live_writers.add(self)
+
+    def _init_runtime(self) -> None:
+        """State that belongs to one process: rebuilt in a forked child."""
+        self._pid = os.getpid()
+        self._queue: deque[CallEvent] = deque()
+        self._wake = threading.Event()
+        self._idle = threading.Condition()
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._inflight = 0
+        self._engine: Engine | None = None
+        self._known_months: set[Month] = set()
+        self._store_ok = True
+        self._next_retry = 0.0
+        self._backoff = 0.5
+        self._next_price_refresh = 0.0
+
+    # -- the caller's side: no I/O -------------------------------------------------------------
+    def put(self, event: CallEvent) -> bool:
+        """Queue an event; a full queue drops it (counted, logged at most once a minute)."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        if len(self._queue) >= self.settings.queue_size:
+            self.counters["dropped"] += 1
+            self.logs.warning("drop", "unitwise: queue full (%d), call dropped", len(self._queue))
+            return False
+        self._queue.append(event)
+        self.counters["enqueued"] += 1
+        if self._thread is None:
+            self._start()
+        if len(self._queue) >= self.settings.batch_size:
+            self._wake.set()
+        return True
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None and not self._stopping:
+                self._thread = threading.Thread(
+                    target=self._run, name="unitwise-writer", daemon=True
+                )
+                self._thread.start()
+
+    def _after_fork(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose(close=False)  # the parent's connections stay the parent's
+        self._init_runtime()
+
+    # -- the writer thread ---------------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self._engine_factory(self.settings.url)
+        return self._engine
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.settings.flush_interval)
+            self._wake.clear()
+            try:
+                self._cycle()
+            except Exception as exc:  # a bug must not kill the thread and lose later calls
+                log.exception("unitwise: writer cycle failed: %s", exc)
+            if self._stopping and not self._queue:
+                break
+
+    def _cycle(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_price_refresh:
+            self.refresh_prices()
+        if self.journal.pending() and (self._store_ok or now >= self._next_retry):
+            self._replay_journal()
+        while self._queue:
+            batch = self._take()
+            try:
+                self._deliver(batch)
+            finally:
+                with self._idle:
+                    self._inflight = 0
+                    self._idle.notify_all()
+        with self._idle:
+            self._idle.notify_all()
+
+    def _take(self) -> list[CallEvent]:
+        batch: list[CallEvent] = []
+        with self._idle:
+            while self._queue and len(batch) < self.settings.batch_size:
+                batch.append(self._queue.popleft())
+            self._inflight = len(batch)
+        return batch
+
+    def _deliver(self, batch: list[CallEvent]) -> None:
+        self._price(batch)
+        if not self._store_ok and time.monotonic() < self._next_retry:
+            self._spill(batch)
+            return
+        if self.journal.pending():  # keep order: older journaled calls go first
+            self._spill(batch)
+            self._replay_journal()
+            return
+        try:
+            self._write(batch)
+        except Exception as exc:
+            self._store_down(exc)
+            self._spill(batch)
+
+    def _write(self, batch: list[CallEvent]) -> int:
+        with self.engine.begin() as conn:
+            new = write_batch(conn, batch, self._known_months)
+        self.counters["written"] += new
+        self.counters["duplicates"] += len(batch) - new
+        self._store_up()
+        return new
+
+    def _replay_journal(self) -> None:
+        def write(events: list[CallEvent]) -> None:
+            self._price(events)
+            self._write(events)
+            self.counters["replayed"] += len(events)
+
+        try:
+            replayed = self.journal.replay(write, self.settings.batch_size)
+            if replayed:
+                log.info("unitwise: replayed %d call(s) from %s", replayed, self.journal.path)
+        except Exception as exc:
+            self._store_down(exc)
+
+    def _spill(self, batch: list[CallEvent]) -> None:
+        try:
+            self.journal.append(batch)
+            self.counters["spilled"] += len(batch)
+        except OSError as exc:
+            self.counters["dropped"] += len(batch)
+            log.error(
+                "unitwise: journal %s failed, %d call(s) lost: %s",
+                self.journal.path,
+                len(batch),
+                exc,
+            )
+
+    def _store_down(self, exc: BaseException) -> None:
+        self.counters["write_failures"] += 1
+        self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        if self._store_ok:
+            self._backoff = 0.5
+        else:
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+        self._store_ok = False
+        self._next_retry = time.monotonic() + self._backoff
+        self._known_months.clear()
+        self.logs.warning(
+            "store", "unitwise: store unavailable, calls go to the journal: %s", self.last_error
+        )
+
+    def _store_up(self) -> None:
+        if not self._store_ok:
+            log.info("unitwise: store reachable again")
+        self._store_ok = True
+        self._backoff = 0.5
+
+    def refresh_prices(self) -> None:
+        """Reload the price book (at most a refresh interval stale); keep the old one on error."""
+        self._next_price_refresh = time.monotonic() + self.settings.price_refresh_interval
+        try:
+            with self.engine.connect() as conn:
+                if self.engine.dialect.name == "sqlite" and not inspect(conn).has_table("prices"):
+                    conn.close()
+                    self._migrate_embedded()
+                    return self.refresh_prices()
+                self.book = load_price_book(conn)
+        except Exception as exc:
+            self._next_price_refresh = time.monotonic() + min(self._backoff * 2, MAX_BACKOFF)
+            self.logs.warning("prices", "unitwise: could not load prices: %s", exc)
+
+    def _migrate_embedded(self) -> None:
+        """The embedded SQLite store builds its own schema; a shared store is migrated by ops."""
+        from tracking.migrate import upgrade
+
+        upgrade(self.engine)
+
+    def _price(self, events: list[CallEvent]) -> None:
+        book = self.book
+        if book is None:
+            return
+        for e in events:
+            if not e.priced:
+                price_event(book, e)
+
+    # -- control -------------------------------------------------------------------------------
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued is in the store or the journal; False on timeout."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        if self._thread is None:
+            if not self._queue and not self.journal.pending():
+                return True
+            self._start()
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        with self._idle:
+            while self._queue or self._inflight:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._wake.set()
+                self._idle.wait(min(remaining, 0.05))
+        return True
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush within ``timeout``, journal what is left, stop the thread, close connections."""
+        timeout = self.settings.shutdown_timeout if timeout is None else timeout
+        done = self.flush(timeout)
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(max(0.1, timeout / 2) if not done else timeout)
+        leftover: list[CallEvent] = []
+        while self._queue:
+            leftover.append(self._queue.popleft())
+        if leftover:
+            self._spill(leftover)
+        if self._engine is not None and (self._thread is None or not self._thread.is_alive()):
+            self._engine.dispose()
+        _live_writers.discard(self)
+        return done and not leftover
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self.counters,
+            "queued": len(self._queue) + self._inflight,
+            "journal_pending": self.journal.pending(),
+            "store_ok": self._store_ok,
+            "last_error": self.last_error,
+            "prices_loaded": self.book is not None,
+        }
+
+
+def price_event(book: PriceBook, event: CallEvent) -> None:
+    """Price an event with the book (a provider-reported cost is kept as it is)."""
+    if event.cost_source == "provider":
+        event.priced = True
+        return
+    quote = book.quote(event.provider, event.model, event.occurred_at, event.usage(), event.batch)
+    event.cost_usd = quote.cost
+    event.price_version_id = quote.version_id
+    event.cost_source = "computed" if quote.cost is not None else None
+    event.priced = True
+
+
+_live_writers: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+def _reinit_in_child() -> None:
+    for writer in list(_live_writers):
+        writer._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_in_child)
