@@ -1,0 +1,222 @@
+"""The public tracking API end to end: record, track, tracked, flush, stats, on both stores."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select
+
+import tracking
+from tests.conftest import add_test_prices
+from tracking.db import make_engine
+from tracking.schema import calls, daily_rollups
+
+
+def rows(url: str, *columns):
+    eng = make_engine(url)
+    with eng.connect() as conn:
+        result = conn.execute(select(*columns).order_by(calls.c.occurred_at)).all()
+    eng.dispose()
+    return result
+
+
+def test_record_is_stored_priced_and_rolled_up(configured: str) -> None:
+    add_test_prices(configured)
+    with tracking.attribute(user_id="u_42", feature="summarize", team="growth"):
+        call_id = tracking.record(
+            provider="openai",
+            model="gpt-4o",
+            input_tokens=1200,
+            cache_read_tokens=1000,
+            output_tokens=300,
+        )
+    assert tracking.flush(10)
+    (row,) = rows(configured, calls)
+    assert row.id == call_id
+    assert (row.user_id, row.feature, row.tags) == ("u_42", "summarize", {"team": "growth"})
+    # 200 uncached input at $2.50/M + 1000 cached at $1.25/M + 300 output at $10/M
+    assert row.cost_usd == Decimal("0.0005") + Decimal("0.00125") + Decimal("0.003")
+    assert row.cost_source == "computed" and row.price_version_id is not None
+    eng = make_engine(configured)
+    with eng.connect() as conn:
+        rollup = conn.execute(select(daily_rollups)).one()
+    eng.dispose()
+    assert (rollup.calls, rollup.user_id, rollup.input_tokens) == (1, "u_42", 1200)
+    assert rollup.cost_usd == row.cost_usd
+
+
+def test_unknown_model_is_unpriced_never_zero(configured: str) -> None:
+    tracking.record(provider="openai", model="no-such-model", input_tokens=10, output_tokens=1)
+    assert tracking.flush(10)
+    (row,) = rows(configured, calls.c.cost_usd, calls.c.cost_source, calls.c.price_version_id)
+    assert tuple(row) == (None, None, None)
+    eng = make_engine(configured)
+    with eng.connect() as conn:
+        assert conn.execute(select(daily_rollups.c.unpriced_calls)).scalar_one() == 1
+    eng.dispose()
+
+
+def test_provider_reported_cost_wins(configured: str) -> None:
+    add_test_prices(configured)
+    tracking.record(provider="openai", model="gpt-4o", input_tokens=10, cost_usd="0.1234")
+    assert tracking.flush(10)
+    (row,) = rows(configured, calls.c.cost_usd, calls.c.cost_source)
+    assert tuple(row) == (Decimal("0.1234"), "provider")
+
+
+def test_same_call_id_twice_is_one_row(configured: str) -> None:
+    add_test_prices(configured)
+    call_id = uuid.uuid4()
+    when = datetime(2026, 3, 5, 12, tzinfo=UTC)
+    for _ in range(2):
+        tracking.record(
+            provider="openai", model="gpt-4o", input_tokens=100, occurred_at=when, call_id=call_id
+        )
+        assert tracking.flush(10)
+    # recorded again later, with another time: still the same call
+    tracking.record(provider="openai", model="gpt-4o", input_tokens=100, call_id=call_id)
+    assert tracking.flush(10)
+    assert len(rows(configured, calls.c.id)) == 1
+    eng = make_engine(configured)
+    with eng.connect() as conn:
+        assert conn.execute(select(func.sum(daily_rollups.c.calls))).scalar_one() == 1
+    eng.dispose()
+    assert tracking.stats()["duplicates"] == 2
+
+
+def test_track_logs_latency_and_reraises_the_host_error(configured: str) -> None:
+    class HostError(Exception):
+        pass
+
+    raised = HostError("boom")
+    with pytest.raises(HostError) as info:
+        with tracking.track(provider="openai", model="whisper-1", operation="transcription") as c:
+            c.set_usage(audio_seconds=330)
+            raise raised
+    assert info.value is raised
+    with tracking.track(provider="google", model="places-details", operation="lookup") as call:
+        call.set_usage(requests=1)
+    assert tracking.flush(10)
+    found = rows(configured, calls.c.status, calls.c.error_type, calls.c.units, calls.c.duration_ms)
+    assert [(r.status, r.error_type, r.units) for r in found] == [
+        ("error", "HostError", {"audio_seconds": 330}),
+        ("ok", None, {"requests": 1}),
+    ]
+    assert all(r.duration_ms is not None and r.duration_ms >= 0 for r in found)
+
+
+def test_tracked_decorator_sync_and_async(configured: str) -> None:
+    @tracking.tracked(
+        provider="openai",
+        model="gpt-4o",
+        feature="chat",
+        usage=lambda r: {"input_tokens": r[0], "output_tokens": r[1]},
+    )
+    def sync_call() -> tuple[int, int]:
+        return (10, 2)
+
+    @tracking.tracked(provider="anthropic", model="claude-x", feature="chat")
+    async def async_call() -> str:
+        raise TimeoutError("slow")
+
+    assert sync_call() == (10, 2)
+    with pytest.raises(TimeoutError):
+        asyncio.run(async_call())
+    assert tracking.flush(10)
+    found = rows(
+        configured, calls.c.provider, calls.c.status, calls.c.input_tokens, calls.c.feature
+    )
+    assert sorted(tuple(r) for r in found) == [
+        ("anthropic", "error", None, "chat"),
+        ("openai", "ok", 10, "chat"),
+    ]
+
+
+def test_attribution_across_asyncio_tasks(configured: str) -> None:
+    async def handle(user: str) -> None:
+        with tracking.attribute(user_id=user, feature="chat"):
+            await asyncio.sleep(0.01)
+            tracking.record(provider="openai", model="gpt-4o", input_tokens=1, tags={"req": user})
+
+    async def main() -> None:
+        with tracking.attribute(feature="outer", plan="pro"):
+            await asyncio.gather(*(handle(f"u{i}") for i in range(20)))
+
+    asyncio.run(main())
+    assert tracking.flush(10)
+    found = rows(configured, calls.c.user_id, calls.c.feature, calls.c.tags)
+    assert len(found) == 20
+    for r in found:
+        assert r.feature == "chat"
+        assert r.tags == {"plan": "pro", "req": r.user_id}
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"input_tokens": -1}, "input_tokens"),
+        ({"output_tokens": 1.5}, "output_tokens"),
+        ({"input_tokens": float("nan")}, "input_tokens"),
+        ({"cache_read_tokens": True}, "cache_read_tokens"),
+        ({"audio_seconds": float("inf")}, "audio_seconds"),
+        ({"model": ""}, "model"),
+        ({"tags": {"blob": "x" * 10_000}}, "tags"),
+        ({"input_tokens": 10, "cache_read_tokens": 11}, "cache_read_tokens"),
+        ({"cost_usd": "-1"}, "cost_usd"),
+        ({"occurred_at": "yesterday"}, "occurred_at"),
+    ],
+)
+def test_bad_input_raises_in_strict_mode_naming_the_field(configured, fields, named) -> None:
+    args = {"provider": "openai", "model": "gpt-4o", **fields}
+    with pytest.raises(ValueError, match=named):
+        tracking.record(**args)
+
+
+def test_bad_input_is_counted_not_raised_outside_strict(configured, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("UNITWISE_STRICT", "0")
+    tracking.configure(url=configured, flush_interval=0.05)
+    assert tracking.record(provider="openai", model="gpt-4o", input_tokens=-5) is None
+    with tracking.track(provider="openai", model="gpt-4o") as call:
+        call.set_usage(output_tokens="many")
+    assert tracking.flush(10)
+    assert tracking.stats()["rejected"] == 2
+    assert rows(configured, calls.c.id) == []
+    assert "input_tokens must not be negative" in caplog.text
+
+
+def test_full_queue_drops_and_counts(store_url, tmp_path) -> None:
+    tracking.configure(
+        url=store_url,
+        queue_size=5,
+        batch_size=1000,
+        flush_interval=30,
+        journal_path=str(tmp_path / "j.jsonl"),
+    )
+    try:
+        ids = [tracking.record(provider="openai", model="gpt-4o", input_tokens=1) for _ in range(8)]
+        assert tracking.stats()["dropped"] == 3
+        assert tracking.flush(10)
+        assert len(rows(store_url, calls.c.id)) == 5
+        assert sum(i is not None for i in ids) == 8  # ids are returned; drops are in stats
+    finally:
+        tracking.shutdown()
+
+
+def test_kill_switch_turns_tracking_off(store_url, monkeypatch) -> None:
+    monkeypatch.setenv("UNITWISE_TRACKING", "off")
+    tracking.configure(url=store_url)
+    try:
+        assert tracking.record(provider="openai", model="gpt-4o", input_tokens=1) is None
+        with tracking.track(provider="openai", model="gpt-4o"):
+            pass
+        assert tracking.flush(1)
+        assert tracking.stats()["enabled"] is False
+        assert rows(store_url, calls.c.id) == []
+    finally:
+        monkeypatch.delenv("UNITWISE_TRACKING")
+        tracking.configure(url=store_url)
+        tracking.shutdown()
