@@ -93,10 +93,10 @@ def test_track_logs_latency_and_reraises_the_host_error(configured: str) -> None
         pass
 
     raised = HostError("boom")
-    with pytest.raises(HostError) as info:
-        with tracking.track(provider="openai", model="whisper-1", operation="transcription") as c:
-            c.set_usage(audio_seconds=330)
-            raise raised
+    whisper = tracking.track(provider="openai", model="whisper-1", operation="transcription")
+    with pytest.raises(HostError) as info, whisper as c:
+        c.set_usage(audio_seconds=330)
+        raise raised
     assert info.value is raised
     with tracking.track(provider="google", model="places-details", operation="lookup") as call:
         call.set_usage(requests=1)
