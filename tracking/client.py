@@ -144,6 +144,8 @@ def configure(
         _disabled["on"] = not settings.enabled
     if old is not None:
         old.writer.shutdown(old.settings.shutdown_timeout)
+    if _tracker is not None:
+        _tracker.writer.start_if_journal_pending()
 
 
 _disabled = {"on": False}
@@ -160,6 +162,7 @@ def get() -> Tracker | None:
             settings = build_settings()
             if settings.enabled:
                 _tracker = Tracker(settings)
+                _tracker.writer.start_if_journal_pending()
             else:
                 _disabled["on"] = True
         return _tracker

@@ -259,7 +259,10 @@ class Writer:
 
     # -- control -------------------------------------------------------------------------------
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything queued is in the store or the journal; False on timeout."""
+        """Wait until everything queued is in the store or the journal; False on timeout.
+
+        While the store answers, this includes replaying a journal left by an earlier outage.
+        """
         if self._pid != os.getpid():
             self._after_fork()
         if self._thread is None:
@@ -269,7 +272,7 @@ class Writer:
         deadline = time.monotonic() + timeout
         self._wake.set()
         with self._idle:
-            while self._queue or self._inflight:
+            while self._queue or self._inflight or (self._store_ok and self.journal.pending()):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -294,6 +297,12 @@ class Writer:
             self._engine.dispose()
         _live_writers.discard(self)
         return done and not leftover
+
+    def start_if_journal_pending(self) -> None:
+        """At start-up, replay what a crashed or cut-off process left in the journal."""
+        if self.journal.pending():
+            self._start()
+            self._wake.set()
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,210 @@
+"""The writer under stress: an outage and recovery, a crash, a fork, exit, idempotent batches."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+import tracking
+from tests.conftest import add_test_prices
+from tests.tcpproxy import TcpProxy
+from tracking.db import make_engine
+from tracking.events import CallEvent
+from tracking.schema import calls, daily_rollups
+from tracking.store import write_batch
+
+
+def counts(url: str) -> tuple[int, int, int]:
+    """(rows in calls, distinct ids, calls counted by the rollups)."""
+    eng = make_engine(url)
+    with eng.connect() as conn:
+        n = conn.execute(select(func.count()).select_from(calls)).scalar_one()
+        distinct = conn.execute(select(func.count(func.distinct(calls.c.id)))).scalar_one()
+        rolled = conn.execute(select(func.coalesce(func.sum(daily_rollups.c.calls), 0))).scalar()
+    eng.dispose()
+    return n, distinct, int(rolled)
+
+
+def wait_for(predicate, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def test_write_batch_twice_stores_each_call_once(engine) -> None:
+    events = [
+        CallEvent(
+            id=uuid.uuid4(),
+            occurred_at=datetime(2026, m, 3, tzinfo=UTC),
+            provider="openai",
+            model="gpt-4o",
+            input_tokens=5,
+        )
+        for m in (1, 2, 3)
+    ]
+    with engine.begin() as conn:
+        assert write_batch(conn, events) == 3
+    with engine.begin() as conn:
+        assert write_batch(conn, events + events) == 0
+    assert counts(str(engine.url.render_as_string(hide_password=False))) == (3, 3, 3)
+
+
+@pytest.mark.postgres
+def test_store_outage_spills_then_replays_without_loss_or_duplicates(pg_url, tmp_path) -> None:
+    from tracking.migrate import upgrade
+
+    upgrade(make_engine(pg_url))
+    proxy = TcpProxy(make_url(pg_url).port or 5432)
+    proxy.start()
+    via_proxy = make_url(pg_url).set(host="127.0.0.1", port=proxy.port)
+    url = via_proxy.render_as_string(hide_password=False)
+    eng = make_engine(pg_url)
+    with eng.begin() as conn:
+        for table in (calls, daily_rollups):
+            conn.execute(table.delete())
+    from tracking.schema import call_ids
+
+    with eng.begin() as conn:
+        conn.execute(call_ids.delete())
+    eng.dispose()
+    tracking.configure(url=url, journal_path=str(tmp_path / "j.jsonl"), flush_interval=0.05)
+    try:
+        for i in range(100):
+            tracking.record(provider="openai", model="gpt-4o", input_tokens=i + 1)
+        assert tracking.flush(10)
+        assert counts(pg_url) == (100, 100, 100)
+
+        proxy.stop()  # the store goes away
+        for i in range(200):
+            tracking.record(provider="openai", model="gpt-4o", input_tokens=i + 1)
+        assert tracking.flush(10)  # safe in the journal
+        stats = tracking.stats()
+        assert stats["spilled"] == 200 and stats["journal_pending"] and not stats["store_ok"]
+        assert counts(pg_url) == (100, 100, 100)
+
+        proxy.start()  # and comes back
+        for i in range(50):
+            tracking.record(provider="openai", model="gpt-4o", input_tokens=i + 1)
+        assert wait_for(lambda: counts(pg_url)[0] == 350), counts(pg_url)
+        assert tracking.flush(10)
+        assert counts(pg_url) == (350, 350, 350)
+        assert not tracking.stats()["journal_pending"]
+    finally:
+        tracking.shutdown()
+        proxy.stop()
+
+
+CRASHING_HOST = textwrap.dedent(
+    """
+    import os, signal, sys
+    import tracking
+    tracking.configure(url=sys.argv[1], journal_path=sys.argv[2], flush_interval=0.05)
+    for i in range(int(sys.argv[3])):
+        tracking.record(provider="openai", model="gpt-4o", input_tokens=i + 1, user_id="crash")
+    assert tracking.flush(15), tracking.stats()
+    print(tracking.stats()["spilled"], flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_journal_of_a_crashed_process_is_replayed_at_next_start(store_url, tmp_path) -> None:
+    add_test_prices(store_url)
+    journal = tmp_path / "journal.jsonl"
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("a file where the SQLite store's folder should be")
+    unreachable = (
+        "postgresql://postgres@127.0.0.1:1/nowhere"
+        if store_url.startswith("postgresql")
+        else f"sqlite:///{not_a_dir}/unitwise.db"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING_HOST, unreachable, str(journal), "300"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "UNITWISE_STRICT": "1"},
+    )
+    assert done.returncode == -9, done.stderr
+    assert done.stdout.strip() == "300"
+    assert journal.stat().st_size > 0
+
+    tracking.configure(url=store_url, journal_path=str(journal), flush_interval=0.05)
+    try:
+        assert tracking.flush(20)
+        assert counts(store_url) == (300, 300, 300)
+        assert tracking.stats()["replayed"] == 300
+        eng = make_engine(store_url)
+        with eng.connect() as conn:
+            unpriced = conn.execute(
+                select(func.count()).select_from(calls).where(calls.c.cost_usd.is_(None))
+            ).scalar_one()
+        eng.dispose()
+        assert unpriced == 0  # priced at replay with the store's prices
+    finally:
+        tracking.shutdown()
+    assert journal.stat().st_size == 0
+
+
+def test_forked_child_gets_its_own_writer_and_nothing_is_lost(configured: str) -> None:
+    for i in range(10):
+        tracking.record(provider="openai", model="gpt-4o", input_tokens=i + 1, feature="parent")
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            for i in range(7):
+                tracking.record(provider="openai", model="gpt-4o", input_tokens=1, feature="child")
+            code = 0 if tracking.flush(15) else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    for _ in range(3):
+        tracking.record(provider="openai", model="gpt-4o", input_tokens=1, feature="parent")
+    assert tracking.flush(15)
+    assert counts(configured) == (20, 20, 20)
+    eng = make_engine(configured)
+    with eng.connect() as conn:
+        by_feature = dict(
+            conn.execute(select(calls.c.feature, func.count()).group_by(calls.c.feature)).all()
+        )
+    eng.dispose()
+    assert by_feature == {"parent": 13, "child": 7}
+
+
+EXITING_HOST = textwrap.dedent(
+    """
+    import sys
+    import tracking
+    tracking.configure(url=sys.argv[1], journal_path=sys.argv[2], flush_interval=30)
+    for i in range(500):
+        tracking.record(provider="openai", model="gpt-4o", input_tokens=i + 1)
+    # no flush: the exit handler must deliver within its bound
+    """
+)
+
+
+def test_calls_are_flushed_at_exit_within_a_bound(store_url, tmp_path) -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", EXITING_HOST, store_url, str(tmp_path / "j.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert time.monotonic() - started < 15
+    assert counts(store_url) == (500, 500, 500)
