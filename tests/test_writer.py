@@ -165,7 +165,7 @@ def test_forked_child_gets_its_own_writer_and_nothing_is_lost(configured: str) -
     if pid == 0:  # the child
         code = 1
         try:
-            for i in range(7):
+            for _ in range(7):
                 tracking.record(provider="openai", model="gpt-4o", input_tokens=1, feature="child")
             code = 0 if tracking.flush(15) else 3
         finally:
