@@ -1,5 +1,7 @@
 """Writing a batch of calls: one transaction stores new calls and adds them to the daily rollups.
 
+PostgreSQL takes the COPY path of ``pg_copy``; SQLite takes multi-row inserts here.
+
 ``call_ids`` decides which events are new: an id already there (a retried batch, a replayed
 journal, the same ``call_id`` recorded twice) is skipped, and only new calls reach the rollups,
 so every write is idempotent.
@@ -12,15 +14,12 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, insert
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 from tracking.events import CallEvent
 from tracking.partitions import Month, ensure_months, month_of
+from tracking.pg_copy import write_new_calls
 from tracking.schema import ROLLUP_COUNTS, ROLLUP_KEYS, TOKEN_FIELDS, call_ids, calls, daily_rollups
-
-
-def _dialect_insert(conn: Connection, table: Any) -> Any:
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def rollup_rows(events: Iterable[CallEvent]) -> list[dict[str, Any]]:
@@ -67,8 +66,10 @@ def write_batch(
         ensure_months(conn, months - (known_months or set()))
         if known_months is not None:
             known_months |= months
+    if conn.dialect.name == "postgresql":
+        return write_new_calls(conn, list(unique.values()))
     guard = (
-        _dialect_insert(conn, call_ids)
+        sqlite.insert(call_ids)
         .on_conflict_do_nothing(index_elements=[call_ids.c.id])
         .returning(call_ids.c.id)
     )
@@ -81,7 +82,7 @@ def write_batch(
     if not fresh:
         return 0
     conn.execute(insert(calls), [e.to_row() for e in fresh])
-    upsert = _dialect_insert(conn, daily_rollups)
+    upsert = sqlite.insert(daily_rollups)
     added = (*ROLLUP_COUNTS, "cost_usd")
     upsert = upsert.on_conflict_do_update(
         index_elements=[daily_rollups.c[k] for k in ROLLUP_KEYS],
