@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tracking.db import make_engine, normalize_url
-from tracking.events import CallEvent
+from tracking.events import CallEvent, uuid7
 from tracking.migrate import upgrade
 
 ADMIN_URL = os.environ.get(
@@ -62,23 +62,36 @@ MODELS = [
 ]
 
 
-def make_events(n: int, days: int = 7, seed: int = 1) -> list[CallEvent]:
-    """Realistic-looking calls spread over the last ``days`` days, 200 users, 6 features."""
+def make_events(n: int, spread_seconds: int = 3600, seed: int = 1) -> list[CallEvent]:
+    """Live-looking calls of the last ``spread_seconds``: 2,000 users with heavy-tailed usage,
+    each on one or two of six features, each feature on its own model."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
-    features = ["chat", "summarize", "search", "transcribe", "speech", "embeddings"]
+    features = {
+        "chat": MODELS[0],
+        "summarize": MODELS[2],
+        "search": MODELS[1],
+        "transcribe": MODELS[3],
+        "speech": MODELS[1],
+        "embeddings": MODELS[1],
+    }
+    names = list(features)
+    users = [(f"u_{i}", rng.sample(names, rng.choice((1, 2)))) for i in range(2000)]
+    weights = [1 / (rank + 1) ** 1.1 for rank in range(len(users))]
+    picks = rng.choices(users, weights=weights, k=n)
     events = []
-    for _ in range(n):
-        provider, model = rng.choice(MODELS)
+    for user, user_features in picks:
+        feature = rng.choice(user_features)
+        provider, model = features[feature]
         inp = rng.randint(50, 4000)
         events.append(
             CallEvent(
-                id=uuid.uuid4(),
-                occurred_at=now - timedelta(seconds=rng.randint(0, days * 86400)),
+                id=uuid7(),
+                occurred_at=now - timedelta(seconds=rng.randint(0, spread_seconds)),
                 provider=provider,
                 model=model,
-                user_id=f"u_{rng.randint(1, 200)}",
-                feature=rng.choice(features),
+                user_id=user,
+                feature=feature,
                 input_tokens=inp,
                 cache_read_tokens=inp // 2 if rng.random() < 0.3 else 0,
                 output_tokens=rng.randint(10, 800),

@@ -49,7 +49,7 @@ class Settings:
     url: str
     journal_path: Path
     queue_size: int = 100_000
-    batch_size: int = 5_000
+    batch_size: int = 10_000
     flush_interval: float = 0.5
     shutdown_timeout: float = 5.0
     price_refresh_interval: float = 60.0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -131,10 +133,25 @@ def money(field: str, value: object) -> Decimal | None:
     return result
 
 
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (RFC 9562 version 7): new ids land at the end of the id indexes,
+    which keeps PostgreSQL's inserts sequential instead of scattered."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (
+        (millis << 80)
+        | (0x7 << 76)
+        | (((rand >> 68) & 0xFFF) << 64)
+        | (0b10 << 62)
+        | (rand & ((1 << 62) - 1))
+    )
+    return uuid.UUID(int=value)
+
+
 def call_uuid(value: object) -> uuid.UUID:
     """The caller's call_id as a UUID; any other string maps to a stable UUID of its own."""
     if value is None:
-        return uuid.uuid4()
+        return uuid7()
     if isinstance(value, uuid.UUID):
         return value
     if isinstance(value, str) and value.strip():

@@ -10,6 +10,7 @@ so every write is idempotent.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +19,7 @@ from sqlalchemy.dialects import sqlite
 
 from tracking.events import CallEvent
 from tracking.partitions import Month, ensure_months, month_of
-from tracking.pg_copy import write_new_calls
+from tracking.pg_copy import copy_text, write_new_calls
 from tracking.schema import ROLLUP_COUNTS, ROLLUP_KEYS, TOKEN_FIELDS, call_ids, calls, daily_rollups
 
 
@@ -49,25 +50,48 @@ def rollup_rows(events: Iterable[CallEvent]) -> list[dict[str, Any]]:
     return [totals[key] for key in sorted(totals)]
 
 
-def write_batch(
-    conn: Connection, events: Sequence[CallEvent], known_months: set[Month] | None = None
-) -> int:
-    """Store the events not stored yet and add them to the rollups; returns how many were new.
+@dataclass
+class PreparedBatch:
+    """A batch ready to write: unique by id, its months known, its COPY text made (PostgreSQL).
 
-    Runs inside the caller's transaction, so a failure leaves nothing behind.
+    Preparing is pure CPU work, so the writer prepares the next batch while this one is written.
     """
+
+    events: list[CallEvent]
+    months: set[Month]
+    copy_text: str | None = None
+
+
+def prepare_batch(events: Sequence[CallEvent], for_postgres: bool) -> PreparedBatch:
     unique: dict[Any, CallEvent] = {}
     for e in events:
         unique.setdefault(e.id, e)
-    if not unique:
+    batch = list(unique.values())
+    months = {month_of(e.occurred_at) for e in batch}
+    return PreparedBatch(batch, months, copy_text(batch) if for_postgres and batch else None)
+
+
+def write_batch(
+    conn: Connection,
+    events: Sequence[CallEvent] | PreparedBatch,
+    known_months: set[Month] | None = None,
+) -> int:
+    """Store the events not stored yet and add them to the rollups; returns how many were new.
+
+    Runs inside the caller's transaction, so a failure leaves nothing behind (the caller must
+    then forget ``known_months``, as the writer does).
+    """
+    postgres = conn.dialect.name == "postgresql"
+    batch = events if isinstance(events, PreparedBatch) else prepare_batch(events, postgres)
+    if not batch.events:
         return 0
-    months = {month_of(e.occurred_at) for e in unique.values()}
-    if known_months is None or not months <= known_months:
-        ensure_months(conn, months - (known_months or set()))
+    if known_months is None or not batch.months <= known_months:
+        ensure_months(conn, batch.months - (known_months or set()))
         if known_months is not None:
-            known_months |= months
-    if conn.dialect.name == "postgresql":
-        return write_new_calls(conn, list(unique.values()))
+            known_months |= batch.months
+    if postgres:
+        text = batch.copy_text if batch.copy_text is not None else copy_text(batch.events)
+        return write_new_calls(conn, text)
     guard = (
         sqlite.insert(call_ids)
         .on_conflict_do_nothing(index_elements=[call_ids.c.id])
@@ -75,10 +99,10 @@ def write_batch(
     )
     new_ids = set(
         conn.execute(
-            guard, [{"id": e.id, "occurred_at": e.occurred_at} for e in unique.values()]
+            guard, [{"id": e.id, "occurred_at": e.occurred_at} for e in batch.events]
         ).scalars()
     )
-    fresh = [e for e in unique.values() if e.id in new_ids]
+    fresh = [e for e in batch.events if e.id in new_ids]
     if not fresh:
         return 0
     conn.execute(insert(calls), [e.to_row() for e in fresh])

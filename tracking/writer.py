@@ -16,17 +16,18 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import Engine, inspect
 
 from tracking.config import Settings
-from tracking.db import make_engine
+from tracking.db import make_engine, normalize_url
 from tracking.events import CallEvent
 from tracking.journal import Journal
 from tracking.partitions import Month
 from tracking.pricing import PriceBook, load_price_book
-from tracking.store import write_batch
+from tracking.store import PreparedBatch, prepare_batch, write_batch
 
 log = logging.getLogger("unitwise")
 
@@ -67,6 +68,7 @@ class Writer:
         }
         self.last_error: str | None = None
         self.logs = RateLimitedLog()
+        self._postgres = normalize_url(settings.url).get_backend_name() == "postgresql"
         self._init_runtime()
         _live_writers.add(self)
 
@@ -86,6 +88,7 @@ class Writer:
         self._next_retry = 0.0
         self._backoff = 0.5
         self._next_price_refresh = 0.0
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- the caller's side: no I/O -------------------------------------------------------------
     def put(self, event: CallEvent) -> bool:
@@ -141,45 +144,78 @@ class Writer:
             self.refresh_prices()
         if self.journal.pending() and (self._store_ok or now >= self._next_retry):
             self._replay_journal()
-        while self._queue:
-            batch = self._take()
-            try:
-                self._deliver(batch)
-            finally:
-                with self._idle:
-                    self._inflight = 0
-                    self._idle.notify_all()
+        self._drain()
         with self._idle:
             self._idle.notify_all()
+
+    def _drain(self) -> None:
+        """Write batches until the queue is empty, preparing the next while one is written."""
+        current = self._prepare(self._take()) if self._queue else None
+        while current is not None:
+            upcoming: Future[PreparedBatch | list[CallEvent]] | None = None
+            if self._queue:
+                following = self._take()
+                try:
+                    upcoming = self._preparer().submit(self._prepare, following)
+                except RuntimeError:  # interpreter shutting down: prepare here instead
+                    upcoming = _done_future(self._prepare(following))
+            size = len(current.events) if isinstance(current, PreparedBatch) else len(current)
+            try:
+                self._deliver(current)
+            finally:
+                self._finished(size)
+            current = upcoming.result() if upcoming is not None else None
+
+    def _preparer(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="unitwise-prepare")
+        return self._pool
 
     def _take(self) -> list[CallEvent]:
         batch: list[CallEvent] = []
         with self._idle:
             while self._queue and len(batch) < self.settings.batch_size:
                 batch.append(self._queue.popleft())
-            self._inflight = len(batch)
+            self._inflight += len(batch)
         return batch
 
-    def _deliver(self, batch: list[CallEvent]) -> None:
-        self._price(batch)
+    def _finished(self, size: int) -> None:
+        with self._idle:
+            self._inflight -= size
+            self._idle.notify_all()
+
+    def _prepare(self, events: list[CallEvent]) -> PreparedBatch | list[CallEvent]:
+        """Price and serialise a batch; on any bug, hand back the plain events (never lose them)."""
+        try:
+            self._price(events)
+            return prepare_batch(events, self._postgres)
+        except Exception as exc:
+            log.exception("unitwise: preparing a batch failed, writing it plainly: %s", exc)
+            return events
+
+    def _deliver(self, batch: PreparedBatch | list[CallEvent]) -> None:
+        events = batch.events if isinstance(batch, PreparedBatch) else batch
         if not self._store_ok and time.monotonic() < self._next_retry:
-            self._spill(batch)
+            self._spill(events)
             return
         if self.journal.pending():  # keep order: older journaled calls go first
-            self._spill(batch)
+            self._spill(events)
             self._replay_journal()
             return
         try:
             self._write(batch)
         except Exception as exc:
             self._store_down(exc)
-            self._spill(batch)
+            self._spill(events)
 
-    def _write(self, batch: list[CallEvent]) -> int:
+    def _write(self, batch: PreparedBatch | list[CallEvent]) -> int:
         with self.engine.begin() as conn:
             new = write_batch(conn, batch, self._known_months)
+        size = (
+            len(batch.events) if isinstance(batch, PreparedBatch) else len(set(e.id for e in batch))
+        )
         self.counters["written"] += new
-        self.counters["duplicates"] += len(batch) - new
+        self.counters["duplicates"] += size - new
         self._store_up()
         return new
 
@@ -293,6 +329,8 @@ class Writer:
             leftover.append(self._queue.popleft())
         if leftover:
             self._spill(leftover)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
         if self._engine is not None and (self._thread is None or not self._thread.is_alive()):
             self._engine.dispose()
         _live_writers.discard(self)
@@ -325,6 +363,12 @@ def price_event(book: PriceBook, event: CallEvent) -> None:
     event.price_version_id = quote.version_id
     event.cost_source = "computed" if quote.cost is not None else None
     event.priced = True
+
+
+def _done_future(value: PreparedBatch | list[CallEvent]) -> Future[PreparedBatch | list[CallEvent]]:
+    future: Future[PreparedBatch | list[CallEvent]] = Future()
+    future.set_result(value)
+    return future
 
 
 _live_writers: weakref.WeakSet[Writer] = weakref.WeakSet()

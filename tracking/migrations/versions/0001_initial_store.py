@@ -25,7 +25,6 @@ def upgrade() -> None:
         sa.Column("occurred_at", tracking.sqltypes.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_call_ids")),
     )
-    op.create_index("ix_call_ids_occurred_at", "call_ids", ["occurred_at"])
 
     op.create_table(
         "calls",
@@ -59,7 +58,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_calls_feature_occurred_at", "calls", ["feature", "occurred_at"])
     op.create_index("ix_calls_model_occurred_at", "calls", ["model", "occurred_at"])
-    op.create_index("ix_calls_occurred_at", "calls", ["occurred_at"])
+    op.create_index("ix_calls_occurred_at", "calls", ["occurred_at"], postgresql_using="brin")
     op.create_index("ix_calls_user_id_occurred_at", "calls", ["user_id", "occurred_at"])
 
     op.create_table(
@@ -142,6 +141,5 @@ def downgrade() -> None:
     op.drop_index("ix_calls_feature_occurred_at", table_name="calls")
 
     op.drop_table("calls")
-    op.drop_index("ix_call_ids_occurred_at", table_name="call_ids")
 
     op.drop_table("call_ids")
