@@ -23,7 +23,7 @@ ADMIN_URL = os.environ.get(
 
 
 @contextmanager
-def fresh_pg(catalogue: bool = True) -> Iterator[str]:
+def fresh_pg(catalogue: bool = False) -> Iterator[str]:
     """A new, migrated PostgreSQL database (with the price catalogue), dropped afterwards."""
     name = f"unitwise_bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(normalize_url(ADMIN_URL), isolation_level="AUTOCOMMIT")
@@ -33,11 +33,13 @@ def fresh_pg(catalogue: bool = True) -> Iterator[str]:
     rendered = url.render_as_string(hide_password=False)
     engine = make_engine(rendered)
     upgrade(engine)
-    if catalogue:
-        from tracking.catalogue import load_catalogue
+    with engine.begin() as conn:
+        if catalogue:
+            from tracking.catalogue import load_catalogue
 
-        with engine.begin() as conn:
             load_catalogue(conn)
+        else:  # the few models the benchmarks use, at their list prices
+            add_bench_prices(conn)
     engine.dispose()
     try:
         yield rendered
@@ -52,6 +54,49 @@ def fresh_pg(catalogue: bool = True) -> Iterator[str]:
             )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+def add_bench_prices(conn) -> None:
+    from decimal import Decimal
+
+    from tracking.price_store import RateRow, add_version
+
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    per_m = 1_000_000
+    for provider, model, rates in [
+        (
+            "openai",
+            "gpt-4o",
+            (("input_tokens", "2.5"), ("cache_read_tokens", "1.25"), ("output_tokens", "10")),
+        ),
+        (
+            "openai",
+            "gpt-4o-mini",
+            (("input_tokens", "0.15"), ("cache_read_tokens", "0.075"), ("output_tokens", "0.6")),
+        ),
+        (
+            "anthropic",
+            "claude-3-5-sonnet-20241022",
+            (("input_tokens", "3"), ("cache_read_tokens", "0.3"), ("output_tokens", "15")),
+        ),
+        ("google", "gemini-1.5-pro", (("input_tokens", "1.25"), ("output_tokens", "5"))),
+    ]:
+        add_version(
+            conn,
+            provider,
+            model,
+            start,
+            [RateRow(unit, Decimal(rate), per_m) for unit, rate in rates],
+            source="bench",
+        )
+    add_version(
+        conn,
+        "openai",
+        "whisper-1",
+        start,
+        [RateRow("audio_seconds", Decimal("0.006"), 60)],
+        source="bench",
+    )
 
 
 MODELS = [

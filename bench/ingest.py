@@ -62,7 +62,7 @@ def main() -> None:
     events = make_events(args.calls)
     import tempfile
 
-    with fresh_pg(catalogue=False) as url, tempfile.TemporaryDirectory() as tmp:
+    with fresh_pg() as url, tempfile.TemporaryDirectory() as tmp:
         engine = make_engine(url)
         with engine.connect() as conn:
             book = load_price_book(conn)

@@ -50,11 +50,12 @@ class Tracker:
         attribution = context.current()
         extra_units = fields.get("units") or {}
         units = {str(k): amount(str(k), v) for k, v in extra_units.items() if v is not None}
-        tags = dict(attribution.tags)
         if fields.get("tags"):
             if not isinstance(fields["tags"], dict):
                 raise ValueError("tags must be a dict of JSON values")
-            tags.update(fields["tags"])
+            tags = tags_of({**attribution.tags, **fields["tags"]}, self.settings.max_tags_bytes)
+        else:
+            tags = self._block_tags(attribution)
         user_id = fields.get("user_id")
         feature = fields.get("feature")
         event = CallEvent(
@@ -73,7 +74,7 @@ class Tracker:
             request_id=_name("request_id", fields.get("request_id")),
             units=units or None,
             batch=bool(fields.get("batch", False)),
-            tags=tags_of(tags, self.settings.max_tags_bytes),
+            tags=tags,
             environment=_name(
                 "environment", fields.get("environment") or self.settings.environment
             ),
@@ -87,6 +88,16 @@ class Tracker:
             event.cost_source = "provider"
             event.priced = True
         return event
+
+    def _block_tags(self, attribution: context.Attribution) -> dict[str, Any] | None:
+        """The tags of an ``attribute`` block, validated once and shared by its calls."""
+        if not attribution.tags:
+            return None
+        cached = attribution.checked_tags.get("tags")
+        if cached is None:
+            checked = tags_of(dict(attribution.tags), self.settings.max_tags_bytes) or {}
+            attribution.checked_tags["tags"] = cached = checked
+        return cached or None
 
     def emit(self, event: CallEvent) -> None:
         book = self.writer.book

@@ -18,6 +18,10 @@ class Attribution:
     user_id: str | None = None
     feature: str | None = None
     tags: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    # the tags as a plain dict, validated once per block rather than once per call
+    checked_tags: dict[str, dict[str, object]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 EMPTY = Attribution()

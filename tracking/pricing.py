@@ -41,8 +41,12 @@ class PriceVersion:
     # (unit, variant) -> tiers, highest ``tier_above`` first
     rates: dict[tuple[str, str], list[Rate]] = field(default_factory=dict)
 
-    def units(self) -> set[str]:
-        return {unit for unit, _ in self.rates}
+    def units(self) -> frozenset[str]:
+        """The units this version prices (computed once: versions are not changed once loaded)."""
+        found = self.__dict__.get("_units")
+        if found is None:
+            found = self.__dict__["_units"] = frozenset(unit for unit, _ in self.rates)
+        return found
 
     def rate_for(self, unit: str, input_tokens: int, batch: bool) -> Rate | None:
         tiers = None
@@ -70,7 +74,7 @@ UNPRICED = Quote(None, None)
 
 
 def billable_counts(
-    usage: Mapping[str, int | float | Decimal | None], priced_units: set[str]
+    usage: Mapping[str, int | float | Decimal | None], priced_units: frozenset[str]
 ) -> dict[str, Decimal]:
     """Counts per priced unit, with cache parts taken out of input only when priced on their own."""
     counts: dict[str, Decimal] = {}
