@@ -1,0 +1,1 @@
+"""The Unitwise app's code: the Streamlit entry script, queries, calculations, charts."""
