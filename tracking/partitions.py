@@ -101,6 +101,8 @@ def apply_retention(
     """
     if keep_months < 1:
         raise ValueError("keep_months must be at least 1")
+    if archive and conn.dialect.name != "postgresql":
+        raise ValueError("archiving detaches partitions, which needs PostgreSQL; drop instead")
     now = now or datetime.now(UTC)
     cutoff_month = month_of(now)
     for _ in range(keep_months - 1):
