@@ -1,11 +1,15 @@
 # The two commands of the README: `make run` and `make test`. Needs only Python 3.11+.
-PYTHON ?= $(shell command -v python3.13 || command -v python3.12 || command -v python3.11 || command -v python3)
+# the first interpreter that really runs and is 3.11+ (pyenv shims can name versions not installed)
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && echo $$p && break; \
+	done)
 VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: run test lint format bench clean
 
 $(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "Python 3.11+ is needed: none found on PATH" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
