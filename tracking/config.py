@@ -6,13 +6,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from platformdirs import user_data_dir
-
 ENV_URL = ("UNITWISE_DATABASE_URL", "DATABASE_URL")
 
 
 def data_dir() -> Path:
     """Where the embedded store and the journal live unless told otherwise."""
+    from platformdirs import user_data_dir
+
     return Path(os.environ.get("UNITWISE_DATA_DIR") or user_data_dir("unitwise", appauthor=False))
 
 
