@@ -9,6 +9,7 @@ import textwrap
 import time
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
@@ -208,3 +209,118 @@ def test_calls_are_flushed_at_exit_within_a_bound(store_url, tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 15
     assert counts(store_url) == (500, 500, 500)
+
+
+BLACK_HOLE_HOST = textwrap.dedent(
+    """
+    import sys
+    import tracking
+    tracking.configure(url=sys.argv[1], journal_path=sys.argv[2], shutdown_timeout=2)
+    for i in range(400):
+        tracking.record(provider="openai", model="gpt-4o", input_tokens=i + 1)
+    # exit: the store never answers, so the exit handler must give up in time and journal all
+    """
+)
+
+
+def test_exit_against_a_store_that_never_answers_is_bounded_and_journals_all(
+    pg_url: str, tmp_path
+) -> None:
+    import socket
+    import threading
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)
+    accepted: list[socket.socket] = []
+    threading.Thread(
+        target=lambda: accepted.extend(iter(lambda: hole.accept()[0], None)), daemon=True
+    ).start()
+    silent = f"postgresql://postgres@127.0.0.1:{hole.getsockname()[1]}/x"
+    journal = tmp_path / "journal.jsonl"
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", BLACK_HOLE_HOST, silent, str(journal)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - started
+    hole.close()
+    assert done.returncode == 0, done.stderr
+    assert elapsed < 15  # bounded: shutdown_timeout plus start-up, not the connect timeout chain
+    assert len(journal.read_text().splitlines()) == 400
+
+    from tracking.migrate import upgrade
+
+    upgrade(make_engine(pg_url))
+    eng = make_engine(pg_url)
+    with eng.begin() as conn:
+        from tracking.schema import call_ids
+
+        for table in (calls, call_ids, daily_rollups):
+            conn.execute(table.delete())
+    eng.dispose()
+    tracking.configure(url=pg_url, journal_path=str(journal), flush_interval=0.05)
+    try:
+        assert tracking.flush(20)
+        assert counts(pg_url) == (400, 400, 400)
+    finally:
+        tracking.shutdown()
+
+
+def test_a_torn_journal_line_is_kept_aside_and_the_rest_replayed(store_url, tmp_path) -> None:
+    from tracking.journal import Journal
+
+    journal = Journal(tmp_path / "journal.jsonl")
+    events = [
+        CallEvent(
+            id=uuid.uuid4(),
+            occurred_at=datetime(2026, 5, 1, tzinfo=UTC),
+            provider="openai",
+            model="gpt-4o",
+            input_tokens=3,
+        )
+        for _ in range(5)
+    ]
+    journal.append(events)
+    with open(journal.path, "a") as handle:
+        handle.write('{"id": "torn by a cra')  # a crash in the middle of a write
+    tracking.configure(url=store_url, journal_path=str(journal.path), flush_interval=0.05)
+    try:
+        assert tracking.flush(20)
+    finally:
+        tracking.shutdown()
+    assert counts(store_url) == (5, 5, 5)
+    assert journal.path.with_suffix(".jsonl.bad").read_text().startswith('{"id": "torn')
+    assert not journal.pending()
+
+
+def test_prices_added_later_are_used_after_the_background_refresh(store_url, tmp_path) -> None:
+    tracking.configure(
+        url=store_url,
+        journal_path=str(tmp_path / "j.jsonl"),
+        flush_interval=0.05,
+        price_refresh_interval=0.2,
+    )
+    try:
+        tracking.record(provider="openai", model="gpt-4o", input_tokens=1_000_000)
+        assert tracking.flush(10)
+        add_test_prices(store_url)
+        assert wait_for(
+            lambda: (
+                tracking.stats()["prices_loaded"]
+                and tracking.client.get().writer.book is not None
+                and len(tracking.client.get().writer.book) > 0
+            ),
+            10,
+        )
+        tracking.record(provider="openai", model="gpt-4o", input_tokens=1_000_000)
+        assert tracking.flush(10)
+    finally:
+        tracking.shutdown()
+    eng = make_engine(store_url)
+    with eng.connect() as conn:
+        costs = conn.execute(select(calls.c.cost_usd).order_by(calls.c.occurred_at)).scalars()
+        assert list(costs) == [None, Decimal("2.5")]
+    eng.dispose()

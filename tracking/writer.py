@@ -82,6 +82,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._inflight = 0
+        self._held: list[list[CallEvent]] = []  # batches taken from the queue, not yet stored
         self._engine: Engine | None = None
         self._known_months: set[Month] = set()
         self._store_ok = True
@@ -150,20 +151,21 @@ class Writer:
 
     def _drain(self) -> None:
         """Write batches until the queue is empty, preparing the next while one is written."""
-        current = self._prepare(self._take()) if self._queue else None
-        while current is not None:
+        taken = self._take() if self._queue else None
+        current = self._prepare(taken) if taken is not None else None
+        while taken is not None and current is not None:
             upcoming: Future[PreparedBatch | list[CallEvent]] | None = None
-            if self._queue:
-                following = self._take()
+            following = self._take() if self._queue else None
+            if following is not None:
                 try:
                     upcoming = self._preparer().submit(self._prepare, following)
                 except RuntimeError:  # interpreter shutting down: prepare here instead
                     upcoming = _done_future(self._prepare(following))
-            size = len(current.events) if isinstance(current, PreparedBatch) else len(current)
             try:
                 self._deliver(current)
             finally:
-                self._finished(size)
+                self._finished(taken)
+            taken = following
             current = upcoming.result() if upcoming is not None else None
 
     def _preparer(self) -> ThreadPoolExecutor:
@@ -177,11 +179,13 @@ class Writer:
             while self._queue and len(batch) < self.settings.batch_size:
                 batch.append(self._queue.popleft())
             self._inflight += len(batch)
+            self._held.append(batch)
         return batch
 
-    def _finished(self, size: int) -> None:
+    def _finished(self, batch: list[CallEvent]) -> None:
         with self._idle:
-            self._inflight -= size
+            self._inflight -= len(batch)
+            self._held = [held for held in self._held if held is not batch]
             self._idle.notify_all()
 
     def _prepare(self, events: list[CallEvent]) -> PreparedBatch | list[CallEvent]:
@@ -325,6 +329,12 @@ class Writer:
         if self._thread is not None:
             self._thread.join(max(0.1, timeout / 2) if not done else timeout)
         leftover: list[CallEvent] = []
+        if self._thread is not None and self._thread.is_alive():
+            # the writer is stuck (a store that does not answer): journal what it holds too;
+            # should it still get through, the ids make the second write a no-op
+            with self._idle:
+                for batch in self._held:
+                    leftover.extend(batch)
         while self._queue:
             leftover.append(self._queue.popleft())
         if leftover:
