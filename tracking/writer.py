@@ -97,7 +97,8 @@ class Writer:
         if self._pid != os.getpid():
             self._after_fork()
         if len(self._queue) >= self.settings.queue_size:
-            self.counters["dropped"] += 1
+            with self._start_lock:  # exact count across host threads (a rare path)
+                self.counters["dropped"] += 1
             self.logs.warning("drop", "unitwise: queue full (%d), call dropped", len(self._queue))
             return False
         self._queue.append(event)
