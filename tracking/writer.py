@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine
 
 from tracking.config import Settings
 from tracking.db import make_engine, normalize_url
@@ -90,6 +90,7 @@ class Writer:
         self._backoff = 0.5
         self._next_price_refresh = 0.0
         self._pool: ThreadPoolExecutor | None = None
+        self._migrated = False
 
     # -- the caller's side: no I/O -------------------------------------------------------------
     def put(self, event: CallEvent) -> bool:
@@ -253,6 +254,8 @@ class Writer:
     def _store_down(self, exc: BaseException) -> None:
         self.counters["write_failures"] += 1
         self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        if "does not exist" in self.last_error or "no such table" in self.last_error:
+            self.last_error += " (run: python -m tracking migrate --url ...)"
         if self._store_ok:
             self._backoff = 0.5
         else:
@@ -274,21 +277,21 @@ class Writer:
         """Reload the price book (at most a refresh interval stale); keep the old one on error."""
         self._next_price_refresh = time.monotonic() + self.settings.price_refresh_interval
         try:
+            if not self._postgres and not self._migrated:
+                self._migrate_embedded()
             with self.engine.connect() as conn:
-                if self.engine.dialect.name == "sqlite" and not inspect(conn).has_table("prices"):
-                    conn.close()
-                    self._migrate_embedded()
-                    return self.refresh_prices()
                 self.book = load_price_book(conn)
         except Exception as exc:
             self._next_price_refresh = time.monotonic() + min(self._backoff * 2, MAX_BACKOFF)
             self.logs.warning("prices", "unitwise: could not load prices: %s", exc)
 
     def _migrate_embedded(self) -> None:
-        """The embedded SQLite store builds its own schema; a shared store is migrated by ops."""
+        """The embedded SQLite store keeps its own schema current; a shared PostgreSQL store is
+        migrated by whoever runs it (``python -m tracking migrate``)."""
         from tracking.migrate import upgrade
 
         upgrade(self.engine)
+        self._migrated = True
 
     def _price(self, events: list[CallEvent]) -> None:
         book = self.book
