@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import streamlit as st
+from sqlalchemy import Engine
 from streamlit.connections import SQLConnection
 
 from tracking.config import resolve_url
@@ -20,8 +21,13 @@ def store_url() -> str:
     return normalize_url(resolve_url(secret)).render_as_string(hide_password=False)
 
 
-def connection() -> SQLConnection:
-    return st.connection("sql", type="sql", url=store_url())
+def connection(url: str | None = None) -> SQLConnection:
+    """The shared connection (Streamlit caches it per URL for the whole server)."""
+    return st.connection("sql", type="sql", url=url or store_url())
+
+
+def engine(url: str | None = None) -> Engine:
+    return connection(url).engine
 
 
 def store_label() -> str:

@@ -45,6 +45,7 @@ FEATURES = (
     Feature("speech", "openai", "tts-1", "speech", 0.05),
     Feature("embeddings", "openai", "text-embedding-3-small", "embedding", 0.15),
 )
+APP_CALLS, APP_DAYS, DEFAULT_SEED = 50_000, 60, 7  # what the app's button and `make run` load
 ERRORS = ("RateLimitError", "APITimeoutError", "BadRequestError", "InternalServerError")
 
 
@@ -152,9 +153,9 @@ def is_empty(engine: Engine) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dashboard.demo", description=__doc__)
     parser.add_argument("--url", help="database URL (default: as tracking.configure)")
-    parser.add_argument("--calls", type=int, default=50_000)
-    parser.add_argument("--days", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=APP_CALLS)
+    parser.add_argument("--days", type=int, default=APP_DAYS)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--if-empty", action="store_true", help="only when no call is stored")
     args = parser.parse_args(argv)
     if args.calls < 1 or args.days < 1:

@@ -1,14 +1,88 @@
-"""Parameterised reads of the store, returning plain values or DataFrames. No SQL elsewhere."""
+"""Parameterised reads of the store, returning plain values or DataFrames. No SQL elsewhere.
+
+Every page reads ``daily_rollups`` (one row per day, user, feature, provider and model), so its
+cost grows with the groups shown, not with the calls stored. Raw ``calls`` are read only for a
+drill-down (one page of calls at a time) and for latency percentiles (a bounded sample). Filters
+are always bound parameters built with SQLAlchemy Core. Money is summed in SQL (exact Decimals).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Engine, func, select
+import pandas as pd
+from sqlalchemy import Date, Engine, and_, case, cast, func, select, tablesample
+from sqlalchemy.sql import ColumnElement
 
-from tracking.schema import daily_rollups, price_versions
+from tracking.schema import calls, daily_rollups, price_versions
+
+GROUPS = ("user", "feature", "provider", "model", "day")
+_GROUP_COLUMN = {"user": "user_id", "feature": "feature", "provider": "provider", "model": "model"}
+MAX_GROUPS = 1000  # rows a group-by returns at most (the most expensive first)
+LATENCY_SAMPLE = 50_000  # raw calls read at most for latency percentiles
+DRILL_PAGE = 50
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the sidebar (and the Costs page) narrows the data to. Empty tuples mean "all"."""
+
+    start: date
+    end: date  # inclusive
+    providers: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = field(default=())  # (key, value): raw calls only
+
+    def with_dates(self, start: date, end: date) -> Filters:
+        return Filters(
+            start, end, self.providers, self.models, self.features, self.users, self.tags
+        )
+
+
+def _rollup_where(f: Filters, dates: bool = True) -> list[ColumnElement[bool]]:
+    r = daily_rollups.c
+    where: list[ColumnElement[bool]] = []
+    if dates:
+        where += [r.day >= f.start, r.day <= f.end]
+    for column, values in (
+        (r.provider, f.providers),
+        (r.model, f.models),
+        (r.feature, f.features),
+        (r.user_id, f.users),
+    ):
+        if values:
+            where.append(column.in_(values))
+    return where
+
+
+def _calls_where(f: Filters, c: Any = calls.c) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = [
+        c.occurred_at >= datetime.combine(f.start, time(), UTC),
+        c.occurred_at < datetime.combine(f.end + timedelta(days=1), time(), UTC),
+    ]
+    for column, values in (
+        (c.provider, f.providers),
+        (c.model, f.models),
+        (c.feature, f.features),
+        (c.user_id, f.users),
+    ):
+        if values:
+            where.append(column.in_(values))
+    for key, value in f.tags:
+        where.append(c.tags[key].as_string() == value)
+    return where
+
+
+def _money(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(value or 0)
+
+
+# --- what the store holds --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -37,9 +111,264 @@ def store_summary(engine: Engine) -> StoreSummary:
         versions = conn.execute(select(func.count()).select_from(price_versions)).scalar_one()
     return StoreSummary(
         calls=int(row[0]),
-        cost_usd=row[1] if row[1] is not None else Decimal(0),
+        cost_usd=_money(row[1]),
         unpriced_calls=int(row[2]),
         first_day=row[3],
         last_day=row[4],
         price_versions=int(versions),
     )
+
+
+def filter_options(engine: Engine) -> dict[str, list[str]]:
+    """The providers, models and features that have calls (for the sidebar's choices)."""
+    r = daily_rollups.c
+    found: dict[str, list[str]] = {}
+    with engine.connect() as conn:
+        for name, column in (("provider", r.provider), ("model", r.model), ("feature", r.feature)):
+            rows = conn.execute(select(column).where(column != "").distinct().order_by(column))
+            found[name] = [str(v) for v in rows.scalars()]
+    return found
+
+
+# --- totals and breakdowns from the rollups --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Totals:
+    calls: int
+    error_calls: int
+    unpriced_calls: int
+    cost_usd: Decimal
+    input_tokens: int
+    output_tokens: int
+
+    @property
+    def error_rate(self) -> float:
+        return self.error_calls / self.calls if self.calls else 0.0
+
+
+def totals(engine: Engine, f: Filters) -> Totals:
+    r = daily_rollups.c
+    query = select(
+        func.coalesce(func.sum(r.calls), 0),
+        func.coalesce(func.sum(r.error_calls), 0),
+        func.coalesce(func.sum(r.unpriced_calls), 0),
+        func.sum(r.cost_usd),
+        func.coalesce(func.sum(r.input_tokens), 0),
+        func.coalesce(func.sum(r.output_tokens), 0),
+    ).where(*_rollup_where(f))
+    with engine.connect() as conn:
+        row = conn.execute(query).one()
+    return Totals(int(row[0]), int(row[1]), int(row[2]), _money(row[3]), int(row[4]), int(row[5]))
+
+
+def daily_cost(engine: Engine, f: Filters, start: date, end: date) -> dict[date, Decimal]:
+    """Cost per day from ``start`` to ``end`` (inclusive), for the sidebar's other filters."""
+    r = daily_rollups.c
+    query = (
+        select(r.day, func.sum(r.cost_usd))
+        .where(r.day >= start, r.day <= end, *_rollup_where(f, dates=False))
+        .group_by(r.day)
+    )
+    with engine.connect() as conn:
+        return {row[0]: _money(row[1]) for row in conn.execute(query)}
+
+
+def daily_by_provider(engine: Engine, f: Filters) -> pd.DataFrame:
+    """One row per day and provider: calls and cost (cost as float, for charts)."""
+    r = daily_rollups.c
+    query = (
+        select(r.day, r.provider, func.sum(r.calls), func.sum(r.cost_usd))
+        .where(*_rollup_where(f))
+        .group_by(r.day, r.provider)
+        .order_by(r.day, r.provider)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return pd.DataFrame(
+        [(d, p, int(n), float(_money(c))) for d, p, n, c in rows],
+        columns=["day", "provider", "calls", "cost_usd"],
+    )
+
+
+def cost_by(engine: Engine, f: Filters, group: str, limit: int = MAX_GROUPS) -> pd.DataFrame:
+    """Calls, errors, unpriced calls, tokens and cost per group, most expensive first.
+
+    With tag filters the rollups cannot answer (they have no tags), so the raw calls of the date
+    range are grouped instead: slower, and said so on the page.
+    """
+    if group not in GROUPS:
+        raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+    if f.tags:
+        return _cost_by_from_calls(engine, f, group, limit)
+    r = daily_rollups.c
+    key = r.day if group == "day" else r[_GROUP_COLUMN[group]]
+    cost = func.sum(r.cost_usd)
+    query = (
+        select(
+            key.label(group),
+            func.sum(r.calls),
+            func.sum(r.error_calls),
+            func.sum(r.unpriced_calls),
+            func.sum(r.input_tokens),
+            func.sum(r.output_tokens),
+            cost,
+        )
+        .where(*_rollup_where(f))
+        .group_by(key)
+        .order_by(key if group == "day" else cost.desc(), key)
+        .limit(limit)
+    )
+    return _group_frame(engine, query, group)
+
+
+def _cost_by_from_calls(engine: Engine, f: Filters, group: str, limit: int) -> pd.DataFrame:
+    c = calls.c
+    key: Any
+    if group != "day":
+        key = func.coalesce(c[_GROUP_COLUMN[group]], "")
+    elif engine.dialect.name == "sqlite":
+        key = func.date(c.occurred_at)  # stored as naive UTC text
+    else:
+        key = cast(func.timezone("UTC", c.occurred_at), Date)
+    cost = func.sum(c.cost_usd)
+    query = (
+        select(
+            key.label(group),
+            func.count(),
+            func.sum(case((c.status != "ok", 1), else_=0)),
+            func.sum(case((c.cost_usd.is_(None), 1), else_=0)),
+            func.coalesce(func.sum(c.input_tokens), 0),
+            func.coalesce(func.sum(c.output_tokens), 0),
+            cost,
+        )
+        .where(*_calls_where(f))
+        .group_by(key)
+        .order_by(key if group == "day" else cost.desc(), key)
+        .limit(limit)
+    )
+    return _group_frame(engine, query, group)
+
+
+def _group_frame(engine: Engine, query: Any, group: str) -> pd.DataFrame:
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    frame = pd.DataFrame(
+        [
+            (
+                _day(k) if group == "day" else (k or "(none)"),
+                int(n),
+                int(e or 0),
+                int(u or 0),
+                int(i or 0),
+                int(o or 0),
+                float(_money(cost)),
+            )
+            for k, n, e, u, i, o, cost in rows
+        ],
+        columns=[group, "calls", "errors", "unpriced", "input_tokens", "output_tokens", "cost_usd"],
+    )
+    total = frame["cost_usd"].sum()
+    frame["share_pct"] = 100 * frame["cost_usd"] / total if total else 0.0
+    return frame
+
+
+def _day(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+# --- raw calls: bounded reads -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Latency:
+    p50_ms: float | None
+    p95_ms: float | None
+    sampled: int  # calls the percentiles were computed from
+    exact: bool  # False when they come from a sample of the range
+
+
+def latency(engine: Engine, f: Filters, in_range: int, sample: int = LATENCY_SAMPLE) -> Latency:
+    """p50 and p95 of ``duration_ms`` over the calls of the range.
+
+    ``in_range`` is the rollups' count of those calls: up to ``sample`` calls are read exactly;
+    beyond that PostgreSQL reads a repeatable page sample (TABLESAMPLE SYSTEM) sized to about
+    ``sample`` calls, and SQLite the first ``sample`` calls found. Either way the read is bounded.
+    """
+    c = calls.c
+    source: Any = calls
+    exact = in_range <= sample
+    if not exact and engine.dialect.name == "postgresql":
+        percent = max(0.01, min(100.0, 100.0 * sample / in_range))
+        source = tablesample(calls, func.system(percent), name="sampled", seed=7)
+        c = source.c
+    query = (
+        select(c.duration_ms)
+        .select_from(source)
+        .where(*_calls_where(f, c), c.duration_ms.is_not(None))
+        .limit(None if exact else sample * 2)
+    )
+    with engine.connect() as conn:
+        values = [int(v) for v in conn.execute(query).scalars()]
+    if not values:
+        return Latency(None, None, 0, exact)
+    series = pd.Series(values, dtype="float64")
+    return Latency(float(series.quantile(0.5)), float(series.quantile(0.95)), len(values), exact)
+
+
+def group_condition(group: str, value: Any) -> tuple[str, Any]:
+    """The (column, value) a group's drill-down adds to the filters."""
+    if group not in GROUPS:
+        raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+    return ("day" if group == "day" else _GROUP_COLUMN[group]), value
+
+
+DRILL_COLUMNS = (
+    "occurred_at",
+    "provider",
+    "model",
+    "feature",
+    "user_id",
+    "status",
+    "error_type",
+    "duration_ms",
+    "input_tokens",
+    "cache_read_tokens",
+    "output_tokens",
+    "cost_usd",
+)
+
+
+def drill_down(
+    engine: Engine, f: Filters, group: str, value: Any, page: int = 0, size: int = DRILL_PAGE
+) -> pd.DataFrame:
+    """One page of the raw calls of one group, newest first."""
+    column, value = group_condition(group, value)
+    c = calls.c
+    narrowed = f
+    where = _calls_where(f)
+    if column == "day":
+        day = _day(value)
+        narrowed = f.with_dates(max(f.start, day), min(f.end, day))
+        where = _calls_where(narrowed)
+    elif value in ("", "(none)") and column in ("user_id", "feature"):
+        where.append(c[column].is_(None))
+    else:
+        where.append(c[column] == value)
+    query = (
+        select(*(c[name] for name in DRILL_COLUMNS))
+        .where(*where)
+        .order_by(c.occurred_at.desc(), c.id)
+        .limit(size)
+        .offset(max(0, page) * size)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=list(DRILL_COLUMNS))
+    frame["cost_usd"] = [None if v is None else float(v) for v in frame["cost_usd"]]
+    return frame
+
+
+def matching(f: Filters) -> ColumnElement[bool]:
+    """The rollup predicate of the filters (exposed for tests that check sums independently)."""
+    return and_(*_rollup_where(f))

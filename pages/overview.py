@@ -1,28 +1,106 @@
-"""Overview: what is in the store (the full page comes with the dashboard issue)."""
+"""Overview: where the money goes today, this month and over the selected range."""
 
 from __future__ import annotations
 
-import streamlit as st
+from datetime import UTC, datetime, timedelta
 
-from dashboard.db import connection
-from dashboard.queries import store_summary
+import streamlit as st
+from sqlalchemy.exc import DBAPIError
+
+from dashboard import charts, data, demo
+from dashboard.db import engine, store_url
+from dashboard.economics import change, project_month_end
+from dashboard.filters import current
 
 st.title("Overview")
-summary = store_summary(connection().engine)
+url = store_url()
+try:
+    summary = data.store_summary(url)
+except DBAPIError:
+    st.error(
+        "The store has no tables yet. Run `python -m tracking migrate --url URL` (or `make run`)."
+    )
+    st.stop()
+
 if summary.calls == 0:
     st.info(
-        "No calls logged yet. Add `tracking` to a service, or load demo data with "
+        "No calls logged yet. Add `tracking` to a service, or load demo data here or with "
         "`python -m dashboard.demo`."
     )
-else:
-    cols = st.columns(4)
-    cols[0].metric("Calls logged", f"{summary.calls:,}")
-    cols[1].metric("Total cost", f"${summary.cost_usd:,.2f}")
-    cols[2].metric("Unpriced calls", f"{summary.unpriced_calls:,}")
-    cols[3].metric("Price versions", f"{summary.price_versions:,}")
-    st.caption(f"From {summary.first_day} to {summary.last_day}.")
-    if summary.unpriced_calls:
-        st.warning(
-            f"{summary.unpriced_calls:,} calls have no price: their models are not in the "
-            "price table."
+    if st.button(f"Load demo data ({demo.APP_CALLS:,} calls over {demo.APP_DAYS} days)"):
+        bar = st.progress(0.0, text="Loading demo data...")
+        demo.load(
+            engine(url),
+            calls=demo.APP_CALLS,
+            days=demo.APP_DAYS,
+            seed=demo.DEFAULT_SEED,
+            progress=lambda done, total: bar.progress(
+                min(1.0, done / total), text=f"{done:,} of {total:,} calls"
+            ),
         )
+        data.clear()
+        st.rerun()
+    st.stop()
+
+f = current()
+now = datetime.now(UTC)
+today = now.date()
+recent = data.daily_cost(url, f, min(today.replace(day=1), today - timedelta(days=15)), today)
+yesterday = today - timedelta(days=1)
+projection = project_month_end(recent, now)
+spent_today, spent_yesterday = recent.get(today, 0), recent.get(yesterday, 0)
+delta = change(spent_today, spent_yesterday)  # type: ignore[arg-type]
+
+top = st.columns(3)
+top[0].metric(
+    "Today",
+    f"${spent_today:,.2f}",
+    None if delta is None else f"{delta:+.0%} vs yesterday (${spent_yesterday:,.2f})",
+    delta_color="inverse",
+)
+top[1].metric("Month to date", f"${projection.month_to_date:,.2f}")
+top[2].metric(
+    "Projected month end",
+    f"${projection.expected:,.2f}",
+    help="Month to date plus the mean of the last 14 complete days for each day left.",
+)
+top[2].caption(f"90% band: ${projection.low:,.2f} to ${projection.high:,.2f}")
+st.caption(
+    "Today, month to date and the projection follow the calendar (UTC); the figures below "
+    f"follow the date range {f.start} to {f.end}. All follow the other filters."
+)
+
+totals = data.totals(url, f)
+speed = data.latency(url, f, totals.calls)
+row = st.columns(5)
+row[0].metric("Cost in range", f"${totals.cost_usd:,.2f}")
+row[1].metric("Calls", f"{totals.calls:,}")
+row[2].metric("Error rate", f"{totals.error_rate:.2%}")
+row[3].metric("p50 latency", "n/a" if speed.p50_ms is None else f"{speed.p50_ms:,.0f} ms")
+row[4].metric("p95 latency", "n/a" if speed.p95_ms is None else f"{speed.p95_ms:,.0f} ms")
+if not speed.exact:
+    st.caption(f"Latency percentiles from a sample of {speed.sampled:,} calls of the range.")
+
+if totals.unpriced_calls:
+    st.warning(
+        f"{totals.unpriced_calls:,} calls in this range are unpriced: their models are not in "
+        "the price table, so their cost is unknown (not $0). Add their prices on the Pricing page."
+    )
+
+st.subheader("Daily cost by provider")
+daily = data.daily_by_provider(url, f)
+if daily.empty:
+    st.info("No calls in this range.")
+else:
+    st.altair_chart(charts.daily_cost_stacked(daily), width="stretch")
+
+columns = st.columns(3)
+for column, group, title in zip(
+    columns, ("feature", "model", "user"), ("Top features", "Top models", "Top users"), strict=True
+):
+    frame = data.cost_by(url, f, group)
+    column.subheader(title)
+    if frame.empty:
+        column.caption("Nothing in this range.")
+        continue
+    column.altair_chart(charts.cost_bars(frame, group, top=8), width="stretch")

@@ -1,44 +1,65 @@
-"""The app rendered with AppTest from the entry script: it shows what is in the store."""
+"""The app's frame rendered with AppTest from the entry script: pages, filters, store line."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+import streamlit as st
 from streamlit.testing.v1 import AppTest
-
-from dashboard import demo
-from tracking.db import make_engine
-from tracking.schema import daily_rollups
 
 ENTRY = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 
 
 @pytest.fixture
-def app_env(store_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def app_env(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("UNITWISE_DATABASE_URL", store_url)
-    return store_url
+    st.cache_data.clear()  # results are cached per URL, and each test empties the same store
+    yield store_url
+    st.cache_data.clear()
 
 
 def test_overview_on_an_empty_store_says_how_to_start(app_env: str) -> None:
     at = AppTest.from_file(ENTRY, default_timeout=30).run()
     assert not at.exception
     assert "No calls logged yet" in at.info[0].value
-    assert any("Store:" in c.value for c in at.sidebar.caption)
+    assert at.button[0].label.startswith("Load demo data")
 
 
-def test_overview_shows_the_store_totals(app_env: str) -> None:
-    engine = make_engine(app_env)
-    demo.load(engine, calls=2_000, days=10, seed=3)
-    with engine.connect() as conn:
-        calls, cost = conn.execute(
-            select(func.sum(daily_rollups.c.calls), func.sum(daily_rollups.c.cost_usd))
-        ).one()
-    engine.dispose()
+def test_sidebar_names_the_store_without_its_password(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    st.cache_data.clear()
+    if store_url.startswith("sqlite"):
+        monkeypatch.setenv("UNITWISE_DATABASE_URL", store_url)
+        expected = "Store: SQLite at "
+    else:  # the same server reached with a password in the URL: the label must not show it
+        with_password = store_url.replace("postgres@", "postgres:s3cret@")
+        monkeypatch.setenv("UNITWISE_DATABASE_URL", with_password)
+        expected = "Store: PostgreSQL at 127.0.0.1/unitwise_test_"
     at = AppTest.from_file(ENTRY, default_timeout=30).run()
     assert not at.exception
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Calls logged"] == f"{calls:,}"
-    assert metrics["Total cost"] == f"${Decimal(cost):,.2f}"
+    (line,) = [c.value for c in at.sidebar.caption if c.value.startswith("Store:")]
+    assert line.startswith(expected)
+    assert "s3cret" not in line
+
+
+def test_the_sidebar_filters_are_shared_by_every_page(app_env: str) -> None:
+    at = AppTest.from_file(ENTRY, default_timeout=30).run()
+    at.text_input(key="f_users").input("user_0001, user_0002").run()
+    for page in ("costs", "users", "pricing", "budgets", "overview"):
+        at.switch_page(f"../pages/{page}.py").run()
+        assert not at.exception
+        assert at.text_input(key="f_users").value == "user_0001, user_0002"
+        assert at.session_state["filters"].users == ("user_0001", "user_0002")
+
+
+def test_a_store_without_tables_says_how_to_migrate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNITWISE_DATABASE_URL", f"sqlite:///{tmp_path / 'bare.db'}")
+    st.cache_data.clear()
+    at = AppTest.from_file(ENTRY, default_timeout=30).run()
+    assert not at.exception
+    assert "python -m tracking migrate" in at.error[0].value

@@ -1,0 +1,77 @@
+"""Costs: group the spend by user, feature, provider, model or day, and drill into the calls."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, data
+from dashboard.db import store_url
+from dashboard.filters import current, parse_tags
+from dashboard.queries import DRILL_PAGE, GROUPS
+
+st.title("Costs")
+url = store_url()
+base = current()
+
+left, right = st.columns([2, 3])
+group = left.radio("Group by", GROUPS, horizontal=True, key="costs_group")
+tags = parse_tags(right.text_input("Tags", key="costs_tags", placeholder="plan=pro, team=growth"))
+f = base if not tags else type(base)(**{**base.__dict__, "tags": tags})
+if tags:
+    st.caption("Tag filters read the raw calls of the range (the rollups have no tags): slower.")
+
+frame = data.cost_by(url, f, group)
+if frame.empty:
+    st.info(f"No calls from {f.start} to {f.end} for these filters.")
+    st.stop()
+
+cols = st.columns(4)
+cols[0].metric("Cost", f"${frame['cost_usd'].sum():,.2f}")
+cols[1].metric("Calls", f"{int(frame['calls'].sum()):,}")
+cols[2].metric("Groups", f"{len(frame):,}")
+cols[3].metric("Unpriced calls", f"{int(frame['unpriced'].sum()):,}")
+
+chart = charts.cost_line(frame) if group == "day" else charts.cost_bars(frame, group)
+st.altair_chart(chart, width="stretch")
+
+st.dataframe(
+    frame,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "cost_usd": st.column_config.NumberColumn("Cost", format="$%.2f"),
+        "share_pct": st.column_config.NumberColumn("Share", format="%.1f%%"),
+        "calls": st.column_config.NumberColumn("Calls", format="%d"),
+        "input_tokens": st.column_config.NumberColumn("Input tokens", format="%d"),
+        "output_tokens": st.column_config.NumberColumn("Output tokens", format="%d"),
+    },
+)
+st.download_button(
+    "Download CSV",
+    data=frame.to_csv(index=False),
+    file_name=f"unitwise_costs_by_{group}_{f.start}_{f.end}.csv",
+    mime="text/csv",
+)
+
+st.subheader("Calls of one group")
+choice = st.selectbox(
+    f"Pick a {group}", [None, *frame[group].tolist()], key=f"drill_{group}", format_func=str
+)
+if choice is not None:
+    count = int(frame.loc[frame[group] == choice, "calls"].iloc[0])
+    pages = max(1, -(-count // DRILL_PAGE))
+    page = st.number_input(f"Page (of {pages:,})", 1, pages, 1, key=f"drill_page_{group}")
+    rows = data.drill_down(url, f, group, choice, int(page) - 1)
+    first = (int(page) - 1) * DRILL_PAGE + 1
+    st.caption(f"Calls {first:,} to {first + len(rows) - 1:,} of {count:,}, newest first.")
+    st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "occurred_at": st.column_config.DatetimeColumn(
+                "When (UTC)", format="YYYY-MM-DD HH:mm:ss"
+            ),
+            "cost_usd": st.column_config.NumberColumn("Cost", format="$%.6f"),
+        },
+    )
