@@ -20,6 +20,7 @@ import csv
 import io
 import math
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ PLANS = ("free", "pro", "team")
 APP_CALLS, APP_DAYS, DEFAULT_SEED = 50_000, 60, 7  # what the app's button and `make run` load
 ERRORS = ("RateLimitError", "APITimeoutError", "BadRequestError", "InternalServerError")
 CHUNK = 100_000  # calls per write
+WRITERS = 2  # PostgreSQL connections writing at once
 INT_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
 
@@ -80,7 +82,9 @@ class Population:
     spike_day: int
 
 
-def population(calls: int, days: int, rng: np.random.Generator, start: datetime) -> Population:
+def population(
+    calls: int, days: int, rng: np.random.Generator, start: datetime, today_hours: int
+) -> Population:
     n_users = max(20, calls // 400)
     user_p = 1 / np.arange(1, n_users + 1) ** 1.2
     user_p /= user_p.sum()
@@ -90,12 +94,13 @@ def population(calls: int, days: int, rng: np.random.Generator, start: datetime)
         picked = rng.choice(len(FEATURES), size=int(rng.integers(1, 5)), replace=False)
         uses[u, picked] = weights[picked]
     plan = rng.choice(len(PLANS), size=n_users, p=[0.6, 0.3, 0.1])
-    spike_day = int(rng.integers(days // 3, days)) if days > 3 else -1
+    spike_day = int(rng.integers(days // 3, days - 1)) if days > 3 else -1
     day_w = np.array(
         [
             (1 + 1.5 * d / days)
             * (0.55 if (start + timedelta(days=d)).weekday() >= 5 else 1.0)
             * (4 if d == spike_day else 1)
+            * (today_hours / 24 if d == days - 1 else 1)  # today is not over yet
             for d in range(days)
         ]
     )
@@ -111,13 +116,17 @@ def _ids(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.frombuffer(raw.tobytes().hex().encode(), dtype="S32").astype("U32")
 
 
-def day_frame(pop: Population, day: int, start: datetime, rng: np.random.Generator) -> pd.DataFrame:
-    """The calls of one day as columns, in time order."""
+def day_frame(
+    pop: Population, day: int, start: datetime, rng: np.random.Generator, hours: int = 24
+) -> pd.DataFrame:
+    """The calls of one day (its first ``hours`` hours) as columns, in time order."""
     n = int(pop.day_counts[day])
     user = rng.choice(len(pop.user_p), size=n, p=pop.user_p)
     cum = pop.feature_cum[user]
     feature = (cum < rng.random(n)[:, None] * cum[:, -1:]).sum(axis=1)
     hour = np.clip(np.rint(rng.normal(14, 4, n)), 0, 23).astype(np.int64)
+    late = hour >= hours  # today: nothing after the current hour
+    hour[late] = rng.integers(0, max(1, hours), int(late.sum()))
     seconds = np.sort(hour * 3600 + rng.integers(0, 3600, n))
     base = np.datetime64(start.replace(tzinfo=None), "s") + np.timedelta64(day, "D")
     occurred = base + seconds.astype("timedelta64[s]")
@@ -166,14 +175,16 @@ def _nullable(values: np.ndarray, present: np.ndarray) -> pd.arrays.IntegerArray
 def frames(
     calls: int, days: int, seed: int, end: datetime | None = None
 ) -> Iterator[tuple[pd.DataFrame, Population]]:
-    """Day by day, the demo calls of ``days`` days before ``end`` (deterministic for a seed)."""
-    end = (end or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
-    start = end - timedelta(days=days)
+    """Day by day, the demo calls of the ``days`` calendar days (UTC) up to ``end``, today
+    included up to its current hour. The same seed and ``end`` (to the hour) give the same calls."""
+    end = (end or datetime.now(UTC)).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    start = datetime.combine(end.date() - timedelta(days=days - 1), datetime.min.time(), UTC)
     rng = np.random.default_rng([seed, end.toordinal(), end.hour])
-    pop = population(calls, days, rng, start)
+    pop = population(calls, days, rng, start, max(1, end.hour))
     for day in range(days):
         if pop.day_counts[day]:
-            yield day_frame(pop, day, start, rng), pop
+            hours = max(1, end.hour) if day == days - 1 else 24
+            yield day_frame(pop, day, start, rng, hours), pop
 
 
 # --- pricing, column-wise -----------------------------------------------------------------------
@@ -304,7 +315,10 @@ def _optional(arr: pd.arrays.IntegerArray) -> list[int | None]:
 
 
 def events(
-    frame: pd.DataFrame, nanos: np.ndarray | None = None, versions: np.ndarray | None = None
+    frame: pd.DataFrame,
+    pop: Population | None = None,
+    nanos: np.ndarray | None = None,
+    versions: np.ndarray | None = None,
 ) -> list[CallEvent]:
     """The frame's rows as CallEvents (the SQLite path), priced when costs are given."""
     n = len(frame)
@@ -350,6 +364,7 @@ def events(
                 cost_usd=cost,
                 cost_source="computed" if cost is not None else None,
                 price_version_id=version,
+                tags={"plan": PLANS[pop.plan[user]], "demo": True} if pop else None,
                 environment="demo",
                 priced=True,
                 **{name: tokens[name][i] for name in INT_COLUMNS},  # type: ignore[arg-type]
@@ -430,24 +445,46 @@ def copy_text(frame: pd.DataFrame, pop: Population, nanos: np.ndarray, versions:
 
 
 class _PostgresSink:
-    """Writes COPY texts on a second thread, one transaction each, through the writer's path."""
+    """Writes COPY texts on worker threads, one transaction each, through the writer's path.
 
-    def __init__(self, engine: Engine) -> None:
+    Two writers keep both of PostgreSQL's cores busy while this thread generates the next chunk
+    (measured on 1M calls: 24.6 s with one, see bench/README.md for two). The months' partitions
+    are made up front so that the writers never race to create one.
+    """
+
+    def __init__(self, engine: Engine, months: set[Month], workers: int = WRITERS) -> None:
         self.engine = engine
-        self.months: set[Month] = set()
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo-copy")
+        self.workers = workers
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="demo-copy")
+        self.pending: deque[tuple[Future[int], int]] = deque()
+        with engine.begin() as conn:
+            ensure_months(conn, months)
 
-    def submit(self, text: str, months: set[Month]) -> Future[int]:
-        return self.pool.submit(self._write, text, months)
+    def put(self, text: str, calls: int) -> Iterator[tuple[int, int]]:
+        """Queue a chunk; yields (written, calls) of chunks that finished meanwhile."""
+        if len(self.pending) >= self.workers:
+            yield from self.drain(1)
+        self.pending.append((self.pool.submit(self._write, text), calls))
 
-    def _write(self, text: str, months: set[Month]) -> int:
+    def drain(self, at_most: int | None = None) -> Iterator[tuple[int, int]]:
+        while self.pending and (at_most is None or at_most > 0):
+            future, calls = self.pending.popleft()
+            yield future.result(), calls
+            at_most = None if at_most is None else at_most - 1
+
+    def _write(self, text: str) -> int:
         from tracking.pg_copy import write_new_calls
 
         with self.engine.begin() as conn:
-            if not months <= self.months:
-                ensure_months(conn, months - self.months)
-                self.months |= months
             return write_new_calls(conn, text)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def _months(days: int, end: datetime | None) -> set[Month]:
+    end = end or datetime.now(UTC)
+    return {month_of(end - timedelta(days=d)) for d in range(days + 2)}
 
 
 def load(
@@ -464,40 +501,36 @@ def load(
     """
     with engine.connect() as conn:
         book = load_price_book(conn)
-    postgres = engine.dialect.name == "postgresql"
-    sink = _PostgresSink(engine) if postgres else None
+    end = end or datetime.now(UTC)
+    sink = (
+        _PostgresSink(engine, _months(days, end)) if engine.dialect.name == "postgresql" else None
+    )
     written = done = 0
-    pending: tuple[Future[int], int] | None = None
+
+    def report(finished: Iterator[tuple[int, int]]) -> None:
+        nonlocal written, done
+        for new, size in finished:
+            written += new
+            done += size
+            if progress:
+                progress(done, calls)
+
     try:
         for frame, pop in frames(calls, days, seed, end):
             for lo in range(0, len(frame), CHUNK):
                 chunk = frame.iloc[lo : lo + CHUNK].reset_index(drop=True)
                 nanos, versions = price_frame(book, chunk)
-                if sink is None:
-                    with engine.begin() as conn:
-                        written += write_batch(conn, events(chunk, nanos, versions))
-                    done += len(chunk)
-                    if progress:
-                        progress(done, calls)
+                if sink is not None:
+                    report(sink.put(copy_text(chunk, pop, nanos, versions), len(chunk)))
                     continue
-                text = copy_text(chunk, pop, nanos, versions)
-                months = {
-                    month_of(pd.Timestamp(chunk["occurred_at"].iat[i]).to_pydatetime())
-                    for i in (0, len(chunk) - 1)
-                }
-                if pending:
-                    written += pending[0].result()
-                    done += pending[1]
-                    if progress:
-                        progress(done, calls)
-                pending = (sink.submit(text, months), len(chunk))
-        if pending:
-            written += pending[0].result()
-            if progress:
-                progress(done + pending[1], calls)
+                with engine.begin() as conn:
+                    new = write_batch(conn, events(chunk, pop, nanos, versions))
+                report(iter([(new, len(chunk))]))
+        if sink is not None:
+            report(sink.drain())
     finally:
-        if sink:
-            sink.pool.shutdown(wait=True)
+        if sink is not None:
+            sink.close()
     return written
 
 
