@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Date, Engine, and_, case, cast, func, select, tablesample
+from sqlalchemy import Date, Engine, and_, case, cast, func, literal, select, tablesample
 from sqlalchemy.sql import ColumnElement
 
 from tracking.schema import calls, daily_rollups, price_versions
@@ -300,7 +300,7 @@ def latency(engine: Engine, f: Filters, in_range: int, sample: int = LATENCY_SAM
     exact = in_range <= sample
     if not exact and engine.dialect.name == "postgresql":
         percent = max(0.01, min(100.0, 100.0 * sample / in_range))
-        source = tablesample(calls, func.system(percent), name="sampled", seed=7)
+        source = tablesample(calls, func.system(percent), name="sampled", seed=literal(7))
         c = source.c
     query = (
         select(c.duration_ms)

@@ -1,0 +1,172 @@
+"""App pages: each page's SQL time and AppTest render time over N demo calls in PostgreSQL.
+
+    python -m bench.app_pages --calls 1000000 [--days 60] [--runs 7]
+
+Loads N demo calls (60 days, the reference price catalogue) into a fresh database, runs
+VACUUM ANALYZE (what autovacuum does soon after any bulk load), then reports medians of:
+- each page's SQL: the queries the page runs with the default filters (the last 30 days),
+  called directly (no cache);
+- each page rendered by AppTest from the entry script with an empty cache (SQL included), and
+  again with a warm cache (what a user sees within the cache's ttl);
+- beside them, a plain GROUP BY feature over the raw calls of the same 30 days: what a page
+  would cost without the rollups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, func, select, text
+
+from bench.common import fresh_pg
+from dashboard import demo, queries
+from dashboard.queries import Filters
+from tracking.db import make_engine
+from tracking.schema import calls
+
+ENTRY = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+
+
+def default_filters() -> Filters:
+    today = datetime.now(UTC).date()
+    return Filters(today - timedelta(days=29), today)
+
+
+def overview_parts(engine: Engine, f: Filters) -> dict[str, Callable[[], object]]:
+    today = f.end
+    since = min(today.replace(day=1), today - timedelta(days=15))
+    in_range = queries.totals(engine, f).calls
+    return {
+        "store_summary": lambda: queries.store_summary(engine),
+        "filter_options": lambda: queries.filter_options(engine),
+        "daily_cost (month, last 15 days)": lambda: queries.daily_cost(engine, f, since, today),
+        "totals": lambda: queries.totals(engine, f),
+        "latency (sampled raw calls)": lambda: queries.latency(engine, f, in_range),
+        "daily_by_provider": lambda: queries.daily_by_provider(engine, f),
+        "cost_by feature": lambda: queries.cost_by(engine, f, "feature"),
+        "cost_by model": lambda: queries.cost_by(engine, f, "model"),
+        "cost_by user": lambda: queries.cost_by(engine, f, "user"),
+    }
+
+
+def overview_sql(engine: Engine, f: Filters) -> None:
+    for part in overview_parts(engine, f).values():
+        part()
+
+
+def costs_sql(engine: Engine, f: Filters) -> None:
+    queries.store_summary(engine)
+    queries.filter_options(engine)
+    queries.cost_by(engine, f, "user")
+
+
+def costs_by_day_sql(engine: Engine, f: Filters) -> None:
+    queries.cost_by(engine, f, "day")
+
+
+def drill_feature_sql(engine: Engine, f: Filters) -> None:
+    queries.drill_down(engine, f, "feature", "chat", page=0)
+
+
+def drill_user_sql(engine: Engine, f: Filters) -> None:
+    queries.drill_down(engine, f, "user", "user_0000", page=3)
+
+
+def raw_group_by(engine: Engine, f: Filters) -> None:
+    c = calls.c
+    query = (
+        select(c.feature, func.count(), func.sum(c.cost_usd))
+        .where(*queries._calls_where(f))
+        .group_by(c.feature)
+    )
+    with engine.connect() as conn:
+        conn.execute(query).all()
+
+
+def median_ms(fn: Callable[[], object], runs: int) -> float:
+    fn()  # warm the connection pool and PostgreSQL's buffers
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def render_ms(url: str, page: str | None, runs: int, warm: bool) -> float:
+    import logging
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    logging.getLogger("streamlit").setLevel(logging.ERROR)
+
+    os.environ["UNITWISE_DATABASE_URL"] = url
+    samples = []
+    for i in range(runs + 1):
+        at = AppTest.from_file(ENTRY, default_timeout=120)
+        if page:
+            at.run()
+            if not warm:
+                st.cache_data.clear()
+            started = time.perf_counter()
+            at.switch_page(f"../pages/{page}.py").run()
+        else:
+            if not warm:
+                st.cache_data.clear()
+            started = time.perf_counter()
+            at.run()
+        elapsed = (time.perf_counter() - started) * 1000
+        assert not at.exception, at.exception
+        if i:  # the first run imports and connects
+            samples.append(elapsed)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    with fresh_pg(catalogue=True) as url:
+        engine = make_engine(url)
+        started = time.perf_counter()
+        demo.load(engine, args.calls, args.days, demo.DEFAULT_SEED)
+        load_s = time.perf_counter() - started
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+            rollup_rows = conn.execute(text("SELECT count(*) FROM daily_rollups")).scalar_one()
+        f = default_filters()
+        in_range = queries.totals(engine, f).calls
+        print(f"calls: {args.calls:,} over {args.days} days, loaded in {load_s:.1f} s")
+        print(f"daily_rollups rows: {rollup_rows:,}; calls in the last 30 days: {in_range:,}")
+        print(f"{'SQL (median of ' + str(args.runs) + ')':<40} {'ms':>9}")
+        for name, fn in (
+            ("Overview page SQL", overview_sql),
+            ("Costs page SQL (by user)", costs_sql),
+            ("Costs by day", costs_by_day_sql),
+            ("drill-down: feature chat, page 1", drill_feature_sql),
+            ("drill-down: top user, page 4", drill_user_sql),
+            ("plain GROUP BY feature over raw calls", raw_group_by),
+        ):
+            print(f"{name:<40} {median_ms(lambda fn=fn: fn(engine, f), args.runs):9.1f}")
+        print("Overview SQL, query by query:")
+        for name, part in overview_parts(engine, f).items():
+            print(f"  {name:<38} {median_ms(part, args.runs):9.1f}")
+        engine.dispose()
+        print(f"{'AppTest render (median of ' + str(args.runs) + ')':<40} {'cold':>9} {'warm':>9}")
+        for name, page in (("Overview", None), ("Costs", "costs")):
+            cold = render_ms(url, page, args.runs, warm=False)
+            warm = render_ms(url, page, args.runs, warm=True)
+            print(f"{name:<40} {cold:9.1f} {warm:9.1f}")
+
+
+if __name__ == "__main__":
+    main()
