@@ -19,6 +19,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from sqlalchemy import Engine, func, select, text
 
 from bench.common import fresh_pg
 from dashboard import demo, queries
+from dashboard.filters import frame_window
 from dashboard.queries import Filters
 from tracking.db import make_engine
 from tracking.schema import calls
@@ -39,19 +41,14 @@ def default_filters() -> Filters:
 
 
 def overview_parts(engine: Engine, f: Filters) -> dict[str, Callable[[], object]]:
-    today = f.end
-    since = min(today.replace(day=1), today - timedelta(days=15))
+    """The Overview's reads with the default filters (the sidebar's read is the same frame)."""
+    window = f.with_dates(*frame_window(f, f.end))
     in_range = queries.totals(engine, f).calls
     return {
-        "store_summary": lambda: queries.store_summary(engine),
-        "filter_options": lambda: queries.filter_options(engine),
-        "daily_cost (month, last 15 days)": lambda: queries.daily_cost(engine, f, since, today),
-        "totals": lambda: queries.totals(engine, f),
+        "store_span": lambda: queries.store_span(engine),
+        "day_frame (range + this month)": lambda: queries.day_frame(engine, window),
         "latency (sampled raw calls)": lambda: queries.latency(engine, f, in_range),
-        "daily_by_provider": lambda: queries.daily_by_provider(engine, f),
-        "cost_by feature": lambda: queries.cost_by(engine, f, "feature"),
-        "cost_by model": lambda: queries.cost_by(engine, f, "model"),
-        "cost_by user": lambda: queries.cost_by(engine, f, "user"),
+        "cost_by user (top users)": lambda: queries.cost_by(engine, f, "user"),
     }
 
 
@@ -61,13 +58,16 @@ def overview_sql(engine: Engine, f: Filters) -> None:
 
 
 def costs_sql(engine: Engine, f: Filters) -> None:
-    queries.store_summary(engine)
-    queries.filter_options(engine)
+    """Costs grouped by user (its default): the sidebar's frame plus the per-user read."""
+    queries.store_span(engine)
+    queries.day_frame(engine, f.with_dates(*frame_window(f, f.end)))
     queries.cost_by(engine, f, "user")
 
 
-def costs_by_day_sql(engine: Engine, f: Filters) -> None:
-    queries.cost_by(engine, f, "day")
+def costs_by_feature_sql(engine: Engine, f: Filters) -> None:
+    """Costs grouped by feature, provider, model or day: the sidebar's frame only."""
+    queries.store_span(engine)
+    queries.day_frame(engine, f.with_dates(*frame_window(f, f.end)))
 
 
 def drill_feature_sql(engine: Engine, f: Filters) -> None:
@@ -134,11 +134,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--url", help="measure a store already loaded (no fresh database)")
     args = parser.parse_args()
-    with fresh_pg(catalogue=True) as url:
+    with fresh_pg(catalogue=True) if not args.url else nullcontext(args.url) as url:
         engine = make_engine(url)
         started = time.perf_counter()
-        demo.load(engine, args.calls, args.days, demo.DEFAULT_SEED)
+        if not args.url:
+            demo.load(engine, args.calls, args.days, demo.DEFAULT_SEED)
         load_s = time.perf_counter() - started
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
@@ -151,7 +153,7 @@ def main() -> None:
         for name, fn in (
             ("Overview page SQL", overview_sql),
             ("Costs page SQL (by user)", costs_sql),
-            ("Costs by day", costs_by_day_sql),
+            ("Costs page SQL (by feature/model/day)", costs_by_feature_sql),
             ("drill-down: feature chat, page 1", drill_feature_sql),
             ("drill-down: top user, page 4", drill_user_sql),
             ("plain GROUP BY feature over raw calls", raw_group_by),

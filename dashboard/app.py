@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 
 import streamlit as st
 from sqlalchemy.exc import DBAPIError
 
-from dashboard import data
+from dashboard import breakdown, data
 from dashboard.db import store_label, store_url
-from dashboard.filters import sidebar
-from dashboard.queries import StoreSummary
+from dashboard.filters import frame_window, sidebar, today
+from dashboard.queries import Filters, StoreSpan
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
 
@@ -30,11 +29,17 @@ navigation = st.navigation(
     }
 )
 url = store_url()
+
+
+def options_for(dates: Filters) -> dict[str, list[str]]:
+    # the same read the Overview makes when no other filter is set: one pass serves both
+    return breakdown.options(data.day_frame(url, dates.with_dates(*frame_window(dates, today()))))
+
+
 try:
-    summary = data.store_summary(url)
-    options = data.filter_options(url)
+    span = data.store_span(url)
+    sidebar(span, options_for)
 except DBAPIError:  # no tables yet: the Overview page says how to migrate
-    summary, options = StoreSummary(0, Decimal(0), 0, None, None, 0), {}
-sidebar(summary, options)
+    sidebar(StoreSpan(None, None), lambda _: {})
 st.sidebar.caption(f"Store: {store_label()}")
 navigation.run()

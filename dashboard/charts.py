@@ -15,7 +15,7 @@ def daily_cost_stacked(frame: pd.DataFrame, color: str = "provider") -> alt.Char
         .mark_bar()
         .encode(
             x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d")),
-            y=alt.Y("sum(cost_usd):Q", title="Cost (USD)", axis=alt.Axis(format="$,.0f")),
+            y=alt.Y("sum(cost_usd):Q", title="Cost (USD)", axis=alt.Axis(format="$,.2~f")),
             color=alt.Color(f"{color}:N", title=color.capitalize()),
             tooltip=[
                 alt.Tooltip("day:T", title="Day", format="%a %b %d, %Y"),
@@ -35,8 +35,8 @@ def cost_bars(frame: pd.DataFrame, key: str, top: int = 15) -> alt.Chart:
         alt.Chart(shown)
         .mark_bar()
         .encode(
-            x=alt.X("cost_usd:Q", title="Cost (USD)", axis=alt.Axis(format="$,.0f")),
-            y=alt.Y(f"{key}:N", sort="-x", title=None),
+            x=alt.X("cost_usd:Q", title="Cost (USD)", axis=alt.Axis(format="$,.2~f")),
+            y=alt.Y(f"{key}:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
             tooltip=[
                 alt.Tooltip(f"{key}:N", title=key.capitalize()),
                 alt.Tooltip("cost_usd:Q", title="Cost", format=MONEY),
@@ -55,7 +55,7 @@ def cost_line(frame: pd.DataFrame) -> alt.Chart:
         .mark_line(point=True)
         .encode(
             x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d")),
-            y=alt.Y("cost_usd:Q", title="Cost (USD)", axis=alt.Axis(format="$,.0f")),
+            y=alt.Y("cost_usd:Q", title="Cost (USD)", axis=alt.Axis(format="$,.2~f")),
             tooltip=[
                 alt.Tooltip("day:T", title="Day", format="%a %b %d, %Y"),
                 alt.Tooltip("cost_usd:Q", title="Cost", format=MONEY),

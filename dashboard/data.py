@@ -6,8 +6,6 @@ without Streamlit), and pages never hold an engine.
 
 from __future__ import annotations
 
-from datetime import date
-from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -15,34 +13,19 @@ import streamlit as st
 
 from dashboard import queries
 from dashboard.db import engine
-from dashboard.queries import Filters, Latency, StoreSummary, Totals
+from dashboard.queries import Filters, Latency, StoreSpan
 
 TTL = 60  # seconds: new calls show up within a minute
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def store_summary(url: str) -> StoreSummary:
-    return queries.store_summary(engine(url))
+def store_span(url: str) -> StoreSpan:
+    return queries.store_span(engine(url))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def filter_options(url: str) -> dict[str, list[str]]:
-    return queries.filter_options(engine(url))
-
-
-@st.cache_data(ttl=TTL, show_spinner=False)
-def totals(url: str, f: Filters) -> Totals:
-    return queries.totals(engine(url), f)
-
-
-@st.cache_data(ttl=TTL, show_spinner=False)
-def daily_cost(url: str, f: Filters, start: date, end: date) -> dict[date, Decimal]:
-    return queries.daily_cost(engine(url), f, start, end)
-
-
-@st.cache_data(ttl=TTL, show_spinner=False)
-def daily_by_provider(url: str, f: Filters) -> pd.DataFrame:
-    return queries.daily_by_provider(engine(url), f)
+def day_frame(url: str, f: Filters) -> pd.DataFrame:
+    return queries.day_frame(engine(url), f)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

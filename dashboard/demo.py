@@ -108,10 +108,16 @@ def population(
     return Population(user_p, np.cumsum(uses, axis=1), plan, day_counts, spike_day)
 
 
-def _ids(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Random version-4 UUIDs as 32 hex digits, drawn from the seeded generator."""
+def _ids(rng: np.random.Generator, occurred: np.ndarray) -> np.ndarray:
+    """Time-ordered UUIDs (version 7, as ``tracking`` makes them) as 32 hex digits: the call's
+    millisecond, then bits from the seeded generator. Ordered ids keep PostgreSQL's id index
+    inserts sequential (random ones made a 10M load markedly slower)."""
+    n = len(occurred)
+    millis = occurred.astype("datetime64[ms]").astype(np.int64) + rng.integers(0, 1000, n)
     raw = rng.integers(0, 256, size=(n, 16), dtype=np.uint8)
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    for i in range(6):
+        raw[:, i] = (millis >> (8 * (5 - i))) & 0xFF
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x70
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
     return np.frombuffer(raw.tobytes().hex().encode(), dtype="S32").astype("U32")
 
@@ -150,7 +156,7 @@ def day_frame(
     ok = ~failed
     frame = pd.DataFrame(
         {
-            "id": _ids(rng, n),
+            "id": _ids(rng, occurred),
             "occurred_at": occurred,
             "feature_ix": feature,
             "user_ix": user,

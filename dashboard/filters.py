@@ -6,25 +6,33 @@ Streamlit under their keys) carry over when the user switches pages.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import streamlit as st
 
-from dashboard.queries import Filters, StoreSummary
+from dashboard.queries import Filters, StoreSpan
 
 STATE_KEY = "filters"
 DEFAULT_DAYS = 30
+PROJECTION_DAYS = 15  # complete days before today the month-end projection looks at
 
 
 def today() -> date:
     return datetime.now(UTC).date()
 
 
-def default_range(summary: StoreSummary) -> tuple[date, date]:
-    """The last 30 days of data (ending today when the store is current)."""
-    end = max(summary.last_day or today(), today())
-    start = end - timedelta(days=DEFAULT_DAYS - 1)
-    return start, end
+def default_range(span: StoreSpan) -> tuple[date, date]:
+    """The last 30 days, ending today (or at the last day with calls, if that is later)."""
+    end = max(span.last_day or today(), today())
+    return end - timedelta(days=DEFAULT_DAYS - 1), end
+
+
+def frame_window(f: Filters, now: date) -> tuple[date, date]:
+    """The days one ``day_frame`` read covers for a page: the date range, plus this month and
+    the days the projection needs, so the Overview's calendar figures come from the same read."""
+    start = min(f.start, now.replace(day=1), now - timedelta(days=PROJECTION_DAYS))
+    return start, max(f.end, now)
 
 
 def split_ids(text: str) -> tuple[str, ...]:
@@ -32,29 +40,32 @@ def split_ids(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
 
 
-def sidebar(summary: StoreSummary, options: dict[str, list[str]]) -> Filters:
-    """Draw the filters in the sidebar and remember what they select for the pages."""
+def sidebar(span: StoreSpan, options_for: Callable[[Filters], dict[str, list[str]]]) -> Filters:
+    """Draw the filters in the sidebar and remember what they select for the pages.
+
+    ``options_for(dates_only)`` gives the providers, models and features to choose from.
+    """
     bar = st.sidebar
     bar.header("Filters")
-    picked = bar.date_input("Dates", value=default_range(summary), key="f_dates")
-    start, end = _dates(picked, summary)
-    providers = bar.multiselect("Provider", options.get("provider", []), key="f_providers")
-    models = bar.multiselect("Model", options.get("model", []), key="f_models")
-    features = bar.multiselect("Feature", options.get("feature", []), key="f_features")
+    picked = bar.date_input("Dates", value=default_range(span), key="f_dates")
+    start, end = _dates(picked, span)
+    options = options_for(Filters(start, end))
+
+    def choose(label: str, name: str, key: str) -> tuple[str, ...]:
+        chosen = st.session_state.get(key) or []
+        choices = sorted({*options.get(name, []), *chosen})  # a choice never vanishes under it
+        return tuple(bar.multiselect(label, choices, key=key))
+
+    providers = choose("Provider", "provider", "f_providers")
+    models = choose("Model", "model", "f_models")
+    features = choose("Feature", "feature", "f_features")
     users = bar.text_input("User ids", key="f_users", placeholder="user_0001, user_0002")
-    filters = Filters(
-        start=start,
-        end=end,
-        providers=tuple(providers),
-        models=tuple(models),
-        features=tuple(features),
-        users=split_ids(users),
-    )
+    filters = Filters(start, end, providers, models, features, split_ids(users))
     st.session_state[STATE_KEY] = filters
     return filters
 
 
-def _dates(picked: object, summary: StoreSummary) -> tuple[date, date]:
+def _dates(picked: object, span: StoreSpan) -> tuple[date, date]:
     if isinstance(picked, tuple | list):
         chosen = [d for d in picked if isinstance(d, date)]
         if len(chosen) == 2:
@@ -63,7 +74,7 @@ def _dates(picked: object, summary: StoreSummary) -> tuple[date, date]:
             return chosen[0], chosen[0]
     if isinstance(picked, date):
         return picked, picked
-    return default_range(summary)
+    return default_range(span)
 
 
 def current() -> Filters:
@@ -71,8 +82,7 @@ def current() -> Filters:
     found = st.session_state.get(STATE_KEY)
     if isinstance(found, Filters):
         return found
-    start, end = today() - timedelta(days=DEFAULT_DAYS - 1), today()
-    return Filters(start, end)
+    return Filters(today() - timedelta(days=DEFAULT_DAYS - 1), today())
 
 
 def parse_tags(text: str) -> tuple[tuple[str, str], ...]:

@@ -17,7 +17,9 @@ import pandas as pd
 from sqlalchemy import Date, Engine, and_, case, cast, func, literal, select, tablesample
 from sqlalchemy.sql import ColumnElement
 
-from tracking.schema import calls, daily_rollups, price_versions
+from dashboard.breakdown import Totals, finish_table
+from tracking.schema import calls, daily_rollups
+from tracking.sqltypes import to_nanos
 
 GROUPS = ("user", "feature", "provider", "model", "day")
 _GROUP_COLUMN = {"user": "user_id", "feature": "feature", "provider": "provider", "model": "model"}
@@ -79,6 +81,7 @@ def _calls_where(f: Filters, c: Any = calls.c) -> list[ColumnElement[bool]]:
 
 
 def _money(value: Any) -> Decimal:
+    """A sum that may be NULL (no rows) as a Decimal."""
     return value if isinstance(value, Decimal) else Decimal(value or 0)
 
 
@@ -86,41 +89,83 @@ def _money(value: Any) -> Decimal:
 
 
 @dataclass(frozen=True)
-class StoreSummary:
-    calls: int
-    cost_usd: Decimal
-    unpriced_calls: int
+class StoreSpan:
     first_day: date | None
     last_day: date | None
-    price_versions: int
+
+    @property
+    def empty(self) -> bool:
+        return self.last_day is None
 
 
-def store_summary(engine: Engine) -> StoreSummary:
-    """What is in the store, from the daily rollups (cheap at any size)."""
+def store_span(engine: Engine) -> StoreSpan:
+    """The first and last day with calls: two lookups at the ends of the rollups' key."""
     r = daily_rollups.c
     with engine.connect() as conn:
-        row = conn.execute(
-            select(
-                func.coalesce(func.sum(r.calls), 0),
-                func.sum(r.cost_usd),
-                func.coalesce(func.sum(r.unpriced_calls), 0),
-                func.min(r.day),
-                func.max(r.day),
-            )
-        ).one()
-        versions = conn.execute(select(func.count()).select_from(price_versions)).scalar_one()
-    return StoreSummary(
-        calls=int(row[0]),
-        cost_usd=_money(row[1]),
-        unpriced_calls=int(row[2]),
-        first_day=row[3],
-        last_day=row[4],
-        price_versions=int(versions),
+        first, last = conn.execute(select(func.min(r.day), func.max(r.day))).one()
+    return StoreSpan(first, last)
+
+
+FRAME_COLUMNS = (
+    "day",
+    "provider",
+    "model",
+    "feature",
+    "calls",
+    "errors",
+    "unpriced",
+    "input_tokens",
+    "output_tokens",
+    "cost_nanos",
+)
+
+
+def day_frame(engine: Engine, f: Filters) -> pd.DataFrame:
+    """Totals per day, provider, model and feature: a few hundred rows that answer every
+    breakdown but the per-user one (see ``dashboard.breakdown``), read in one pass.
+
+    Costs come as exact integer nano-dollars (``cost_nanos``), summed in SQL.
+    """
+    r = daily_rollups.c
+    keys = (r.day, r.provider, r.model, r.feature)
+    query = (
+        select(
+            *keys,
+            func.sum(r.calls),
+            func.sum(r.error_calls),
+            func.sum(r.unpriced_calls),
+            func.sum(r.input_tokens),
+            func.sum(r.output_tokens),
+            func.sum(r.cost_usd),
+        )
+        .where(*_rollup_where(f))
+        .group_by(*keys)
     )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return pd.DataFrame(
+        [
+            (
+                _day(d),
+                p,
+                m,
+                feat or "(none)",
+                int(n),
+                int(e),
+                int(u),
+                int(i),
+                int(o),
+                to_nanos(_money(c)),
+            )
+            for d, p, m, feat, n, e, u, i, o, c in rows
+        ],
+        columns=list(FRAME_COLUMNS),
+    ).astype({name: "int64" for name in FRAME_COLUMNS[4:]})
 
 
 def filter_options(engine: Engine) -> dict[str, list[str]]:
-    """The providers, models and features that have calls (for the sidebar's choices)."""
+    """The providers, models and features that have calls (a scan: the app derives its options
+    from ``day_frame`` instead)."""
     r = daily_rollups.c
     found: dict[str, list[str]] = {}
     with engine.connect() as conn:
@@ -131,20 +176,6 @@ def filter_options(engine: Engine) -> dict[str, list[str]]:
 
 
 # --- totals and breakdowns from the rollups --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Totals:
-    calls: int
-    error_calls: int
-    unpriced_calls: int
-    cost_usd: Decimal
-    input_tokens: int
-    output_tokens: int
-
-    @property
-    def error_rate(self) -> float:
-        return self.error_calls / self.calls if self.calls else 0.0
 
 
 def totals(engine: Engine, f: Filters) -> Totals:
@@ -262,15 +293,21 @@ def _group_frame(engine: Engine, query: Any, group: str) -> pd.DataFrame:
                 int(u or 0),
                 int(i or 0),
                 int(o or 0),
-                float(_money(cost)),
+                to_nanos(_money(cost)),
             )
             for k, n, e, u, i, o, cost in rows
         ],
-        columns=[group, "calls", "errors", "unpriced", "input_tokens", "output_tokens", "cost_usd"],
-    )
-    total = frame["cost_usd"].sum()
-    frame["share_pct"] = 100 * frame["cost_usd"] / total if total else 0.0
-    return frame
+        columns=[
+            group,
+            "calls",
+            "errors",
+            "unpriced",
+            "input_tokens",
+            "output_tokens",
+            "cost_nanos",
+        ],
+    ).astype({"cost_nanos": "int64"})
+    return finish_table(frame)
 
 
 def _day(value: Any) -> date:

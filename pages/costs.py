@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
-from dashboard import charts, data
+from dashboard import breakdown, charts, data
 from dashboard.db import store_url
-from dashboard.filters import current, parse_tags
+from dashboard.filters import current, frame_window, parse_tags, today
 from dashboard.queries import DRILL_PAGE, GROUPS
 
 st.title("Costs")
@@ -16,11 +18,15 @@ base = current()
 left, right = st.columns([2, 3])
 group = left.radio("Group by", GROUPS, horizontal=True, key="costs_group")
 tags = parse_tags(right.text_input("Tags", key="costs_tags", placeholder="plan=pro, team=growth"))
-f = base if not tags else type(base)(**{**base.__dict__, "tags": tags})
+f = replace(base, tags=tags)
 if tags:
     st.caption("Tag filters read the raw calls of the range (the rollups have no tags): slower.")
 
-frame = data.cost_by(url, f, group)
+if group == "user" or tags:  # the rollups' per-user grain, or the raw calls for tags
+    frame = data.cost_by(url, f, group)
+else:  # the read the sidebar already made (cached): no further SQL
+    window = data.day_frame(url, base.with_dates(*frame_window(base, today())))
+    frame = breakdown.group_table(breakdown.between(window, f.start, f.end), group)
 if frame.empty:
     st.info(f"No calls from {f.start} to {f.end} for these filters.")
     st.stop()
@@ -42,6 +48,8 @@ st.dataframe(
         "cost_usd": st.column_config.NumberColumn("Cost", format="$%.2f"),
         "share_pct": st.column_config.NumberColumn("Share", format="%.1f%%"),
         "calls": st.column_config.NumberColumn("Calls", format="%d"),
+        "errors": st.column_config.NumberColumn("Errors", format="%d"),
+        "unpriced": st.column_config.NumberColumn("Unpriced", format="%d"),
         "input_tokens": st.column_config.NumberColumn("Input tokens", format="%d"),
         "output_tokens": st.column_config.NumberColumn("Output tokens", format="%d"),
     },

@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import streamlit as st
 from sqlalchemy.exc import DBAPIError
 
-from dashboard import charts, data, demo
+from dashboard import breakdown, charts, data, demo
 from dashboard.db import engine, store_url
 from dashboard.economics import change, project_month_end
-from dashboard.filters import current
+from dashboard.filters import current, frame_window
 
 st.title("Overview")
 url = store_url()
 try:
-    summary = data.store_summary(url)
+    span = data.store_span(url)
 except DBAPIError:
     st.error(
         "The store has no tables yet. Run `python -m tracking migrate --url URL` (or `make run`)."
     )
     st.stop()
 
-if summary.calls == 0:
+if span.empty:
     st.info(
         "No calls logged yet. Add `tracking` to a service, or load demo data here or with "
         "`python -m dashboard.demo`."
@@ -45,11 +46,13 @@ if summary.calls == 0:
 f = current()
 now = datetime.now(UTC)
 today = now.date()
-recent = data.daily_cost(url, f, min(today.replace(day=1), today - timedelta(days=15)), today)
-yesterday = today - timedelta(days=1)
-projection = project_month_end(recent, now)
-spent_today, spent_yesterday = recent.get(today, 0), recent.get(yesterday, 0)
-delta = change(spent_today, spent_yesterday)  # type: ignore[arg-type]
+frame = data.day_frame(url, f.with_dates(*frame_window(f, today)))
+costs = breakdown.daily_costs(frame)
+projection = project_month_end(costs, now)
+zero = Decimal(0)
+spent_today = costs.get(today, zero)
+spent_yesterday = costs.get(today - timedelta(days=1), zero)
+delta = change(spent_today, spent_yesterday)
 
 top = st.columns(3)
 top[0].metric(
@@ -70,7 +73,8 @@ st.caption(
     f"follow the date range {f.start} to {f.end}. All follow the other filters."
 )
 
-totals = data.totals(url, f)
+in_range = breakdown.between(frame, f.start, f.end)
+totals = breakdown.totals(in_range)
 speed = data.latency(url, f, totals.calls)
 row = st.columns(5)
 row[0].metric("Cost in range", f"${totals.cost_usd:,.2f}")
@@ -88,19 +92,19 @@ if totals.unpriced_calls:
     )
 
 st.subheader("Daily cost by provider")
-daily = data.daily_by_provider(url, f)
-if daily.empty:
+if in_range.empty:
     st.info("No calls in this range.")
-else:
-    st.altair_chart(charts.daily_cost_stacked(daily), width="stretch")
+    st.stop()
+st.altair_chart(
+    charts.daily_cost_stacked(breakdown.daily_by(in_range, "provider")), width="stretch"
+)
 
 columns = st.columns(3)
-for column, group, title in zip(
-    columns, ("feature", "model", "user"), ("Top features", "Top models", "Top users"), strict=True
-):
-    frame = data.cost_by(url, f, group)
+tables = {
+    "Top features": ("feature", breakdown.group_table(in_range, "feature")),
+    "Top models": ("model", breakdown.group_table(in_range, "model")),
+    "Top users": ("user", data.cost_by(url, f, "user")),
+}
+for column, (title, (group, table)) in zip(columns, tables.items(), strict=True):
     column.subheader(title)
-    if frame.empty:
-        column.caption("Nothing in this range.")
-        continue
-    column.altair_chart(charts.cost_bars(frame, group, top=8), width="stretch")
+    column.altair_chart(charts.cost_bars(table, group, top=8), width="stretch")
