@@ -152,8 +152,8 @@ def main() -> None:
         print(f"{'SQL (median of ' + str(args.runs) + ')':<40} {'ms':>9}")
         for name, fn in (
             ("Overview page SQL", overview_sql),
+            ("Costs page SQL (by feature: the default)", costs_by_feature_sql),
             ("Costs page SQL (by user)", costs_sql),
-            ("Costs page SQL (by feature/model/day)", costs_by_feature_sql),
             ("drill-down: feature chat, page 1", drill_feature_sql),
             ("drill-down: top user, page 4", drill_user_sql),
             ("plain GROUP BY feature over raw calls", raw_group_by),

@@ -1,9 +1,10 @@
 """Parameterised reads of the store, returning plain values or DataFrames. No SQL elsewhere.
 
-Every page reads ``daily_rollups`` (one row per day, user, feature, provider and model), so its
-cost grows with the groups shown, not with the calls stored. Raw ``calls`` are read only for a
-drill-down (one page of calls at a time) and for latency percentiles (a bounded sample). Filters
-are always bound parameters built with SQLAlchemy Core. Money is summed in SQL (exact Decimals).
+Pages read ``daily_rollups`` (one row per day, user, feature, provider and model), so their cost
+grows with the rollup rows of the date range, not with the calls stored. Raw ``calls`` are read
+only for a drill-down (one page of calls at a time), tag filters, and latency percentiles (a
+bounded sample). Filters are always bound parameters built with SQLAlchemy Core. Money is
+summed in SQL, exactly.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Date, Engine, and_, case, cast, func, literal, select, tablesample
+from sqlalchemy import Date, Engine, case, cast, func, literal, select, tablesample
 from sqlalchemy.sql import ColumnElement
 
 from dashboard.breakdown import Totals, finish_table
@@ -163,18 +164,6 @@ def day_frame(engine: Engine, f: Filters) -> pd.DataFrame:
     ).astype({name: "int64" for name in FRAME_COLUMNS[4:]})
 
 
-def filter_options(engine: Engine) -> dict[str, list[str]]:
-    """The providers, models and features that have calls (a scan: the app derives its options
-    from ``day_frame`` instead)."""
-    r = daily_rollups.c
-    found: dict[str, list[str]] = {}
-    with engine.connect() as conn:
-        for name, column in (("provider", r.provider), ("model", r.model), ("feature", r.feature)):
-            rows = conn.execute(select(column).where(column != "").distinct().order_by(column))
-            found[name] = [str(v) for v in rows.scalars()]
-    return found
-
-
 # --- totals and breakdowns from the rollups --------------------------------------------------
 
 
@@ -191,35 +180,6 @@ def totals(engine: Engine, f: Filters) -> Totals:
     with engine.connect() as conn:
         row = conn.execute(query).one()
     return Totals(int(row[0]), int(row[1]), int(row[2]), _money(row[3]), int(row[4]), int(row[5]))
-
-
-def daily_cost(engine: Engine, f: Filters, start: date, end: date) -> dict[date, Decimal]:
-    """Cost per day from ``start`` to ``end`` (inclusive), for the sidebar's other filters."""
-    r = daily_rollups.c
-    query = (
-        select(r.day, func.sum(r.cost_usd))
-        .where(r.day >= start, r.day <= end, *_rollup_where(f, dates=False))
-        .group_by(r.day)
-    )
-    with engine.connect() as conn:
-        return {row[0]: _money(row[1]) for row in conn.execute(query)}
-
-
-def daily_by_provider(engine: Engine, f: Filters) -> pd.DataFrame:
-    """One row per day and provider: calls and cost (cost as float, for charts)."""
-    r = daily_rollups.c
-    query = (
-        select(r.day, r.provider, func.sum(r.calls), func.sum(r.cost_usd))
-        .where(*_rollup_where(f))
-        .group_by(r.day, r.provider)
-        .order_by(r.day, r.provider)
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return pd.DataFrame(
-        [(d, p, int(n), float(_money(c))) for d, p, n, c in rows],
-        columns=["day", "provider", "calls", "cost_usd"],
-    )
 
 
 def cost_by(engine: Engine, f: Filters, group: str, limit: int = MAX_GROUPS) -> pd.DataFrame:
@@ -404,8 +364,3 @@ def drill_down(
     frame = pd.DataFrame([tuple(r) for r in rows], columns=list(DRILL_COLUMNS))
     frame["cost_usd"] = [None if v is None else float(v) for v in frame["cost_usd"]]
     return frame
-
-
-def matching(f: Filters) -> ColumnElement[bool]:
-    """The rollup predicate of the filters (exposed for tests that check sums independently)."""
-    return and_(*_rollup_where(f))

@@ -9,14 +9,16 @@ import streamlit as st
 from dashboard import breakdown, charts, data
 from dashboard.db import store_url
 from dashboard.filters import current, frame_window, parse_tags, today
-from dashboard.queries import DRILL_PAGE, GROUPS
+from dashboard.queries import DRILL_PAGE, GROUPS, MAX_GROUPS
 
 st.title("Costs")
 url = store_url()
 base = current()
 
 left, right = st.columns([2, 3])
-group = left.radio("Group by", GROUPS, horizontal=True, key="costs_group")
+group = left.radio(
+    "Group by", GROUPS, index=GROUPS.index("feature"), horizontal=True, key="costs_group"
+)
 tags = parse_tags(right.text_input("Tags", key="costs_tags", placeholder="plan=pro, team=growth"))
 f = replace(base, tags=tags)
 if tags:
@@ -37,6 +39,8 @@ cols[1].metric("Calls", f"{int(frame['calls'].sum()):,}")
 cols[2].metric("Groups", f"{len(frame):,}")
 cols[3].metric("Unpriced calls", f"{int(frame['unpriced'].sum()):,}")
 
+if len(frame) >= MAX_GROUPS:
+    st.caption(f"The {MAX_GROUPS:,} most expensive groups; narrow the filters to see others.")
 chart = charts.cost_line(frame) if group == "day" else charts.cost_bars(frame, group)
 st.altair_chart(chart, width="stretch")
 

@@ -106,6 +106,8 @@ def test_costs_table_by_feature_and_a_filter_changes_it(loaded: Engine) -> None:
 
 def test_group_by_changes_the_rows(loaded: Engine) -> None:
     at = run("costs")
+    assert at.dataframe[0].value.columns[0] == "feature"  # the default: the cheapest read
+    at.radio(key="costs_group").set_value("user").run()
     by_user = at.dataframe[0].value
     assert by_user.columns[0] == "user"
     at.radio(key="costs_group").set_value("provider").run()
