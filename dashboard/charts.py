@@ -44,7 +44,7 @@ def cost_bars(frame: pd.DataFrame, key: str, top: int = 15) -> alt.Chart:
                 alt.Tooltip("share_pct:Q", title="Share (%)", format=".1f"),
             ],
         )
-        .properties(height=max(120, 24 * len(shown)))
+        .properties(height=alt.Step(26))
     )
 
 
