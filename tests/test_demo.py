@@ -124,3 +124,11 @@ def test_copy_text_has_one_line_of_every_column_per_call() -> None:
     row = dict(zip(demo.COPY_COLUMNS, fields, strict=True))
     assert row["cost_usd"] == "1.234567891" and row["price_version_id"] == "9"
     assert row["occurred_at"].endswith("Z") and row["tags"].startswith('{"plan":')
+
+
+def test_cli_loads_once_with_if_empty(tmp_path, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    assert demo.main(["--url", url, "--calls", "300", "--days", "5", "--if-empty"]) == 0
+    assert "Loaded 300 demo calls over 5 days" in capsys.readouterr().out
+    assert demo.main(["--url", url, "--calls", "300", "--days", "5", "--if-empty"]) == 0
+    assert "already has calls: no demo data loaded" in capsys.readouterr().out
