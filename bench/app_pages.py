@@ -47,7 +47,7 @@ def overview_parts(engine: Engine, f: Filters, in_range: int) -> dict[str, Calla
         "store_span": lambda: queries.store_span(engine),
         "day_frame (range + this month)": lambda: queries.day_frame(engine, window),
         "latency (sampled raw calls)": lambda: queries.latency(engine, f, in_range),
-        "cost_by user (top users)": lambda: queries.cost_by(engine, f, "user"),
+        "top_users": lambda: queries.top_users(engine, f),
     }
 
 
@@ -57,7 +57,7 @@ def overview_sql(engine: Engine, f: Filters) -> None:
     frame = queries.day_frame(engine, f.with_dates(*frame_window(f, f.end)))
     in_range = breakdown.totals(breakdown.between(frame, f.start, f.end)).calls
     queries.latency(engine, f, in_range)
-    queries.cost_by(engine, f, "user")
+    queries.top_users(engine, f)
 
 
 def costs_sql(engine: Engine, f: Filters) -> None:

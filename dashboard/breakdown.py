@@ -89,6 +89,13 @@ def finish_table(out: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def share_of(table: pd.DataFrame, total: Decimal) -> pd.DataFrame:
+    """Add each row's share (%) of ``total`` (a table that shows only the top rows)."""
+    out = table.copy()
+    out["share_pct"] = 100 * out["cost_usd"] / float(total) if total else 0.0
+    return out
+
+
 def options(frame: pd.DataFrame) -> dict[str, list[str]]:
     """The providers, models and features present (the sidebar's choices)."""
     return {

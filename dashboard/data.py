@@ -34,6 +34,11 @@ def cost_by(url: str, f: Filters, group: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
+def top_users(url: str, f: Filters, n: int = 8) -> pd.DataFrame:
+    return queries.top_users(engine(url), f, n)
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
 def latency(url: str, f: Filters, in_range: int) -> Latency:
     return queries.latency(engine(url), f, in_range)
 

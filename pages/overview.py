@@ -103,7 +103,7 @@ columns = st.columns(3)
 tables = {
     "Top features": ("feature", breakdown.group_table(in_range, "feature")),
     "Top models": ("model", breakdown.group_table(in_range, "model")),
-    "Top users": ("user", data.cost_by(url, f, "user")),
+    "Top users": ("user", breakdown.share_of(data.top_users(url, f), totals.cost_usd)),
 }
 for column, (title, (group, table)) in zip(columns, tables.items(), strict=True):
     column.subheader(title)

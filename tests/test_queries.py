@@ -91,3 +91,11 @@ def test_drill_down_pages_through_a_group(loaded: Engine) -> None:
 def test_store_span(loaded: Engine, engine: Engine) -> None:
     span = queries.store_span(loaded)
     assert span.last_day == END.date() and span.first_day == RANGE.start
+
+
+def test_top_users_are_the_head_of_cost_by_user(loaded: Engine) -> None:
+    top = queries.top_users(loaded, RANGE, n=5)
+    full = queries.cost_by(loaded, RANGE, "user")
+    assert list(top["user"]) == list(full["user"].head(5))
+    assert list(top["calls"]) == list(full["calls"].head(5))
+    assert top["cost_usd"].tolist() == pytest.approx(full["cost_usd"].head(5).tolist())
