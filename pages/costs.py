@@ -24,20 +24,27 @@ f = replace(base, tags=tags)
 if tags:
     st.caption("Tag filters read the raw calls of the range (the rollups have no tags): slower.")
 
-if group == "user" or tags:  # the rollups' per-user grain, or the raw calls for tags
+window = None
+if not tags:  # one rollup read per filter set, cached and shared with the Overview
+    window = breakdown.between(
+        data.day_frame(url, base.with_dates(*frame_window(base, today()))), f.start, f.end
+    )
+if window is not None and group != "user":
+    frame = breakdown.group_table(window, group)
+else:  # the rollups' per-user grain, or the raw calls for tags
     frame = data.cost_by(url, f, group)
-else:  # the read the sidebar already made (cached): no further SQL
-    window = data.day_frame(url, base.with_dates(*frame_window(base, today())))
-    frame = breakdown.group_table(breakdown.between(window, f.start, f.end), group)
 if frame.empty:
     st.info(f"No calls from {f.start} to {f.end} for these filters.")
     st.stop()
 
+totals = breakdown.totals(window) if window is not None else None
 cols = st.columns(4)
-cols[0].metric("Cost", f"${frame['cost_usd'].sum():,.2f}")
-cols[1].metric("Calls", f"{int(frame['calls'].sum()):,}")
+cols[0].metric("Cost", f"${totals.cost_usd:,.2f}" if totals else f"${frame['cost_usd'].sum():,.2f}")
+cols[1].metric("Calls", f"{totals.calls if totals else int(frame['calls'].sum()):,}")
 cols[2].metric("Groups", f"{len(frame):,}")
-cols[3].metric("Unpriced calls", f"{int(frame['unpriced'].sum()):,}")
+cols[3].metric(
+    "Unpriced calls", f"{totals.unpriced_calls if totals else int(frame['unpriced'].sum()):,}"
+)
 
 if len(frame) >= MAX_GROUPS:
     st.caption(f"The {MAX_GROUPS:,} most expensive groups; narrow the filters to see others.")

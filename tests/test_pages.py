@@ -97,6 +97,9 @@ def test_costs_table_by_feature_and_a_filter_changes_it(loaded: Engine) -> None:
         assert row.calls == expected[row.feature][0]
         assert row.cost_usd == pytest.approx(float(expected[row.feature][1]))
     assert metrics(at)["Groups"] == str(len(expected))
+    n, cost, unpriced = rollup_sum(loaded)
+    assert metrics(at)["Cost"] == f"${cost:,.2f}"  # exact, from SQL sums
+    assert metrics(at)["Calls"] == f"{n:,}" and metrics(at)["Unpriced calls"] == f"{unpriced:,}"
 
     at.multiselect(key="f_providers").select("anthropic").run()
     narrowed = at.dataframe[0].value
