@@ -342,3 +342,47 @@ def test_import_tracking_does_not_import_the_sdks() -> None:
     probe = "import sys, tracking; print(sorted({'openai', 'anthropic'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_helpers_copies_and_azure_are_logged(configured, stub) -> None:
+    add_prices(configured)
+    oai = tracking.instrument(client(stub))
+    usage = openai_usage(1200, 300, cached=1000, reasoning=100)
+    stub.reply(Reply(events=openai_chat_chunks(SNAPSHOT, ["a"], usage)))
+    with oai.chat.completions.stream(model="gpt-4o", messages=MESSAGES) as stream:
+        assert stream.get_final_completion().choices[0].message.content == "a"
+    stub.reply(chat_reply())
+    oai.chat.completions.parse(model="gpt-4o", messages=MESSAGES)
+    stub.reply(chat_reply(request_id="req_copy"))
+    oai.with_options(timeout=5).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    azure = tracking.instrument(
+        openai.AzureOpenAI(
+            azure_endpoint=stub.url,
+            api_key="az-test",
+            api_version="2024-10-21",
+            max_retries=0,
+        )
+    )
+    stub.reply(chat_reply(request_id="req_azure"))
+    azure.chat.completions.create(model="my-gpt-4o-deployment", messages=MESSAGES)
+    assert stub.requests[-1].path.startswith("/openai/deployments/my-gpt-4o-deployment/")
+    found = logged(configured)
+    assert [r.request_id for r in found[2:]] == ["req_copy", "req_azure"]
+    assert [r.cost_usd for r in found] == [CHAT_COST] * 4
+    assert found[3].requested_model == "my-gpt-4o-deployment" and found[3].model == SNAPSHOT
+
+
+def test_error_without_an_answer_is_unpriced_and_a_refusal_costs_nothing(configured, stub):
+    add_prices(configured)
+    oai = tracking.instrument(client(stub))
+    stub.reply(Reply(429, openai_error(429, "slow down", "rate_limit")))
+    with pytest.raises(openai.RateLimitError):
+        oai.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    slow = oai.with_options(timeout=0.2)
+    stub.reply(Reply(events=openai_chat_chunks(SNAPSHOT, ["a"]), delay=1.0))
+    with pytest.raises(openai.APITimeoutError):
+        slow.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    refused, timed_out = logged(configured)
+    assert (refused.error_type, refused.cost_usd) == ("RateLimitError", Decimal(0))
+    assert (timed_out.error_type, timed_out.cost_usd) == ("APITimeoutError", None)
+    assert timed_out.tags == {"usage_reported": False}

@@ -6,6 +6,7 @@ The client is recognised by its class's module, and its integration is imported 
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, TypeVar
 
@@ -47,12 +48,27 @@ def instrument(client: C) -> C:
             _unsupported(client)
             return client
         integration.instrument(client)
+        _instrument_copies(client)
         setattr(client, INSTRUMENTED, True)
     except ValueError:
         raise  # strict mode's rejection
     except Exception as exc:
         _internal(exc)
     return client
+
+
+def _instrument_copies(client: Any) -> None:
+    """``client.with_options(timeout=...)`` (or ``copy``) makes a new client: instrument it too."""
+    for name in ("copy", "with_options"):
+        original = getattr(client, name, None)
+        if original is None:
+            continue
+
+        @functools.wraps(original)
+        def copier(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            return instrument(_original(*args, **kwargs))
+
+        setattr(client, name, copier)
 
 
 def _unsupported(client: Any) -> None:

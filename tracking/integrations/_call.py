@@ -80,6 +80,10 @@ class Call:
         request_id = getattr(exc, "request_id", None)
         if isinstance(request_id, str):
             self.request_id = request_id
+        if getattr(exc, "status_code", None) is None and not any(self.usage.values()):
+            # no answer (a timeout, a dropped connection): whether it was billed is unknown, so
+            # it stays unpriced; a provider's error answer (429, 400...) bills nothing: $0
+            self.unreported = True
 
     def finish(self) -> None:
         """Log the call with what was seen; later calls do nothing."""

@@ -1,4 +1,5 @@
-"""Anthropic clients: ``messages.create`` (also ``stream=True``) and ``messages.stream(...)``.
+"""Anthropic clients: ``messages.create`` (also ``stream=True``), ``messages.stream(...)`` and
+``messages.parse``.
 
 Token conversion (DESIGN.md): Anthropic reports ``input_tokens`` *beside* the cache, not
 including it, so ours is ``input_tokens + cache_read_input_tokens + cache_creation_input_tokens``,
@@ -146,4 +147,5 @@ def instrument(client: Any) -> None:
     is_async = isinstance(client, anthropic.AsyncAnthropic)
     messages = client.messages
     wrap(messages, "create", CREATE, is_async)
+    wrap(messages, "parse", CREATE, is_async)  # posts on its own, never through create
     _wrap_stream_helper(messages)

@@ -168,13 +168,15 @@ def read_image(call: Call, result: Any, kwargs: Mapping[str, Any]) -> None:
 _STREAMS = (openai.Stream, openai.AsyncStream)
 
 # resource path, method, and how to log it
+CHAT = Spec(PROVIDER, "chat", read_chat, observe_chat, _STREAMS)
+RESPONSES = Spec(PROVIDER, "responses", read_responses, observe_responses, _STREAMS)
+
+# ``parse`` posts on its own; the ``stream`` helpers call ``create``, so they are logged with it
 METHODS: tuple[tuple[str, str, Spec], ...] = (
-    ("chat.completions", "create", Spec(PROVIDER, "chat", read_chat, observe_chat, _STREAMS)),
-    (
-        "responses",
-        "create",
-        Spec(PROVIDER, "responses", read_responses, observe_responses, _STREAMS),
-    ),
+    ("chat.completions", "create", CHAT),
+    ("chat.completions", "parse", CHAT),
+    ("responses", "create", RESPONSES),
+    ("responses", "parse", RESPONSES),
     ("embeddings", "create", Spec(PROVIDER, "embedding", read_embedding)),
     (
         "audio.transcriptions",
