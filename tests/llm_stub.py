@@ -39,6 +39,8 @@ class Request:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real APIs; a stream ends by closing
+    disable_nagle_algorithm = True  # headers and body go in separate writes: no 40 ms stalls
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
@@ -60,6 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.events is not None:
             self.send_header("content-type", "text/event-stream")
             self.send_header("connection", "close")
+            self.close_connection = True
             self.end_headers()
             self.wfile.flush()
             for event, data in reply.events:

@@ -233,3 +233,21 @@ def test_instrument_twice_logs_once(configured, stub) -> None:
     with claude.messages.stream(model=ALIAS, max_tokens=10, messages=MESSAGES) as stream:
         stream.until_done()
     assert len(logged(configured)) == 2
+
+
+def test_parse_helper_is_logged(configured, stub) -> None:
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        name: str
+
+    add_prices(configured)
+    claude = client(stub)
+    stub.reply(Reply(body=anthropic_message(SNAPSHOT, USAGE, text='{"name": "Ada"}')))
+    parsed = claude.messages.parse(
+        model=ALIAS, max_tokens=10, messages=MESSAGES, output_format=Answer
+    )
+    assert parsed.parsed_output == Answer(name="Ada")
+    (row,) = logged(configured)
+    assert row.operation == "messages"
+    assert_cache_converted(row)

@@ -386,3 +386,45 @@ def test_error_without_an_answer_is_unpriced_and_a_refusal_costs_nothing(configu
     assert (refused.error_type, refused.cost_usd) == ("RateLimitError", Decimal(0))
     assert (timed_out.error_type, timed_out.cost_usd) == ("APITimeoutError", None)
     assert timed_out.tags == {"usage_reported": False}
+
+
+def test_a_bad_answer_never_breaks_the_host_outside_strict_mode(configured, stub, monkeypatch):
+    monkeypatch.setenv("UNITWISE_STRICT", "0")
+    tracking.configure(url=configured, flush_interval=0.05)
+    oai = tracking.instrument(client(stub))
+    # parts larger than the whole: tracking refuses the usage, the host still gets its answer
+    stub.reply(chat_reply(usage=openai_usage(10, 5, cached=50)))
+    answer = oai.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert answer.usage.prompt_tokens == 10
+    assert logged(configured) == []
+    assert tracking.stats()["rejected"] == 1
+
+
+def test_streamed_images_report_token_usage(configured, stub) -> None:
+    oai = tracking.instrument(client(stub))
+    usage = {
+        "input_tokens": 50,
+        "output_tokens": 4160,
+        "total_tokens": 4210,
+        "input_tokens_details": {"image_tokens": 0, "text_tokens": 50},
+    }
+    done = {
+        "type": "image_generation.completed",
+        "b64_json": "aGk=",
+        "created_at": 1,
+        "size": "1024x1024",
+        "quality": "low",
+        "background": "opaque",
+        "output_format": "png",
+        "usage": usage,
+    }
+    stub.reply(Reply(events=[("image_generation.completed", done)]))
+    events = list(oai.images.generate(model="gpt-image-1", prompt="a cat", stream=True))
+    assert events[-1].type == "image_generation.completed"
+    (row,) = logged(configured)
+    assert (row.operation, row.input_tokens, row.output_tokens, row.tags) == (
+        "image",
+        50,
+        4160,
+        None,
+    )

@@ -7,6 +7,7 @@ The client is recognised by its class's module, and its integration is imported 
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 from typing import Any, TypeVar
 
@@ -39,20 +40,19 @@ def instrument(client: C) -> C:
         if getattr(client, INSTRUMENTED, False):
             return client
         sdk = _sdk_of(client)
-        integration = None
-        if sdk is not None:
-            import importlib
-
-            integration = importlib.import_module(_INTEGRATIONS[sdk])
-        if integration is None or not integration.supports(client):
-            _unsupported(client)
-            return client
-        integration.instrument(client)
+        integration = importlib.import_module(_INTEGRATIONS[sdk]) if sdk is not None else None
+        supported = integration is not None and integration.supports(client)
+    except Exception as exc:
+        _internal(exc)
+        return client
+    if not supported:
+        _unsupported(client)  # raises ValueError only in strict mode
+        return client
+    try:
+        integration.instrument(client)  # type: ignore[union-attr]
         _instrument_copies(client)
         setattr(client, INSTRUMENTED, True)
-    except ValueError:
-        raise  # strict mode's rejection
-    except Exception as exc:
+    except Exception as exc:  # partly wrapped methods stay wrapped; a retry wraps the rest
         _internal(exc)
     return client
 

@@ -142,6 +142,18 @@ def observe_transcription(call: Call, event: Any) -> None:
         call.unreported = call.unreported and not call.usage
 
 
+def observe_usage(call: Call, event: Any) -> None:
+    """Streamed speech (``stream_format="sse"``) and images (GPT Image models): the final event
+    reports token usage."""
+    usage = field(event, "usage")
+    if usage is not None and tokens(field(usage, "input_tokens")) is not None:
+        call.usage = {
+            "input_tokens": tokens(field(usage, "input_tokens")),
+            "output_tokens": tokens(field(usage, "output_tokens")),
+        }
+        call.unreported = False
+
+
 def read_speech(call: Call, result: Any, kwargs: Mapping[str, Any]) -> None:
     _request_id(call, result)
     text = kwargs.get("input")
@@ -183,8 +195,8 @@ METHODS: tuple[tuple[str, str, Spec], ...] = (
         "create",
         Spec(PROVIDER, "transcription", read_transcription, observe_transcription, _STREAMS),
     ),
-    ("audio.speech", "create", Spec(PROVIDER, "speech", read_speech)),
-    ("images", "generate", Spec(PROVIDER, "image", read_image)),
+    ("audio.speech", "create", Spec(PROVIDER, "speech", read_speech, observe_usage, _STREAMS)),
+    ("images", "generate", Spec(PROVIDER, "image", read_image, observe_usage, _STREAMS)),
 )
 
 

@@ -1,0 +1,158 @@
+"""Instrument overhead: one SDK call through an instrumented client against the same call through
+a plain client, both over HTTP to the local stub server of the tests (tests/llm_stub.py).
+
+Calls alternate between the two clients (plain, instrumented, plain, ...) so that drift in the
+machine's load falls on both alike; each call is timed whole (request, answer, and for a stream
+every chunk read), with the writer running against a fresh PostgreSQL database and the prices
+loaded. The overhead is the difference of the medians. A last line times the instrumentation
+alone, in process: the wrapper around a function that returns an SDK answer already made, beside
+that function called bare (the host thread's CPU time per call, without the network's noise).
+
+    python -m bench.instrumented [--calls 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+import anthropic
+import openai
+
+import tracking
+from bench.common import fresh_pg
+from tests.llm_stub import (
+    Reply,
+    StubServer,
+    anthropic_events,
+    anthropic_message,
+    anthropic_usage,
+    openai_chat,
+    openai_chat_chunks,
+    openai_usage,
+)
+
+MESSAGES = [{"role": "user", "content": "Hello"}]
+CHAT = openai_chat("gpt-4o-2024-08-06", openai_usage(1200, 300, cached=1000))
+CHUNKS = openai_chat_chunks("gpt-4o-2024-08-06", ["a"] * 10, openai_usage(1200, 300, cached=1000))
+USAGE = anthropic_usage(1000, 500, cache_read=10_000, cache_write=2000)
+MESSAGE = anthropic_message("claude-3-5-sonnet-20241022", USAGE)
+EVENTS = anthropic_events("claude-3-5-sonnet-20241022", USAGE, ["a"] * 10)
+
+
+def interleaved(
+    stub: StubServer,
+    reply: Reply,
+    plain: Callable[[], object],
+    tracked: Callable[[], object],
+    n: int,
+) -> tuple[list[int], list[int]]:
+    clock = time.perf_counter_ns
+    base: list[int] = []
+    ours: list[int] = []
+    for i in range(2 * n):
+        stub.reply(reply)
+        call, samples = (plain, base) if i % 2 == 0 else (tracked, ours)
+        started = clock()
+        call()
+        samples.append(clock() - started)
+    return base, ours
+
+
+def in_process(n: int) -> tuple[list[int], list[int]]:
+    """The wrapper's own time: no HTTP, the SDK's answer object made once up front."""
+    from openai.types.chat import ChatCompletion
+
+    from tracking.integrations._wrap import sync_wrapper
+    from tracking.integrations.openai import CHAT as CHAT_SPEC
+
+    answer = ChatCompletion.model_validate(CHAT)
+
+    def bare(**kwargs: object) -> ChatCompletion:
+        return answer
+
+    wrapped = sync_wrapper(bare, CHAT_SPEC)
+    clock = time.perf_counter_ns
+    base: list[int] = []
+    ours: list[int] = []
+    for i in range(2 * n):
+        call, samples = (bare, base) if i % 2 == 0 else (wrapped, ours)
+        started = clock()
+        call(model="gpt-4o", messages=MESSAGES)
+        samples.append(clock() - started)
+    return base, ours
+
+
+def report(name: str, base: list[int], ours: list[int]) -> None:
+    b = statistics.median(base) / 1000
+    o = statistics.median(ours) / 1000
+    print(f"{name:<40} plain {b:8.1f} µs   instrumented {o:8.1f} µs   overhead {o - b:+6.1f} µs")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=2000)
+    args = parser.parse_args()
+    n = args.calls
+    with fresh_pg() as url, tempfile.TemporaryDirectory() as tmp, StubServer() as stub:
+        tracking.configure(url=url, journal_path=f"{tmp}/journal.jsonl")
+        tracking.record(provider="openai", model="gpt-4o", input_tokens=1)
+        tracking.flush(30)
+        assert tracking.stats()["prices_loaded"]
+
+        def openai_client() -> openai.OpenAI:
+            return openai.OpenAI(base_url=f"{stub.url}/v1", api_key="sk-bench", max_retries=0)
+
+        def anthropic_client() -> anthropic.Anthropic:
+            return anthropic.Anthropic(base_url=stub.url, api_key="sk-bench", max_retries=0)
+
+        plain_oai, our_oai = openai_client(), tracking.instrument(openai_client())
+        plain_ant, our_ant = anthropic_client(), tracking.instrument(anthropic_client())
+
+        def chat(client: openai.OpenAI) -> Callable[[], object]:
+            return lambda: client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+        def chat_stream(client: openai.OpenAI) -> Callable[[], object]:
+            options = {"include_usage": True}
+            return lambda: list(
+                client.chat.completions.create(
+                    model="gpt-4o", messages=MESSAGES, stream=True, stream_options=options
+                )
+            )
+
+        def message(client: anthropic.Anthropic) -> Callable[[], object]:
+            return lambda: client.messages.create(
+                model="claude-3-5-sonnet-latest", max_tokens=100, messages=MESSAGES
+            )
+
+        def message_stream(client: anthropic.Anthropic) -> Callable[[], object]:
+            return lambda: list(
+                client.messages.create(
+                    model="claude-3-5-sonnet-latest", max_tokens=100, messages=MESSAGES, stream=True
+                )
+            )
+
+        cases = [
+            ("openai chat.completions.create", Reply(body=CHAT), chat),
+            ("openai chat stream (12 chunks)", Reply(events=CHUNKS), chat_stream),
+            ("anthropic messages.create", Reply(body=MESSAGE), message),
+            ("anthropic messages stream (16 events)", Reply(events=EVENTS), message_stream),
+        ]
+        with tracking.attribute(user_id="u_42", feature="summarize", team="growth"):
+            for name, reply, make in cases:
+                plain, ours = (plain_oai, our_oai) if "openai" in name else (plain_ant, our_ant)
+                interleaved(stub, reply, make(plain), make(ours), 100)  # warm-up
+                report(name, *interleaved(stub, reply, make(plain), make(ours), n))
+            in_process(1000)  # warm-up
+            report("in process: wrapper alone (chat answer)", *in_process(10 * n))
+        assert tracking.flush(60)
+        stats = tracking.stats()
+        tracking.shutdown()
+    print(f"written {stats['written']:,}, dropped {stats['dropped']}, rejected {stats['rejected']}")
+
+
+if __name__ == "__main__":
+    main()
