@@ -4,7 +4,8 @@ a plain client, both over HTTP to the local stub server of the tests (tests/llm_
 Calls alternate between the two clients (plain, instrumented, plain, ...) so that drift in the
 machine's load falls on both alike; each call is timed whole (request, answer, and for a stream
 every chunk read), with the writer running against a fresh PostgreSQL database and the prices
-loaded. The overhead is the difference of the medians. A last line times the instrumentation
+loaded. The overhead is the median, over the pairs, of the instrumented call's time less the
+plain call's just before it. A last line times the instrumentation
 alone, in process: the wrapper around a function that returns an SDK answer already made, beside
 that function called bare (the host thread's CPU time per call, without the network's noise).
 
@@ -87,9 +88,12 @@ def in_process(n: int) -> tuple[list[int], list[int]]:
 
 
 def report(name: str, base: list[int], ours: list[int]) -> None:
+    """Medians of each, and the overhead as the median of each instrumented call's time less
+    the plain call just before it (robust to the machine's drift)."""
     b = statistics.median(base) / 1000
     o = statistics.median(ours) / 1000
-    print(f"{name:<40} plain {b:8.1f} µs   instrumented {o:8.1f} µs   overhead {o - b:+6.1f} µs")
+    paired = statistics.median(x - y for x, y in zip(ours, base, strict=True)) / 1000
+    print(f"{name:<40} plain {b:8.1f} µs   instrumented {o:8.1f} µs   overhead {paired:+6.1f} µs")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import threading
 import time
 from collections import deque
@@ -39,7 +40,7 @@ class Request:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive, as the real APIs; a stream ends by closing
+    protocol_version = "HTTP/1.1"  # keep-alive and chunked streams, as the real APIs
     disable_nagle_algorithm = True  # headers and body go in separate writes: no 40 ms stalls
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -61,17 +62,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         if reply.events is not None:
             self.send_header("content-type", "text/event-stream")
-            self.send_header("connection", "close")
-            self.close_connection = True
+            self.send_header("transfer-encoding", "chunked")
             self.end_headers()
             self.wfile.flush()
             for event, data in reply.events:
                 if reply.delay:
                     time.sleep(reply.delay)
                 text = data if isinstance(data, str) else json.dumps(data)
-                chunk = (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
-                self.wfile.write(chunk.encode())
+                sse = ((f"event: {event}\n" if event else "") + f"data: {text}\n\n").encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(sse), sse))
                 self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
             return
         payload = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
         ctype = "application/octet-stream" if isinstance(reply.body, bytes) else "application/json"
@@ -84,6 +85,11 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     stub: StubServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that closes a kept-alive connection (a stream closed early) is no error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class StubServer:

@@ -69,10 +69,6 @@ class Call:
     def done(self) -> bool:
         return self._done
 
-    def first_item(self) -> None:
-        if self.first_at is None:
-            self.first_at = time.perf_counter()
-
     def failed(self, exc: BaseException) -> None:
         """The provider's (or the network's) error: its type and request id, and any usage."""
         self.status = "error"

@@ -9,6 +9,7 @@ when the proxy is garbage-collected.
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -50,7 +51,8 @@ class _Proxy:
     # -- what the call saw ----------------------------------------------------------------------
     def _uw_seen(self, item: Any) -> None:
         call = self._uw_call
-        call.first_item()
+        if call.first_at is None:
+            call.first_at = time.perf_counter()
         guarded(self._uw_observe, call, item)
 
     def _uw_end(self, exc: BaseException | None = None, how: str | None = None) -> None:
