@@ -428,3 +428,36 @@ def test_streamed_images_report_token_usage(configured, stub) -> None:
         4160,
         None,
     )
+
+
+def test_attribution_per_request_through_an_http_middleware(configured, stub) -> None:
+    """The README's FastAPI middleware, on Starlette (what FastAPI's ``@app.middleware("http")``
+    is): each request's calls carry that request's user."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    oai = tracking.instrument(client(stub, openai.AsyncOpenAI))
+
+    async def summarize(request):
+        answer = await oai.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        return PlainTextResponse(answer.choices[0].message.content)
+
+    async def attribute_ai_calls(request, call_next):
+        user = request.headers.get("x-user-id")
+        with tracking.attribute(user_id=user, feature=request.url.path):
+            return await call_next(request)
+
+    app = Starlette(
+        routes=[Route("/summarize", summarize, methods=["POST"])],
+        middleware=[Middleware(BaseHTTPMiddleware, dispatch=attribute_ai_calls)],
+    )
+    with TestClient(app) as http:
+        for user in ("u_1", "u_2"):
+            stub.reply(chat_reply())
+            assert http.post("/summarize", headers={"x-user-id": user}).text == "Hello!"
+    found = logged(configured)
+    assert [(r.user_id, r.feature) for r in found] == [("u_1", "/summarize"), ("u_2", "/summarize")]
