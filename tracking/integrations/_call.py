@@ -17,7 +17,7 @@ from typing import Any
 from tracking import client as _client
 from tracking.schema import TOKEN_FIELDS
 
-# what an extractor reads from a result: the model that answered, usage fields, request id
+# a call's usage: token fields and other billable units (audio_seconds, characters...) by name
 Usage = dict[str, Any]
 
 
@@ -70,7 +70,8 @@ class Call:
         return self._done
 
     def failed(self, exc: BaseException) -> None:
-        """The provider's (or the network's) error: its type and request id, and any usage."""
+        """The provider's (or the network's) error: its type and request id; usage already seen
+        (a stream that failed half-way) is kept."""
         self.status = "error"
         self.error_type = type(exc).__name__
         request_id = getattr(exc, "request_id", None)
@@ -138,9 +139,14 @@ def guarded(step: Callable[..., Any], *args: Any) -> None:
     try:
         step(*args)
     except Exception as exc:
-        tracker = _client.get()
-        if tracker is not None:
-            tracker.internal_error(exc)
+        internal_error(exc)
+
+
+def internal_error(exc: BaseException) -> None:
+    """Count and log a bug of tracking's own (raised only in strict mode)."""
+    tracker = _client.get()
+    if tracker is not None:
+        tracker.internal_error(exc)
 
 
 def field(obj: object, *path: str) -> Any:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tracking import client as _client
-from tracking.integrations._call import Call, guarded
+from tracking.integrations._call import Call, guarded, internal_error
 from tracking.integrations._stream import Observe, TrackedAsyncStream, TrackedStream
 
 MARK = "__unitwise_instrumented__"
@@ -53,14 +53,18 @@ def failed(call: Call, exc: BaseException) -> None:
 
 
 def returned(call: Call, spec: Spec, result: Any, kwargs: Mapping[str, Any], is_async: bool) -> Any:
-    """The host's result, or for a stream the proxy that logs the call when the stream ends."""
-    if spec.observe is not None and isinstance(result, spec.stream_types):
-        call.unreported = True  # until the stream shows its usage
-        guarded(stream_request_id, call, spec, result)
-        proxy = TrackedAsyncStream if is_async else TrackedStream
-        return proxy(result, call, spec.observe)
-    guarded(spec.read, call, result, kwargs)
-    call.finish()
+    """The host's result, or for a stream the proxy that logs the call when the stream ends.
+    Should tracking fail here, the host still gets its result as the SDK made it."""
+    try:
+        if spec.observe is not None and isinstance(result, spec.stream_types):
+            call.unreported = True  # until the stream shows its usage
+            guarded(stream_request_id, call, spec, result)
+            proxy = TrackedAsyncStream if is_async else TrackedStream
+            return proxy(result, call, spec.observe)
+        guarded(spec.read, call, result, kwargs)
+        call.finish()
+    except Exception as exc:
+        internal_error(exc)
     return result
 
 
