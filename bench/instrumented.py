@@ -1,11 +1,14 @@
 """Instrument overhead: one SDK call through an instrumented client against the same call through
-a plain client, both over HTTP to the local stub server of the tests (tests/llm_stub.py).
+a plain client, both over HTTP to the local stub server of the tests (tests/llm_stub.py), run
+in a process of its own as a real API would be (in the same process its threads would compete
+with the host's for the GIL).
 
-Calls alternate between the two clients (plain, instrumented, plain, ...) so that drift in the
-machine's load falls on both alike; each call is timed whole (request, answer, and for a stream
+Calls alternate between the two clients, in pairs whose order alternates too, so that drift in
+the machine's load falls on both alike; each call is timed whole (request, answer, and for a stream
 every chunk read), with the writer running against a fresh PostgreSQL database and the prices
 loaded. The overhead is the median, over the pairs, of the instrumented call's time less the
-plain call's just before it. A last line times the instrumentation
+plain call's of the same pair; a first line pits two plain clients against each other, which
+shows the noise floor of the machine at the time. A last line times the instrumentation
 alone, in process: the wrapper around a function that returns an SDK answer already made, beside
 that function called bare (the host thread's CPU time per call, without the network's noise).
 
@@ -15,10 +18,15 @@ that function called bare (the host thread's CPU time per call, without the netw
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import socket
 import statistics
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import anthropic
 import openai
@@ -27,6 +35,7 @@ import tracking
 from bench.common import fresh_pg
 from tests.llm_stub import (
     Reply,
+    Request,
     StubServer,
     anthropic_events,
     anthropic_message,
@@ -44,9 +53,40 @@ MESSAGE = anthropic_message("claude-3-5-sonnet-20241022", USAGE)
 EVENTS = anthropic_events("claude-3-5-sonnet-20241022", USAGE, ["a"] * 10)
 
 
+def answer(request: Request) -> Reply:
+    """The same answer to every request of a kind: chat or message, plain or streamed."""
+    streamed = request.json().get("stream") is True
+    if request.path.endswith("/chat/completions"):
+        return Reply(events=CHUNKS) if streamed else Reply(body=CHAT)
+    return Reply(events=EVENTS) if streamed else Reply(body=MESSAGE)
+
+
+def serve(port: int, ready: Any) -> None:
+    """The stub in a process of its own (``multiprocessing``), answering until terminated."""
+    with StubServer(answer, port=port):
+        ready.set()
+        threading.Event().wait()
+
+
+@contextmanager
+def stub_process() -> Iterator[str]:
+    with socket.socket() as probe:  # a free port for the child to listen on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    spawn = multiprocessing.get_context("spawn")
+    ready = spawn.Event()
+    child = spawn.Process(target=serve, args=(port, ready), daemon=True)
+    child.start()
+    try:
+        if not ready.wait(60):
+            raise RuntimeError("the stub server did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        child.terminate()
+        child.join(10)
+
+
 def interleaved(
-    stub: StubServer,
-    reply: Reply,
     plain: Callable[[], object],
     tracked: Callable[[], object],
     n: int,
@@ -54,12 +94,13 @@ def interleaved(
     clock = time.perf_counter_ns
     base: list[int] = []
     ours: list[int] = []
-    for i in range(2 * n):
-        stub.reply(reply)
-        call, samples = (plain, base) if i % 2 == 0 else (tracked, ours)
-        started = clock()
-        call()
-        samples.append(clock() - started)
+    for i in range(n):
+        # the pair's order alternates: the second call of a pair tends to be a little faster
+        pair = ((plain, base), (tracked, ours)) if i % 2 == 0 else ((tracked, ours), (plain, base))
+        for call, samples in pair:
+            started = clock()
+            call()
+            samples.append(clock() - started)
     return base, ours
 
 
@@ -89,7 +130,7 @@ def in_process(n: int) -> tuple[list[int], list[int]]:
 
 def report(name: str, base: list[int], ours: list[int]) -> None:
     """Medians of each, and the overhead as the median of each instrumented call's time less
-    the plain call just before it (robust to the machine's drift)."""
+    the plain call of its pair (robust to the machine's drift)."""
     b = statistics.median(base) / 1000
     o = statistics.median(ours) / 1000
     paired = statistics.median(x - y for x, y in zip(ours, base, strict=True)) / 1000
@@ -101,17 +142,17 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
     n = args.calls
-    with fresh_pg() as url, tempfile.TemporaryDirectory() as tmp, StubServer() as stub:
+    with fresh_pg() as url, tempfile.TemporaryDirectory() as tmp, stub_process() as stub_url:
         tracking.configure(url=url, journal_path=f"{tmp}/journal.jsonl")
         tracking.record(provider="openai", model="gpt-4o", input_tokens=1)
         tracking.flush(30)
         assert tracking.stats()["prices_loaded"]
 
         def openai_client() -> openai.OpenAI:
-            return openai.OpenAI(base_url=f"{stub.url}/v1", api_key="sk-bench", max_retries=0)
+            return openai.OpenAI(base_url=f"{stub_url}/v1", api_key="sk-bench", max_retries=0)
 
         def anthropic_client() -> anthropic.Anthropic:
-            return anthropic.Anthropic(base_url=stub.url, api_key="sk-bench", max_retries=0)
+            return anthropic.Anthropic(base_url=stub_url, api_key="sk-bench", max_retries=0)
 
         plain_oai, our_oai = openai_client(), tracking.instrument(openai_client())
         plain_ant, our_ant = anthropic_client(), tracking.instrument(anthropic_client())
@@ -140,16 +181,19 @@ def main() -> None:
             )
 
         cases = [
-            ("openai chat.completions.create", Reply(body=CHAT), chat),
-            ("openai chat stream (12 chunks)", Reply(events=CHUNKS), chat_stream),
-            ("anthropic messages.create", Reply(body=MESSAGE), message),
-            ("anthropic messages stream (16 events)", Reply(events=EVENTS), message_stream),
+            ("control: plain vs plain openai chat", chat),
+            ("openai chat.completions.create", chat),
+            ("openai chat stream (12 chunks)", chat_stream),
+            ("anthropic messages.create", message),
+            ("anthropic messages stream (16 events)", message_stream),
         ]
         with tracking.attribute(user_id="u_42", feature="summarize", team="growth"):
-            for name, reply, make in cases:
+            for name, make in cases:
                 plain, ours = (plain_oai, our_oai) if "openai" in name else (plain_ant, our_ant)
-                interleaved(stub, reply, make(plain), make(ours), 100)  # warm-up
-                report(name, *interleaved(stub, reply, make(plain), make(ours), n))
+                if name.startswith("control"):
+                    ours = openai_client()
+                interleaved(make(plain), make(ours), 100)  # warm-up
+                report(name, *interleaved(make(plain), make(ours), n))
             in_process(1000)  # warm-up
             report("in process: wrapper alone (chat answer)", *in_process(10 * n))
         assert tracking.flush(60)

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -50,8 +51,12 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length)
         stub = self.server.stub
-        stub.requests.append(Request("POST", self.path, dict(self.headers), body))
-        reply = stub.next_reply()
+        request = Request("POST", self.path, dict(self.headers), body)
+        if stub.answer is not None:  # a fixed answer per request, nothing kept (benchmarks)
+            reply = stub.answer(request)
+        else:
+            stub.requests.append(request)
+            reply = stub.next_reply()
         # the client may close a stream before it is all sent
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self._send(reply)
@@ -95,11 +100,12 @@ class _Server(ThreadingHTTPServer):
 class StubServer:
     """``with StubServer() as stub:``, then ``stub.reply(...)``; point a client at ``stub.url``."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: Callable[[Request], Reply] | None = None, port: int = 0) -> None:
+        self.answer = answer
         self.replies: deque[Reply] = deque()
         self.requests: list[Request] = []
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.stub = self
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
