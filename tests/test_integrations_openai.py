@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -461,3 +462,22 @@ def test_attribution_per_request_through_an_http_middleware(configured, stub) ->
             assert http.post("/summarize", headers={"x-user-id": user}).text == "Hello!"
     found = logged(configured)
     assert [(r.user_id, r.feature) for r in found] == [("u_1", "/summarize"), ("u_2", "/summarize")]
+
+
+def test_a_stream_still_open_at_exit_is_logged(stub, tmp_path) -> None:
+    stub.reply(Reply(events=openai_chat_chunks(SNAPSHOT, ["a", "b"], openai_usage(10, 2))))
+    script = f"""
+import openai, tracking
+tracking.configure()
+oai = tracking.instrument(openai.OpenAI(base_url="{stub.url}/v1", api_key="k", max_retries=0))
+stream = oai.chat.completions.create(model="gpt-4o", messages=[], stream=True)
+next(stream)  # the process ends with the stream open
+"""
+    url = f"sqlite:///{tmp_path / 'exit.db'}"
+    env = {**os.environ, "UNITWISE_DATABASE_URL": url, "UNITWISE_DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = stored_calls(url)
+    assert (row.model, row.tags) == (SNAPSHOT, {"stream_end": "exit", "usage_reported": False})

@@ -4,11 +4,12 @@ A proxy rather than a subclass: the SDK's object is left as it is, every attribu
 (``response``, ``_iterator``...) is the SDK's own, and ``isinstance(stream, openai.Stream)`` still
 holds (``__class__`` answers the SDK's class, as wrapt's proxies do). The call is logged when the
 stream is read to the end, fails, is closed (``close()``, ``with`` exit), or, abandoned half-read,
-when the proxy is garbage-collected.
+when the proxy is garbage-collected or the process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import time
 import weakref
 from collections.abc import Callable
@@ -21,8 +22,24 @@ Observe = Callable[[Call, Any], None]
 
 def _collected(call: Call) -> None:
     """The host dropped a stream it never finished nor closed: log what it had read."""
-    call.tags["stream_end"] = "collected"
+    _open.discard(call)
+    if not call.done:
+        call.tags["stream_end"] = "collected"
     call.finish()
+
+
+# streams not yet logged; at exit they are logged with what they had read. This module is
+# imported after tracking.client, so this runs before tracking's own exit flush (atexit is LIFO)
+_open: set[Call] = set()
+
+
+@atexit.register
+def _at_exit() -> None:
+    for call in list(_open):
+        if not call.done:
+            call.tags["stream_end"] = "exit"
+        call.finish()
+    _open.clear()
 
 
 class _Proxy:
@@ -33,6 +50,7 @@ class _Proxy:
         object.__setattr__(self, "_uw_call", call)
         object.__setattr__(self, "_uw_observe", observe)
         object.__setattr__(self, "_uw_finalizer", weakref.finalize(self, _collected, call))
+        _open.add(call)
 
     # -- the SDK object's face ------------------------------------------------------------------
     @property  # type: ignore[misc]
@@ -58,6 +76,7 @@ class _Proxy:
     def _uw_end(self, exc: BaseException | None = None, how: str | None = None) -> None:
         call = self._uw_call
         self._uw_finalizer.detach()
+        _open.discard(call)
         if exc is not None:
             guarded(call.failed, exc)
         elif how is not None and not call.done:

@@ -55,7 +55,7 @@ def observe_event(call: Call, event: Any) -> None:
     kind = field(event, "type")
     if kind == "message_start":
         read_message(call, field(event, "message"), {})
-        call.unreported = False
+        call.unreported = not call.usage
     elif kind == "message_delta":
         usage = field(event, "usage")
         output = tokens(field(usage, "output_tokens"))
