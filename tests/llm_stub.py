@@ -247,32 +247,26 @@ def responses_usage(inp: int, out: int, cached: int = 0, reasoning: int = 0) -> 
 
 
 def openai_response_events(model: str, usage: dict[str, Any]) -> list[tuple[str | None, Any]]:
+    """The Responses API's event sequence for one text message; the usage comes with
+    ``response.completed``."""
     created = openai_response(model, None, "")
     created["status"] = "in_progress"
     created["output"] = []
     done = openai_response(model, usage, "Hi")
-    return [
-        (
-            "response.created",
-            {"type": "response.created", "sequence_number": 0, "response": created},
-        ),
-        (
-            "response.output_text.delta",
-            {
-                "type": "response.output_text.delta",
-                "sequence_number": 1,
-                "item_id": "msg_stub",
-                "output_index": 0,
-                "content_index": 0,
-                "delta": "Hi",
-                "logprobs": [],
-            },
-        ),
-        (
-            "response.completed",
-            {"type": "response.completed", "sequence_number": 2, "response": done},
-        ),
+    item = {**done["output"][0], "status": "in_progress", "content": []}
+    text = {"type": "output_text", "text": "", "annotations": []}
+    where = {"item_id": "msg_stub", "output_index": 0, "content_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": created},
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        {"type": "response.content_part.added", **where, "part": text},
+        {"type": "response.output_text.delta", **where, "delta": "Hi", "logprobs": []},
+        {"type": "response.output_text.done", **where, "text": "Hi", "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": {**text, "text": "Hi"}},
+        {"type": "response.output_item.done", "output_index": 0, "item": done["output"][0]},
+        {"type": "response.completed", "response": done},
     ]
+    return [(e["type"], {**e, "sequence_number": n}) for n, e in enumerate(events)]
 
 
 # ---- Anthropic formats --------------------------------------------------------------------------

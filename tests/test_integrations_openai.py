@@ -481,3 +481,25 @@ next(stream)  # the process ends with the stream open
     assert done.returncode == 0, done.stderr
     (row,) = stored_calls(url)
     assert (row.model, row.tags) == (SNAPSHOT, {"stream_end": "exit", "usage_reported": False})
+
+
+def test_stream_helpers_of_responses_and_async_chat(configured, stub) -> None:
+    add_prices(configured)
+    oai = tracking.instrument(client(stub))
+    usage = responses_usage(1200, 300, cached=1000, reasoning=100)
+    stub.reply(Reply(events=openai_response_events(SNAPSHOT, usage)))
+    with oai.responses.stream(model="gpt-4o", input="Hello") as stream:
+        assert stream.get_final_response().output_text == "Hi"
+    chat_usage = openai_usage(1200, 300, cached=1000, reasoning=100)
+    stub.reply(Reply(events=openai_chat_chunks(SNAPSHOT, ["a", "b"], chat_usage)))
+
+    async def main() -> None:
+        aoai = tracking.instrument(client(stub, openai.AsyncOpenAI))
+        async with aoai.chat.completions.stream(model="gpt-4o", messages=MESSAGES) as astream:
+            final = await astream.get_final_completion()
+        assert final.choices[0].message.content == "ab"
+
+    asyncio.run(main())
+    responses_row, chat_row = logged(configured)
+    assert (responses_row.operation, chat_row.operation) == ("responses", "chat")
+    assert responses_row.cost_usd == chat_row.cost_usd == CHAT_COST
