@@ -503,3 +503,27 @@ def test_stream_helpers_of_responses_and_async_chat(configured, stub) -> None:
     responses_row, chat_row = logged(configured)
     assert (responses_row.operation, chat_row.operation) == ("responses", "chat")
     assert responses_row.cost_usd == chat_row.cost_usd == CHAT_COST
+
+
+def test_token_billed_transcription_and_a_failed_response_stream(configured, stub) -> None:
+    oai = tracking.instrument(client(stub))
+    usage = {"type": "tokens", "input_tokens": 120, "output_tokens": 30, "total_tokens": 150}
+    stub.reply(Reply(body={"text": "hi", "usage": usage}))
+    audio = ("talk.mp3", b"fake-audio", "audio/mpeg")
+    oai.audio.transcriptions.create(model="gpt-4o-transcribe", file=audio)
+    events = openai_response_events(SNAPSHOT, responses_usage(10, 0))
+    failed = events[-1][1]
+    failed["type"] = "response.failed"
+    failed["response"] = {**failed["response"], "status": "failed"}
+    failed["response"]["error"] = {"code": "server_error", "message": "boom"}
+    stub.reply(Reply(events=[*events[:-1], ("response.failed", failed)]))
+    for _ in oai.responses.create(model="gpt-4o", input="Hello", stream=True):
+        pass
+    transcription, response = logged(configured)
+    assert (transcription.input_tokens, transcription.output_tokens) == (120, 30)
+    assert transcription.units is None
+    assert (response.status, response.error_type, response.input_tokens) == (
+        "error",
+        "server_error",
+        10,
+    )

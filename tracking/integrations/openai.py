@@ -139,7 +139,7 @@ def observe_transcription(call: Call, event: Any) -> None:
     """A streamed transcription reports its usage in ``transcript.text.done``."""
     if field(event, "type") == "transcript.text.done" and field(event, "usage") is not None:
         read_transcription(call, event, {})
-        call.unreported = call.unreported and not call.usage
+        call.unreported = not call.usage
 
 
 def observe_usage(call: Call, event: Any) -> None:
