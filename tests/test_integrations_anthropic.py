@@ -251,3 +251,20 @@ def test_parse_helper_is_logged(configured, stub) -> None:
     (row,) = logged(configured)
     assert row.operation == "messages"
     assert_cache_converted(row)
+
+
+def test_raw_response_of_the_async_client(configured, stub) -> None:
+    add_prices(configured)
+    stub.reply(Reply(body=anthropic_message(SNAPSHOT, USAGE), headers={"request-id": "req_raw"}))
+
+    async def main() -> None:
+        claude = client(stub, anthropic.AsyncAnthropic)
+        raw = await claude.messages.with_raw_response.create(
+            model=ALIAS, max_tokens=10, messages=MESSAGES
+        )
+        assert (await raw.parse()).content[0].text == "Hello!"
+
+    asyncio.run(main())
+    (row,) = logged(configured)
+    assert row.request_id == "req_raw"
+    assert_cache_converted(row)

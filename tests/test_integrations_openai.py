@@ -527,3 +527,20 @@ def test_token_billed_transcription_and_a_failed_response_stream(configured, stu
         "server_error",
         10,
     )
+
+
+def test_raw_response_calls_are_read_from_their_json_body(configured, stub) -> None:
+    add_prices(configured)
+    oai = tracking.instrument(client(stub))
+    stub.reply(chat_reply(request_id="req_raw"))
+    raw = oai.chat.completions.with_raw_response.create(model="gpt-4o", messages=MESSAGES)
+    assert raw.parse().choices[0].message.content == "Hello!"  # the host's object, untouched
+    stub.reply(chat_reply())
+    with oai.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=MESSAGES
+    ) as streaming:
+        streaming.parse()
+    read, unread = logged(configured)
+    assert (read.request_id, read.input_tokens, read.cost_usd) == ("req_raw", 1200, CHAT_COST)
+    # a body not yet read when create returns: logged, its usage unreported
+    assert (unread.cost_usd, unread.tags) == (None, {"usage_reported": False})

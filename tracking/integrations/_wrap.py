@@ -61,15 +61,31 @@ def returned(call: Call, spec: Spec, result: Any, kwargs: Mapping[str, Any], is_
             guarded(stream_request_id, call, spec, result)
             proxy = TrackedAsyncStream if is_async else TrackedStream
             return proxy(result, call, spec.observe)
-        guarded(spec.read, call, result, kwargs)
+        answer = result
+        if hasattr(result, "http_response") and hasattr(result, "parse"):
+            answer = raw_answer(call, spec, result.http_response)
+        guarded(spec.read, call, answer, kwargs)
         call.finish()
     except Exception as exc:
         internal_error(exc)
     return result
 
 
+def raw_answer(call: Call, spec: Spec, response: Any) -> Any:
+    """``with_raw_response``: the host parses the answer itself, when it likes; we read the JSON
+    body the SDK has already received (a binary or unread body gives None: usage unreported)."""
+    header_request_id(call, spec, getattr(response, "headers", None))
+    try:
+        return response.json()
+    except Exception:
+        return None
+
+
 def stream_request_id(call: Call, spec: Spec, stream: Any) -> None:
-    headers = getattr(getattr(stream, "response", None), "headers", None)
+    header_request_id(call, spec, getattr(getattr(stream, "response", None), "headers", None))
+
+
+def header_request_id(call: Call, spec: Spec, headers: Any) -> None:
     request_id = headers.get(spec.request_header) if headers is not None else None
     if isinstance(request_id, str):
         call.request_id = request_id
