@@ -49,7 +49,9 @@ class _Proxy:
         object.__setattr__(self, "_uw_inner", inner)
         object.__setattr__(self, "_uw_call", call)
         object.__setattr__(self, "_uw_observe", observe)
-        object.__setattr__(self, "_uw_finalizer", weakref.finalize(self, _collected, call))
+        finalizer = weakref.finalize(self, _collected, call)
+        finalizer.atexit = False  # at exit, _at_exit logs it (before tracking's final flush)
+        object.__setattr__(self, "_uw_finalizer", finalizer)
         _open.add(call)
 
     # -- the SDK object's face ------------------------------------------------------------------
