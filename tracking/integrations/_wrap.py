@@ -62,7 +62,8 @@ def returned(call: Call, spec: Spec, result: Any, kwargs: Mapping[str, Any], is_
             proxy = TrackedAsyncStream if is_async else TrackedStream
             return proxy(result, call, spec.observe)
         answer = result
-        if hasattr(result, "http_response") and hasattr(result, "parse"):
+        # a dict look-up: hasattr on an SDK model would go through pydantic's slow __getattr__
+        if "http_response" in getattr(result, "__dict__", ()):
             answer = raw_answer(call, spec, result.http_response)
         guarded(spec.read, call, answer, kwargs)
         call.finish()
