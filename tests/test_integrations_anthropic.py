@@ -268,3 +268,36 @@ def test_raw_response_of_the_async_client(configured, stub) -> None:
     (row,) = logged(configured)
     assert row.request_id == "req_raw"
     assert_cache_converted(row)
+
+
+@pytest.mark.parametrize(
+    ("restated", "expected"),
+    [
+        # output only, as documented: the input side of message_start stays
+        ({"output_tokens": 500}, (13_000, 10_000, 2000, 500)),
+        # the input restated without the cache fields: the cache parts seen stay
+        ({"input_tokens": 1000, "output_tokens": 500}, (13_000, 10_000, 2000, 500)),
+        # everything restated: the latest figures win
+        (
+            {
+                "input_tokens": 2000,
+                "cache_read_input_tokens": 10_000,
+                "cache_creation_input_tokens": 0,
+                "output_tokens": 600,
+            },
+            (12_000, 10_000, 0, 600),
+        ),
+    ],
+)
+def test_message_delta_usage_is_cumulative(configured, stub, restated, expected) -> None:
+    claude = client(stub)
+    events = anthropic_events(SNAPSHOT, USAGE, ["a"])
+    for name, data in events:
+        if name == "message_delta":
+            data["usage"] = restated
+    stub.reply(Reply(events=events))
+    for _ in claude.messages.create(model=ALIAS, max_tokens=10, messages=MESSAGES, stream=True):
+        pass
+    (row,) = logged(configured)
+    found = (row.input_tokens, row.cache_read_tokens, row.cache_write_tokens, row.output_tokens)
+    assert found == expected

@@ -57,15 +57,26 @@ def observe_event(call: Call, event: Any) -> None:
         read_message(call, field(event, "message"), {})
         call.unreported = not call.usage
     elif kind == "message_delta":
-        usage = field(event, "usage")
-        output = tokens(field(usage, "output_tokens"))
-        if output is not None:
-            call.usage["output_tokens"] = output
-        # newer API versions may restate the input side here: the latest figures win
-        if tokens(field(usage, "input_tokens")) is not None:
-            restated = message_usage(usage)
-            restated["output_tokens"] = call.usage.get("output_tokens")
-            call.usage.update(restated)
+        call.usage = merged_usage(call.usage, field(event, "usage"))
+        call.unreported = all(value is None for value in call.usage.values())
+
+
+def merged_usage(seen: dict[str, Any], delta: Any) -> dict[str, Any]:
+    """``message_delta`` counts are cumulative: each one it gives replaces the one seen before
+    (the output always; the input side too when the API restates it), the others stay."""
+    read, write = seen.get("cache_read_tokens"), seen.get("cache_write_tokens")
+    total = seen.get("input_tokens")
+    raw = {
+        "input_tokens": None if total is None else total - (read or 0) - (write or 0),
+        "cache_read_input_tokens": read,
+        "cache_creation_input_tokens": write,
+        "output_tokens": seen.get("output_tokens"),
+    }
+    for name in raw:
+        value = tokens(field(delta, name))
+        if value is not None:
+            raw[name] = value
+    return message_usage(raw)
 
 
 _STREAMS = (anthropic.Stream, anthropic.AsyncStream)
