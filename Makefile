@@ -41,6 +41,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.overhead
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.burst
+	$(BIN)/python -m bench.instrumented
 	$(BIN)/python -m bench.app_pages --calls 1000000
 
 clean:

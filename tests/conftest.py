@@ -149,3 +149,35 @@ def add_test_prices(url: str) -> None:
             source="test",
         )
     eng.dispose()
+
+
+@pytest.fixture
+def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """A local server answering like the OpenAI and Anthropic APIs (tests/llm_stub.py); the SDK
+    clients reach it directly, whatever proxy the environment names."""
+    from tests.llm_stub import StubServer
+
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    with StubServer() as server:
+        yield server
+
+
+def stored_calls(url: str) -> list:
+    """Every logged call (after ``tracking.flush()``), oldest first."""
+    from sqlalchemy import select
+
+    from tracking.schema import calls
+
+    eng = make_engine(url)
+    with eng.connect() as conn:
+        found = conn.execute(select(calls).order_by(calls.c.occurred_at)).all()
+    eng.dispose()
+    return found

@@ -31,7 +31,7 @@ def test_readme_opens_with_the_two_commands() -> None:
 
 
 def test_add_tracking_example_runs_and_logs_its_calls(tmp_path) -> None:
-    (example,) = [b for b in python_blocks() if "tracking.configure()" in b]
+    (example,) = [b for b in python_blocks() if "tracking.record(" in b]
     url = f"sqlite:///{tmp_path / 'readme.db'}"
     env = {**os.environ, "UNITWISE_DATABASE_URL": url, "UNITWISE_DATA_DIR": str(tmp_path)}
     done = subprocess.run(
@@ -55,3 +55,48 @@ def test_add_tracking_example_runs_and_logs_its_calls(tmp_path) -> None:
     assert [r.model for r in found] == ["gpt-4o", "places-details", "whisper-1"]
     assert all(r.user_id == "u_42" and r.feature == "summarize" for r in found)
     assert all(r.tags == {"team": "growth"} for r in found)
+
+
+def test_every_python_example_compiles() -> None:
+    """Blocks that need a service of their own (FastAPI, a Places client) are not run here."""
+    blocks = python_blocks()
+    assert len(blocks) >= 4
+    for block in blocks:
+        compile(block, "README.md", "exec")
+
+
+def test_instrument_example_runs_and_logs_its_call(tmp_path, stub) -> None:
+    """The two lines, run as written against the local stub in place of OpenAI's API."""
+    from tests.llm_stub import Reply, openai_chat, openai_usage
+
+    (example,) = [b for b in python_blocks() if "tracking.instrument(" in b]
+    answer = openai_chat("gpt-4o-2024-08-06", openai_usage(1200, 300, cached=1000))
+    stub.reply(Reply(body=answer, headers={"x-request-id": "req_readme"}))
+    url = f"sqlite:///{tmp_path / 'readme.db'}"
+    env = {
+        **os.environ,
+        "UNITWISE_DATABASE_URL": url,
+        "UNITWISE_DATA_DIR": str(tmp_path),
+        "OPENAI_BASE_URL": f"{stub.url}/v1",
+        "OPENAI_API_KEY": "sk-readme",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", example],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    engine = make_engine(url)  # logged by the flush at exit
+    with engine.connect() as conn:
+        (row,) = conn.execute(select(calls)).all()
+    engine.dispose()
+    assert (row.model, row.requested_model, row.request_id) == (
+        "gpt-4o-2024-08-06",
+        "gpt-4o",
+        "req_readme",
+    )
+    assert (row.user_id, row.feature, row.tags) == ("u_42", "summarize", {"team": "growth"})
+    assert (row.input_tokens, row.cache_read_tokens, row.output_tokens) == (1200, 1000, 300)

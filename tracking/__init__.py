@@ -4,6 +4,7 @@ import tracking
 tracking.configure()                       # $UNITWISE_DATABASE_URL, else the local SQLite
 with tracking.attribute(user_id="u_42", feature="summarize"):
     tracking.record(provider="openai", model="gpt-4o", input_tokens=1200, output_tokens=300)
+client = tracking.instrument(OpenAI())    # every call of the client is logged from now on
 """
 
 from tracking.client import (
@@ -17,11 +18,13 @@ from tracking.client import (
     tracked,
 )
 from tracking.context import attribute
+from tracking.integrations import instrument
 
 __all__ = [
     "attribute",
     "configure",
     "flush",
+    "instrument",
     "record",
     "refresh_prices",
     "shutdown",
