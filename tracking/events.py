@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,6 +16,7 @@ from tracking.schema import TOKEN_FIELDS
 
 MAX_NAME = 200
 STATUSES = ("ok", "error")
+_bits = random.getrandbits
 _CALL_ID_NAMESPACE = uuid.UUID("6f1c1e0e-4d53-4a43-9a2d-2f1f0c8f3e11")
 
 
@@ -137,7 +138,7 @@ def uuid7() -> uuid.UUID:
     """A time-ordered UUID (RFC 9562 version 7): new ids land at the end of the id indexes,
     which keeps PostgreSQL's inserts sequential instead of scattered."""
     millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = _bits(80)  # unique, not secret: random's generator is reseeded in a forked child
     value = (
         (millis << 80)
         | (0x7 << 76)

@@ -75,19 +75,23 @@ UNPRICED = Quote(None, None)
 
 def billable_counts(
     usage: Mapping[str, int | float | Decimal | None], priced_units: frozenset[str]
-) -> dict[str, Decimal]:
-    """Counts per priced unit, with cache parts taken out of input only when priced on their own."""
-    counts: dict[str, Decimal] = {}
+) -> dict[str, int | Decimal]:
+    """Counts per priced unit, with cache parts taken out of input only when priced on their own.
+
+    Whole counts stay ints (exact, and cheaper than Decimals on this per-call path); a fractional
+    count (audio seconds) becomes the Decimal of its shortest repr, never a binary float.
+    """
+    counts: dict[str, int | Decimal] = {}
     for unit, value in usage.items():
         if value is None:
             continue
-        counts[unit] = value if isinstance(value, Decimal) else Decimal(repr(value))
+        counts[unit] = value if isinstance(value, int | Decimal) else Decimal(repr(value))
     if "input_tokens" in counts:
         for part in TOKEN_PARTS:
             if part in priced_units and part in counts:
                 counts["input_tokens"] -= counts[part]
     if "requests" in priced_units and "requests" not in counts:
-        counts["requests"] = Decimal(1)  # a call is one request
+        counts["requests"] = 1  # a call is one request
     return counts
 
 
