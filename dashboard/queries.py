@@ -47,20 +47,21 @@ class Filters:
         )
 
 
+def _dimensions(f: Filters, cols: Any) -> list[ColumnElement[bool]]:
+    """The provider, model, feature and user filters, over the rollups' or the calls' columns."""
+    pairs = (
+        (cols.provider, f.providers),
+        (cols.model, f.models),
+        (cols.feature, f.features),
+        (cols.user_id, f.users),
+    )
+    return [column.in_(values) for column, values in pairs if values]
+
+
 def _rollup_where(f: Filters, dates: bool = True) -> list[ColumnElement[bool]]:
     r = daily_rollups.c
-    where: list[ColumnElement[bool]] = []
-    if dates:
-        where += [r.day >= f.start, r.day <= f.end]
-    for column, values in (
-        (r.provider, f.providers),
-        (r.model, f.models),
-        (r.feature, f.features),
-        (r.user_id, f.users),
-    ):
-        if values:
-            where.append(column.in_(values))
-    return where
+    where: list[ColumnElement[bool]] = [r.day >= f.start, r.day <= f.end] if dates else []
+    return where + _dimensions(f, r)
 
 
 def _calls_where(f: Filters, c: Any = calls.c) -> list[ColumnElement[bool]]:
@@ -68,14 +69,7 @@ def _calls_where(f: Filters, c: Any = calls.c) -> list[ColumnElement[bool]]:
         c.occurred_at >= datetime.combine(f.start, time(), UTC),
         c.occurred_at < datetime.combine(f.end + timedelta(days=1), time(), UTC),
     ]
-    for column, values in (
-        (c.provider, f.providers),
-        (c.model, f.models),
-        (c.feature, f.features),
-        (c.user_id, f.users),
-    ):
-        if values:
-            where.append(column.in_(values))
+    where += _dimensions(f, c)
     for key, value in f.tags:
         where.append(c.tags[key].as_string() == value)
     return where
