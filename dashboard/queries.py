@@ -188,22 +188,14 @@ def cost_by(engine: Engine, f: Filters, group: str, limit: int = MAX_GROUPS) -> 
         return _cost_by_from_calls(engine, f, group, limit)
     r = daily_rollups.c
     key = r.day if group == "day" else r[_GROUP_COLUMN[group]]
-    cost = func.sum(r.cost_usd)
-    query = (
-        select(
-            key.label(group),
-            func.sum(r.calls),
-            func.sum(r.error_calls),
-            func.sum(r.unpriced_calls),
-            func.sum(r.input_tokens),
-            func.sum(r.output_tokens),
-            cost,
-        )
-        .where(*_rollup_where(f))
-        .group_by(key)
-        .order_by(key if group == "day" else cost.desc(), key)
-        .limit(limit)
+    totals = (
+        func.sum(r.calls),
+        func.sum(r.error_calls),
+        func.sum(r.unpriced_calls),
+        func.sum(r.input_tokens),
+        func.sum(r.output_tokens),
     )
+    query = _grouped(key, group, totals, func.sum(r.cost_usd), _rollup_where(f), limit)
     return _group_frame(engine, query, group)
 
 
@@ -237,23 +229,29 @@ def _cost_by_from_calls(engine: Engine, f: Filters, group: str, limit: int) -> p
         key = func.date(c.occurred_at)  # stored as naive UTC text
     else:
         key = cast(func.timezone("UTC", c.occurred_at), Date)
-    cost = func.sum(c.cost_usd)
-    query = (
-        select(
-            key.label(group),
-            func.count(),
-            func.sum(case((c.status != "ok", 1), else_=0)),
-            func.sum(case((c.cost_usd.is_(None), 1), else_=0)),
-            func.coalesce(func.sum(c.input_tokens), 0),
-            func.coalesce(func.sum(c.output_tokens), 0),
-            cost,
-        )
-        .where(*_calls_where(f))
+    totals = (
+        func.count(),
+        func.sum(case((c.status != "ok", 1), else_=0)),
+        func.sum(case((c.cost_usd.is_(None), 1), else_=0)),
+        func.coalesce(func.sum(c.input_tokens), 0),
+        func.coalesce(func.sum(c.output_tokens), 0),
+    )
+    query = _grouped(key, group, totals, func.sum(c.cost_usd), _calls_where(f), limit)
+    return _group_frame(engine, query, group)
+
+
+def _grouped(
+    key: Any, group: str, totals: tuple[Any, ...], cost: Any, where: list[Any], limit: int
+) -> Any:
+    """One row per group: calls, errors, unpriced, input and output tokens, cost (the columns
+    ``_group_frame`` reads), by day in order or the costliest groups first."""
+    return (
+        select(key.label(group), *totals, cost)
+        .where(*where)
         .group_by(key)
         .order_by(key if group == "day" else cost.desc(), key)
         .limit(limit)
     )
-    return _group_frame(engine, query, group)
 
 
 def _group_frame(engine: Engine, query: Any, group: str) -> pd.DataFrame:

@@ -21,6 +21,22 @@ def python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", README, flags=re.S)
 
 
+def run_example(
+    example: str, url: str, tmp_path: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a README block as a user would, in a fresh interpreter against the store at ``url``."""
+    done = subprocess.run(
+        [sys.executable, "-c", example],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "UNITWISE_DATABASE_URL": url, "UNITWISE_DATA_DIR": str(tmp_path), **env},
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_readme_opens_with_the_two_commands() -> None:
     first_block = re.search(r"```bash\n(.*?)```", README, flags=re.S)
     assert first_block is not None
@@ -33,16 +49,7 @@ def test_readme_opens_with_the_two_commands() -> None:
 def test_add_tracking_example_runs_and_logs_its_calls(tmp_path) -> None:
     (example,) = [b for b in python_blocks() if "tracking.record(" in b]
     url = f"sqlite:///{tmp_path / 'readme.db'}"
-    env = {**os.environ, "UNITWISE_DATABASE_URL": url, "UNITWISE_DATA_DIR": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", example],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=ROOT,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_example(example, url, tmp_path)
     assert "'written': 3" in done.stdout
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -73,22 +80,13 @@ def test_instrument_example_runs_and_logs_its_call(tmp_path, stub) -> None:
     answer = openai_chat("gpt-4o-2024-08-06", openai_usage(1200, 300, cached=1000))
     stub.reply(Reply(body=answer, headers={"x-request-id": "req_readme"}))
     url = f"sqlite:///{tmp_path / 'readme.db'}"
-    env = {
-        **os.environ,
-        "UNITWISE_DATABASE_URL": url,
-        "UNITWISE_DATA_DIR": str(tmp_path),
-        "OPENAI_BASE_URL": f"{stub.url}/v1",
-        "OPENAI_API_KEY": "sk-readme",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", example],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=ROOT,
+    run_example(
+        example,
+        url,
+        tmp_path,
+        OPENAI_BASE_URL=f"{stub.url}/v1",
+        OPENAI_API_KEY="sk-readme",
     )
-    assert done.returncode == 0, done.stderr
     engine = make_engine(url)  # logged by the flush at exit
     with engine.connect() as conn:
         (row,) = conn.execute(select(calls)).all()
