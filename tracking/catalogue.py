@@ -374,7 +374,7 @@ def _rate_set(rates: Iterable[RateRow]) -> frozenset:
     return frozenset((r.unit, r.variant, r.tier_above, r.rate.normalize(), r.per) for r in rates)
 
 
-def sync_catalogue(conn: Connection, now: datetime | None = None) -> RefreshReport:
+def refresh_catalogue(conn: Connection, now: datetime | None = None) -> RefreshReport:
     """Bring the store's prices up to the catalogue without overwriting anything.
 
     A catalogue version missing from the store is added with its own date. Where the store's
@@ -451,10 +451,5 @@ def _replace_patterns(conn: Connection, models: list[CatalogueModel]) -> None:
 
 def load_catalogue(conn: Connection) -> int:
     """Load the catalogue into a store (normally an empty one); returns the versions written."""
-    report = sync_catalogue(conn)
+    report = refresh_catalogue(conn)
     return len(report.added) + len(report.changed)
-
-
-def refresh_catalogue(conn: Connection) -> RefreshReport:
-    """Reload the catalogue and say what changed."""
-    return sync_catalogue(conn)
