@@ -22,8 +22,10 @@ from tracking.pricing import load_price_book
 from tracking.writer import Writer, price_event
 
 
-def writer_rate(url: str, events, journal) -> float:
-    settings = build_settings(url, journal_path=journal, queue_size=len(events) + 1)
+def writer_rate(url: str, events, journal, connections: int) -> float:
+    settings = build_settings(
+        url, journal_path=journal, queue_size=len(events) + 1, write_connections=connections
+    )
     writer = Writer(settings)
     writer.refresh_prices()
     started = time.perf_counter()
@@ -58,6 +60,9 @@ def raw_copy_rate(url: str, events) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=200_000)
+    parser.add_argument(
+        "--connections", type=int, default=2, help="the writer's write_connections (default 2)"
+    )
     args = parser.parse_args()
     events = make_events(args.calls)
     import tempfile
@@ -70,10 +75,10 @@ def main() -> None:
         for e in events:
             price_event(book, e)
         unpriced = sum(e.cost_usd is None for e in events)
-        writer = writer_rate(url, events, f"{tmp}/journal.jsonl")
+        writer = writer_rate(url, events, f"{tmp}/journal.jsonl", args.connections)
         raw = raw_copy_rate(url, events)
     print(f"calls: {args.calls:,} ({unpriced} unpriced)")
-    print(f"writer -> PostgreSQL : {writer:10,.0f} calls/s")
+    print(f"writer -> PostgreSQL : {writer:10,.0f} calls/s ({args.connections} connection(s))")
     print(f"raw COPY (same rows) : {raw:10,.0f} rows/s (server side; serialisation excluded)")
     print(f"writer / raw COPY    : {writer / raw:10.0%}")
 

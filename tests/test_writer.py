@@ -324,3 +324,110 @@ def test_prices_added_later_are_used_after_the_background_refresh(store_url, tmp
         costs = conn.execute(select(calls.c.cost_usd).order_by(calls.c.occurred_at)).scalars()
         assert list(costs) == [None, Decimal("2.5")]
     eng.dispose()
+
+
+def empty_pg_store(pg_url: str) -> None:
+    """Migrate the session's PostgreSQL database and empty what the writer fills."""
+    from tracking.migrate import upgrade
+    from tracking.schema import call_ids
+
+    eng = make_engine(pg_url)
+    upgrade(eng)
+    with eng.begin() as conn:
+        for table in (calls, call_ids, daily_rollups):
+            conn.execute(table.delete())
+    eng.dispose()
+
+
+def writer_for(url: str, tmp_path, **options: object):
+    from tracking.config import build_settings
+    from tracking.writer import Writer
+
+    options.setdefault("flush_interval", 0.05)
+    return Writer(build_settings(url, journal_path=str(tmp_path / "j.jsonl"), **options))
+
+
+def call(user: str, when: datetime | None = None) -> CallEvent:
+    return CallEvent(
+        id=uuid.uuid4(),
+        occurred_at=when or datetime.now(UTC),
+        provider="openai",
+        model="gpt-4o",
+        user_id=user,
+        input_tokens=10,
+    )
+
+
+@pytest.mark.postgres
+def test_a_batch_stuck_on_a_lock_holds_up_only_its_own_connection(pg_url, tmp_path) -> None:
+    empty_pg_store(pg_url)
+    writer = writer_for(pg_url, tmp_path, batch_size=100)
+    eng = make_engine(pg_url)
+    locker = eng.connect()
+    try:
+        writer.put(call("stuck"))
+        assert writer.flush(10)
+        locking = locker.begin()  # someone holds the rollup row of "stuck" (a long maintenance job)
+        locker.execute(
+            select(daily_rollups).where(daily_rollups.c.user_id == "stuck").with_for_update()
+        )
+        for _ in range(100):
+            writer.put(call("stuck"))  # one full batch that must wait for the lock
+        for _ in range(300):
+            writer.put(call("free"))
+
+        def stored(user: str) -> int:
+            with eng.connect() as conn:
+                query = select(func.count()).select_from(calls).where(calls.c.user_id == user)
+                return conn.execute(query).scalar_one()
+
+        assert wait_for(lambda: stored("free") == 300, 10), stored("free")
+        assert stored("stuck") == 1  # still waiting, in its own transaction
+        locking.commit()
+        assert writer.flush(10)
+        assert (stored("stuck"), stored("free")) == (101, 300)
+        assert writer.stats()["spilled"] == 0
+    finally:
+        locker.close()  # releases the lock should an assertion fail first
+        writer.shutdown()
+        eng.dispose()
+    assert counts(pg_url) == (401, 401, 401)
+
+
+@pytest.mark.postgres
+def test_an_outage_with_two_batches_in_flight_loses_and_repeats_nothing(pg_url, tmp_path) -> None:
+    """Batches spread over three new months (partitions made on the way) and a store cut while
+    both connections write: each call stored exactly once, the rollups equal to the calls."""
+    import threading
+
+    empty_pg_store(pg_url)
+    proxy = TcpProxy(make_url(pg_url).port or 5432)
+    proxy.start()
+    url = make_url(pg_url).set(host="127.0.0.1", port=proxy.port)
+    writer = writer_for(url.render_as_string(hide_password=False), tmp_path, batch_size=500)
+    months = [datetime(2026, m, 15, tzinfo=UTC) for m in (7, 8, 9)]
+    events = [call(f"u{i % 50}", months[i % 3]) for i in range(30_000)]
+
+    def cut_while_writing() -> None:
+        wait_for(lambda: writer.counters["written"] > 0, 20)
+        proxy.stop()
+        time.sleep(0.3)
+        proxy.start()
+
+    cutter = threading.Thread(target=cut_while_writing)
+    cutter.start()
+    try:
+        for e in events:
+            writer.put(e)
+        cutter.join()
+        assert writer.flush(30), writer.stats()
+        # the journal is replayed once the backoff lets the writer try the store again
+        assert wait_for(lambda: not writer.stats()["journal_pending"], 30), writer.stats()
+        assert writer.flush(30)
+        stats = writer.stats()
+    finally:
+        writer.shutdown()
+        proxy.stop()
+    assert stats["write_failures"] >= 1 and stats["spilled"] > 0, stats  # the cut did land
+    assert stats["dropped"] == 0 and stats["replayed"] == stats["spilled"]
+    assert counts(pg_url) == (30_000, 30_000, 30_000)

@@ -57,6 +57,7 @@ class Settings:
     strict: bool = False
     enabled: bool = True
     max_tags_bytes: int = 4_096
+    write_connections: int = 2  # PostgreSQL only: batches written at once, one per connection
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -76,6 +77,7 @@ def build_settings(
         "strict",
         "enabled",
         "max_tags_bytes",
+        "write_connections",
     }
     kwargs = {k: v for k, v in options.items() if k in known}
     extra = {k: v for k, v in options.items() if k not in known}

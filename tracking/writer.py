@@ -16,7 +16,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from sqlalchemy import Engine
@@ -25,7 +25,7 @@ from tracking.config import Settings
 from tracking.db import make_engine, normalize_url
 from tracking.events import CallEvent
 from tracking.journal import Journal
-from tracking.partitions import Month
+from tracking.partitions import Month, ensure_months, month_of
 from tracking.pricing import PriceBook, load_price_book
 from tracking.store import PreparedBatch, prepare_batch, write_batch
 
@@ -69,6 +69,8 @@ class Writer:
         self.last_error: str | None = None
         self.logs = RateLimitedLog()
         self._postgres = normalize_url(settings.url).get_backend_name() == "postgresql"
+        # SQLite has one writer at a time, so a second connection would only wait for the lock
+        self._lanes = max(1, settings.write_connections) if self._postgres else 1
         self._init_runtime()
         _live_writers.add(self)
 
@@ -89,7 +91,9 @@ class Writer:
         self._next_retry = 0.0
         self._backoff = 0.5
         self._next_price_refresh = 0.0
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: ThreadPoolExecutor | None = None  # prepares the next batch
+        self._delivery_pool: ThreadPoolExecutor | None = None  # writes batches, one per lane
+        self._lock = threading.Lock()  # counters and store state, shared by delivery threads
         self._migrated = False
 
     # -- the caller's side: no I/O -------------------------------------------------------------
@@ -152,28 +156,107 @@ class Writer:
             self._idle.notify_all()
 
     def _drain(self) -> None:
-        """Write batches until the queue is empty, preparing the next while one is written."""
-        taken = self._take() if self._queue else None
-        current = self._prepare(taken) if taken is not None else None
-        while taken is not None and current is not None:
-            upcoming: Future[PreparedBatch | list[CallEvent]] | None = None
-            following = self._take() if self._queue else None
-            if following is not None:
-                try:
-                    upcoming = self._preparer().submit(self._prepare, following)
-                except RuntimeError:  # interpreter shutting down: prepare here instead
-                    upcoming = _done_future(self._prepare(following))
-            try:
-                self._deliver(current)
-            finally:
-                self._finished(taken)
-            taken = following
-            current = upcoming.result() if upcoming is not None else None
+        """Write batches until the queue is empty, in a pipeline of three stages.
 
-    def _preparer(self) -> ThreadPoolExecutor:
+        This thread takes batches and decides where each goes (store or journal); one preparer
+        thread prices and serialises the next batch meanwhile; and up to ``write_connections``
+        delivery threads write prepared batches, each in its own transaction on its own
+        connection. On PostgreSQL two connections in flight kept the server busy while the
+        other one waited for its reply (bench/ingest: 48k -> 60k calls/s).
+        """
+        taken = self._take() if self._queue else None
+        upcoming = self._submit_prepare(taken) if taken is not None else None
+        writing: set[Future[None]] = set()
+        try:
+            while taken is not None and upcoming is not None:
+                current, batch = taken, upcoming.result()
+                taken = self._take() if self._queue else None
+                upcoming = self._submit_prepare(taken) if taken is not None else None
+                self._dispatch(current, batch, writing)
+        finally:
+            _settle(writing)
+
+    def _submit_prepare(self, events: list[CallEvent]) -> Future[PreparedBatch | list[CallEvent]]:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="unitwise-prepare")
-        return self._pool
+        try:
+            return self._pool.submit(self._prepare, events)
+        except RuntimeError:  # interpreter shutting down: prepare here instead
+            return _done_future(self._prepare(events))
+
+    def _dispatch(
+        self,
+        taken: list[CallEvent],
+        batch: PreparedBatch | list[CallEvent],
+        writing: set[Future[None]],
+    ) -> None:
+        """Hand a batch to a delivery thread, or journal it while the store is down.
+
+        Journaled calls go to the store before anything newer: when the journal holds calls,
+        the batches in flight settle first (they may add to it), then it is replayed here.
+        """
+        events = batch.events if isinstance(batch, PreparedBatch) else batch
+        handed_over = False
+        try:
+            if self.journal.pending() or not self._may_try_store():
+                _settle(writing)
+                if self.journal.pending() and self._may_try_store():
+                    self._replay_journal()
+                if self.journal.pending() or not self._may_try_store():
+                    self._spill(events)
+                    return
+            months = batch.months if isinstance(batch, PreparedBatch) else _months(events)
+            try:
+                self._ensure_partitions(months)
+            except Exception as exc:
+                self._store_down(exc)
+                self._spill(events)
+                return
+            if (
+                len(writing) >= self._lanes
+            ):  # the first lane free: a stuck batch stalls only its own
+                done, _ = wait(writing, return_when=FIRST_COMPLETED)
+                writing -= done
+            try:
+                writing.add(self._delivery().submit(self._deliver, taken, batch, months))
+                handed_over = True
+            except RuntimeError:  # interpreter shutting down: deliver here instead
+                handed_over = True
+                self._deliver(taken, batch, months)
+        finally:
+            if not handed_over:
+                self._finished(taken)
+
+    def _may_try_store(self) -> bool:
+        return self._store_ok or time.monotonic() >= self._next_retry
+
+    def _ensure_partitions(self, months: set[Month]) -> None:
+        """Create the months' partitions before a batch is handed out, in a transaction of
+        their own: delivery transactions then never run DDL, nor race each other for it."""
+        missing = months - self._known_months
+        if missing and self._postgres:
+            with self.engine.begin() as conn:
+                ensure_months(conn, missing)
+        self._known_months |= missing
+
+    def _delivery(self) -> ThreadPoolExecutor:
+        if self._delivery_pool is None:
+            self._delivery_pool = ThreadPoolExecutor(
+                self._lanes, thread_name_prefix="unitwise-deliver"
+            )
+        return self._delivery_pool
+
+    def _deliver(
+        self, taken: list[CallEvent], batch: PreparedBatch | list[CallEvent], months: set[Month]
+    ) -> None:
+        """Write one batch (a delivery thread); a failed batch goes to the journal at once."""
+        try:
+            self._write(batch, set(months))
+        except Exception as exc:
+            self._store_down(exc)
+            self._spill(batch.events if isinstance(batch, PreparedBatch) else batch)
+        finally:
+            self._finished(taken)
 
     def _take(self) -> list[CallEvent]:
         batch: list[CallEvent] = []
@@ -199,37 +282,24 @@ class Writer:
             log.exception("unitwise: preparing a batch failed, writing it plainly: %s", exc)
             return events
 
-    def _deliver(self, batch: PreparedBatch | list[CallEvent]) -> None:
-        events = batch.events if isinstance(batch, PreparedBatch) else batch
-        if not self._store_ok and time.monotonic() < self._next_retry:
-            self._spill(events)
-            return
-        if self.journal.pending():  # keep order: older journaled calls go first
-            self._spill(events)
-            self._replay_journal()
-            return
-        try:
-            self._write(batch)
-        except Exception as exc:
-            self._store_down(exc)
-            self._spill(events)
-
-    def _write(self, batch: PreparedBatch | list[CallEvent]) -> int:
+    def _write(self, batch: PreparedBatch | list[CallEvent], known_months: set[Month]) -> int:
         with self.engine.begin() as conn:
-            new = write_batch(conn, batch, self._known_months)
+            new = write_batch(conn, batch, known_months)
         size = (
             len(batch.events) if isinstance(batch, PreparedBatch) else len(set(e.id for e in batch))
         )
-        self.counters["written"] += new
-        self.counters["duplicates"] += size - new
+        with self._lock:
+            self.counters["written"] += new
+            self.counters["duplicates"] += size - new
         self._store_up()
         return new
 
     def _replay_journal(self) -> None:
         def write(events: list[CallEvent]) -> None:
             self._price(events)
-            self._write(events)
-            self.counters["replayed"] += len(events)
+            self._write(events, self._known_months)  # no delivery is in flight meanwhile
+            with self._lock:
+                self.counters["replayed"] += len(events)
 
         try:
             replayed = self.journal.replay(write, self.settings.batch_size)
@@ -240,10 +310,12 @@ class Writer:
 
     def _spill(self, batch: list[CallEvent]) -> None:
         try:
-            self.journal.append(batch)
-            self.counters["spilled"] += len(batch)
+            self.journal.append(batch)  # flock'd: two delivery threads may spill at once
+            with self._lock:
+                self.counters["spilled"] += len(batch)
         except OSError as exc:
-            self.counters["dropped"] += len(batch)
+            with self._lock:
+                self.counters["dropped"] += len(batch)
             log.error(
                 "unitwise: journal %s failed, %d call(s) lost: %s",
                 self.journal.path,
@@ -252,6 +324,13 @@ class Writer:
             )
 
     def _store_down(self, exc: BaseException) -> None:
+        with self._lock:
+            self._mark_down(exc)
+        self.logs.warning(
+            "store", "unitwise: store unavailable, calls go to the journal: %s", self.last_error
+        )
+
+    def _mark_down(self, exc: BaseException) -> None:
         self.counters["write_failures"] += 1
         self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         if "does not exist" in self.last_error or "no such table" in self.last_error:
@@ -262,16 +341,16 @@ class Writer:
             self._backoff = min(self._backoff * 2, MAX_BACKOFF)
         self._store_ok = False
         self._next_retry = time.monotonic() + self._backoff
-        self._known_months.clear()
-        self.logs.warning(
-            "store", "unitwise: store unavailable, calls go to the journal: %s", self.last_error
-        )
+        self._known_months.clear()  # a failed transaction may have taken a partition with it
 
     def _store_up(self) -> None:
-        if not self._store_ok:
-            log.info("unitwise: store reachable again")
-        self._store_ok = True
-        self._backoff = 0.5
+        if self._store_ok:
+            return
+        with self._lock:
+            if not self._store_ok:
+                log.info("unitwise: store reachable again")
+            self._store_ok = True
+            self._backoff = 0.5
 
     def refresh_prices(self) -> None:
         """Reload the price book (at most a refresh interval stale); keep the old one on error."""
@@ -343,8 +422,9 @@ class Writer:
             leftover.append(self._queue.popleft())
         if leftover:
             self._spill(leftover)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
+        for pool in (self._pool, self._delivery_pool):
+            if pool is not None:
+                pool.shutdown(wait=False)
         if self._engine is not None and (self._thread is None or not self._thread.is_alive()):
             self._engine.dispose()
         _live_writers.discard(self)
@@ -377,6 +457,16 @@ def price_event(book: PriceBook, event: CallEvent) -> None:
     event.price_version_id = quote.version_id
     event.cost_source = "computed" if quote.cost is not None else None
     event.priced = True
+
+
+def _settle(writing: set[Future[None]]) -> None:
+    """Wait for the batches in flight (their delivery never raises: failures are journaled)."""
+    wait(writing)
+    writing.clear()
+
+
+def _months(events: list[CallEvent]) -> set[Month]:
+    return {month_of(e.occurred_at) for e in events}
 
 
 def _done_future(value: PreparedBatch | list[CallEvent]) -> Future[PreparedBatch | list[CallEvent]]:
