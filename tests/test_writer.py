@@ -431,3 +431,51 @@ def test_an_outage_with_two_batches_in_flight_loses_and_repeats_nothing(pg_url, 
     assert stats["write_failures"] >= 1 and stats["spilled"] > 0, stats  # the cut did land
     assert stats["dropped"] == 0 and stats["replayed"] == stats["spilled"]
     assert counts(pg_url) == (30_000, 30_000, 30_000)
+
+
+STUCK_AT_EXIT_HOST = textwrap.dedent(
+    """
+    import sys, time
+    import tracking
+    tracking.configure(
+        url=sys.argv[1], journal_path=sys.argv[2], shutdown_timeout=2, flush_interval=0.05
+    )
+    for i in range(50):
+        tracking.record(provider="openai", model="gpt-4o", input_tokens=1, user_id="stuck")
+    time.sleep(1)  # the batch is in the store, waiting on a lock the test holds
+    # exit: it must not wait for that lock
+    """
+)
+
+
+@pytest.mark.postgres
+def test_exit_with_a_batch_stuck_in_the_store_is_bounded_and_journals_it(pg_url, tmp_path) -> None:
+    empty_pg_store(pg_url)
+    eng = make_engine(pg_url)
+    with eng.begin() as conn:
+        write_batch(conn, [call("stuck")])
+    journal = tmp_path / "journal.jsonl"
+    locker = eng.connect()
+    try:
+        with locker.begin():
+            locker.execute(select(daily_rollups).with_for_update())
+            started = time.monotonic()
+            done = subprocess.run(
+                [sys.executable, "-c", STUCK_AT_EXIT_HOST, pg_url, str(journal)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            elapsed = time.monotonic() - started
+    finally:
+        locker.close()
+    eng.dispose()
+    assert done.returncode == 0, done.stderr
+    assert elapsed < 15, elapsed  # shutdown_timeout and start-up, not the lock's holder
+    assert len(journal.read_text().splitlines()) == 50
+    tracking.configure(url=pg_url, journal_path=str(journal), flush_interval=0.05)
+    try:
+        assert tracking.flush(20)
+    finally:
+        tracking.shutdown()
+    assert counts(pg_url) == (51, 51, 51)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
 import weakref
@@ -49,6 +50,48 @@ class RateLimitedLog:
             times = self._count.pop(key)
             self._last[key] = now
             log.warning(message + " (%d time(s) in the last minute)", *args, times)
+
+
+class DeliveryLanes:
+    """A fixed set of daemon threads that run the batches handed to them, in any free lane.
+
+    Not a ThreadPoolExecutor: Python joins its threads at exit, so a delivery stuck on a store
+    that stopped answering would hold the host's exit forever. Daemon lanes leave the bound to
+    the exit flush (``shutdown_timeout``), which journals what is still in flight.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size = size
+        self._jobs: queue.SimpleQueue[tuple[Future[None], Callable[..., None], tuple[Any, ...]]] = (
+            queue.SimpleQueue()
+        )
+        for lane in range(size):
+            threading.Thread(target=self._run, name=f"{name}-{lane}", daemon=True).start()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> Future[None]:
+        future: Future[None] = Future()
+        self._jobs.put((future, fn, args))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            future, fn, args = self._jobs.get()
+            if fn is _stop_lane:
+                return
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to whoever waits on the future
+                future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        """Let each lane end once the batches handed to it are done."""
+        for _ in range(self.size):
+            self._jobs.put((Future(), _stop_lane, ()))
+
+
+def _stop_lane() -> None:
+    """The job that ends a lane."""
 
 
 class Writer:
@@ -92,7 +135,7 @@ class Writer:
         self._backoff = 0.5
         self._next_price_refresh = 0.0
         self._pool: ThreadPoolExecutor | None = None  # prepares the next batch
-        self._delivery_pool: ThreadPoolExecutor | None = None  # writes batches, one per lane
+        self._delivery_pool: DeliveryLanes | None = None  # writes batches, one per connection
         self._lock = threading.Lock()  # counters and store state, shared by delivery threads
         self._migrated = False
 
@@ -217,12 +260,11 @@ class Writer:
             ):  # the first lane free: a stuck batch stalls only its own
                 done, _ = wait(writing, return_when=FIRST_COMPLETED)
                 writing -= done
-            try:
-                writing.add(self._delivery().submit(self._deliver, taken, batch, months))
-                handed_over = True
-            except RuntimeError:  # interpreter shutting down: deliver here instead
-                handed_over = True
-                self._deliver(taken, batch, months)
+            writing.add(self._delivery().submit(self._deliver, taken, batch, months))
+            handed_over = True
+        except Exception as exc:  # a bug: journal the batch rather than lose it
+            log.exception("unitwise: handing out a batch failed, journaling it: %s", exc)
+            self._spill(events)
         finally:
             if not handed_over:
                 self._finished(taken)
@@ -239,11 +281,9 @@ class Writer:
                 ensure_months(conn, missing)
         self._known_months |= missing
 
-    def _delivery(self) -> ThreadPoolExecutor:
+    def _delivery(self) -> DeliveryLanes:
         if self._delivery_pool is None:
-            self._delivery_pool = ThreadPoolExecutor(
-                self._lanes, thread_name_prefix="unitwise-deliver"
-            )
+            self._delivery_pool = DeliveryLanes(self._lanes, "unitwise-deliver")
         return self._delivery_pool
 
     def _deliver(
@@ -422,9 +462,10 @@ class Writer:
             leftover.append(self._queue.popleft())
         if leftover:
             self._spill(leftover)
-        for pool in (self._pool, self._delivery_pool):
-            if pool is not None:
-                pool.shutdown(wait=False)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+        if self._delivery_pool is not None:
+            self._delivery_pool.shutdown()
         if self._engine is not None and (self._thread is None or not self._thread.is_alive()):
             self._engine.dispose()
         _live_writers.discard(self)
