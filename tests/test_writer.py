@@ -35,6 +35,15 @@ def counts(url: str) -> tuple[int, int, int]:
     return n, distinct, int(rolled)
 
 
+def run_host(script: str, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run a host program in its own interpreter; returns its outcome and seconds taken."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60
+    )
+    return done, time.monotonic() - started
+
+
 def wait_for(predicate, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -199,15 +208,9 @@ EXITING_HOST = textwrap.dedent(
 
 
 def test_calls_are_flushed_at_exit_within_a_bound(store_url, tmp_path) -> None:
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-c", EXITING_HOST, store_url, str(tmp_path / "j.jsonl")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done, elapsed = run_host(EXITING_HOST, store_url, str(tmp_path / "j.jsonl"))
     assert done.returncode == 0, done.stderr
-    assert time.monotonic() - started < 15
+    assert elapsed < 15
     assert counts(store_url) == (500, 500, 500)
 
 
@@ -238,14 +241,7 @@ def test_exit_against_a_store_that_never_answers_is_bounded_and_journals_all(
     ).start()
     silent = f"postgresql://postgres@127.0.0.1:{hole.getsockname()[1]}/x"
     journal = tmp_path / "journal.jsonl"
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-c", BLACK_HOLE_HOST, silent, str(journal)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    elapsed = time.monotonic() - started
+    done, elapsed = run_host(BLACK_HOLE_HOST, silent, str(journal))
     hole.close()
     assert done.returncode == 0, done.stderr
     assert elapsed < 15  # bounded: shutdown_timeout plus start-up, not the connect timeout chain
@@ -459,14 +455,7 @@ def test_exit_with_a_batch_stuck_in_the_store_is_bounded_and_journals_it(pg_url,
     try:
         with locker.begin():
             locker.execute(select(daily_rollups).with_for_update())
-            started = time.monotonic()
-            done = subprocess.run(
-                [sys.executable, "-c", STUCK_AT_EXIT_HOST, pg_url, str(journal)],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            elapsed = time.monotonic() - started
+            done, elapsed = run_host(STUCK_AT_EXIT_HOST, pg_url, str(journal))
     finally:
         locker.close()
     eng.dispose()
