@@ -27,7 +27,7 @@ def varied_events(n: int, seed: int = 5) -> list[CallEvent]:
                 occurred_at=start + timedelta(minutes=rng.randint(0, 60 * 72)),
                 provider=rng.choice(["openai", "anthropic"]),
                 model=rng.choice(["gpt-4o", "claude-x"]),
-                user_id=rng.choice([None, "u1", "u2", "ünïcode\tuser"]),
+                user_id=rng.choice([None, "u1", "u2", "ünïcode\tuser", "back\\slash\r\nuser"]),
                 feature=rng.choice([None, "chat", "search"]),
                 status=rng.choice(["ok", "ok", "error"]),
                 error_type=None,
