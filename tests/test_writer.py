@@ -378,16 +378,108 @@ def test_a_batch_stuck_on_a_lock_holds_up_only_its_own_connection(pg_url, tmp_pa
                 return conn.execute(query).scalar_one()
 
         assert wait_for(lambda: stored("free") == 300, 10), stored("free")
+        time.sleep(0.3)  # later calls, written by later rounds of the writer, get through too
+        for _ in range(100):
+            writer.put(call("free"))
+        assert wait_for(lambda: stored("free") == 400, 10), stored("free")
         assert stored("stuck") == 1  # still waiting, in its own transaction
         locking.commit()
         assert writer.flush(10)
-        assert (stored("stuck"), stored("free")) == (101, 300)
+        assert (stored("stuck"), stored("free")) == (101, 400)
         assert writer.stats()["spilled"] == 0
     finally:
         locker.close()  # releases the lock should an assertion fail first
         writer.shutdown()
         eng.dispose()
-    assert counts(pg_url) == (401, 401, 401)
+    assert counts(pg_url) == (501, 501, 501)
+
+
+@pytest.mark.postgres
+def test_a_new_month_behind_a_stuck_batch_never_locks_readers_out(pg_url, tmp_path) -> None:
+    """Creating a partition locks all of calls and waits for the writes in flight; readers
+    queue behind it. The writer gives up on it quickly and journals that batch instead."""
+    empty_pg_store(pg_url)
+    writer = writer_for(pg_url, tmp_path, batch_size=100)
+    eng = make_engine(pg_url)
+    reader = make_engine(pg_url, connect_args={"options": "-c lock_timeout=10s"})
+    locker = eng.connect()
+    try:
+        writer.put(call("stuck"))
+        assert writer.flush(10)
+        locking = locker.begin()
+        locker.execute(select(daily_rollups).with_for_update())
+        for _ in range(100):
+            writer.put(call("stuck"))
+        backdated = datetime(2024, 3, 15, tzinfo=UTC)  # a month with no partition yet
+        for _ in range(100):
+            writer.put(call("late", backdated))
+        time.sleep(1)  # the writer is now creating the partition, or has given up on it
+        for _ in range(3):
+            started = time.monotonic()
+            with reader.connect() as conn:  # a dashboard reading the calls meanwhile
+                seen = conn.execute(select(func.count()).select_from(calls)).scalar_one()
+            assert time.monotonic() - started < 5
+            # the partition may have been made before the stuck batch took its locks
+            assert seen in (1, 101)
+        locking.commit()
+        assert wait_for(lambda: counts(pg_url)[0] == 201, 30), (counts(pg_url), writer.stats())
+    finally:
+        locker.close()
+        writer.shutdown()
+        eng.dispose()
+        reader.dispose()
+    assert counts(pg_url) == (201, 201, 201)
+
+
+@pytest.mark.postgres
+def test_two_connections_storing_the_same_ids_in_any_order_never_deadlock(pg_url) -> None:
+    import threading
+
+    from tracking.partitions import ensure_months
+    from tracking.store import prepare_batch
+
+    empty_pg_store(pg_url)
+    events = [call(f"u{i % 7}") for i in range(20_000)]
+    batches = [prepare_batch(events, True), prepare_batch(events[::-1], True)]
+    eng = make_engine(pg_url)
+    with eng.begin() as conn:
+        ensure_months(conn, batches[0].months)
+    stored: list[int] = []
+    together = threading.Barrier(2)
+
+    def write(batch) -> None:
+        together.wait()  # both statements start at once
+        with eng.begin() as conn:
+            stored.append(write_batch(conn, batch, set(batch.months)))
+
+    lanes = [threading.Thread(target=write, args=(b,)) for b in batches]
+    for lane in lanes:
+        lane.start()
+    for lane in lanes:
+        lane.join()
+    eng.dispose()
+    assert sorted(stored) == [0, 20_000]  # one stored them all, the other found them there
+    assert counts(pg_url) == (20_000, 20_000, 20_000)
+
+
+def test_a_call_recorded_after_shutdown_goes_to_the_journal(store_url, tmp_path) -> None:
+    writer = writer_for(store_url, tmp_path)
+    writer.put(call("before"))
+    assert writer.shutdown(5)
+    writer.put(call("after"))  # a host thread that still held the writer
+    assert writer.journal.pending() and writer.stats()["spilled"] == 1
+    assert counts(store_url)[0] == 1
+
+
+def test_a_late_success_does_not_undo_a_newer_failure(store_url, tmp_path) -> None:
+    writer = writer_for(store_url, tmp_path)
+    began = writer._downs  # a slow batch starts writing...
+    writer._store_down(ConnectionError("cut"))  # ...another fails meanwhile...
+    writer._write([call("slow")], {(datetime.now(UTC).year, datetime.now(UTC).month)}, began)
+    assert not writer.stats()["store_ok"]  # ...the slow one's success proves nothing newer
+    writer._write([call("fresh")], set(), writer._downs)
+    assert writer.stats()["store_ok"]
+    writer.shutdown()
 
 
 @pytest.mark.postgres

@@ -170,7 +170,10 @@ def write_new_calls(conn: Connection, text: str) -> int:
         cursor.close()
     new_ids = (
         pg_insert(call_ids)
-        .from_select(["id", "occurred_at"], select(stage.c.id, stage.c.occurred_at))
+        # in id order: two connections storing the same ids lock them in the same order
+        .from_select(
+            ["id", "occurred_at"], select(stage.c.id, stage.c.occurred_at).order_by(stage.c.id)
+        )
         .on_conflict_do_nothing(index_elements=[call_ids.c.id])
         .returning(call_ids.c.id)
         .cte("new_ids")

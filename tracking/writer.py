@@ -18,21 +18,24 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from tracking.config import Settings
 from tracking.db import make_engine, normalize_url
 from tracking.events import CallEvent
 from tracking.journal import Journal
-from tracking.partitions import Month, ensure_months, month_of
+from tracking.partitions import Month, ensure_months, month_of, next_month
 from tracking.pricing import PriceBook, load_price_book
 from tracking.store import PreparedBatch, prepare_batch, write_batch
 
 log = logging.getLogger("unitwise")
 
 MAX_BACKOFF = 30.0
+PARTITION_LOCK_TIMEOUT = "2s"
+_SET_LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :timeout, true)")  # SET LOCAL
 
 
 class RateLimitedLog:
@@ -128,9 +131,11 @@ class Writer:
         self._stopping = False
         self._inflight = 0
         self._held: list[list[CallEvent]] = []  # batches taken from the queue, not yet stored
+        self._writing: set[Future[None]] = set()  # batches in the delivery lanes (writer thread)
         self._engine: Engine | None = None
         self._known_months: set[Month] = set()
         self._store_ok = True
+        self._downs = 0  # store-down events so far: a late success must not undo a newer one
         self._next_retry = 0.0
         self._backoff = 0.5
         self._next_price_refresh = 0.0
@@ -144,13 +149,17 @@ class Writer:
         """Queue an event; a full queue drops it (counted, logged at most once a minute)."""
         if self._pid != os.getpid():
             self._after_fork()
+        if self._stopping:  # a host thread still holding a writer that was shut down (rare)
+            self._spill([event])
+            return True
         if len(self._queue) >= self.settings.queue_size:
-            with self._start_lock:  # exact count across host threads (a rare path)
+            with self._lock:
                 self.counters["dropped"] += 1
             self.logs.warning("drop", "unitwise: queue full (%d), call dropped", len(self._queue))
             return False
         self._queue.append(event)
-        self.counters["enqueued"] += 1
+        with self._lock:  # exact across host threads: += on a dict item is not atomic
+            self.counters["enqueued"] += 1
         if self._thread is None:
             self._start()
         if len(self._queue) >= self.settings.batch_size:
@@ -187,12 +196,18 @@ class Writer:
                 log.exception("unitwise: writer cycle failed: %s", exc)
             if self._stopping and not self._queue:
                 break
+        _settle(self._writing)
+        if self._delivery_pool is not None:
+            self._delivery_pool.shutdown()
 
     def _cycle(self) -> None:
         now = time.monotonic()
         if now >= self._next_price_refresh:
             self.refresh_prices()
-        if self.journal.pending() and (self._store_ok or now >= self._next_retry):
+        if self._store_ok and self._postgres:
+            self._prepare_partitions()
+        if self.journal.pending() and self._may_try_store():
+            _settle(self._writing)  # batches in flight may add to the journal: they go first
             self._replay_journal()
         self._drain()
         with self._idle:
@@ -209,15 +224,11 @@ class Writer:
         """
         taken = self._take() if self._queue else None
         upcoming = self._submit_prepare(taken) if taken is not None else None
-        writing: set[Future[None]] = set()
-        try:
-            while taken is not None and upcoming is not None:
-                current, batch = taken, upcoming.result()
-                taken = self._take() if self._queue else None
-                upcoming = self._submit_prepare(taken) if taken is not None else None
-                self._dispatch(current, batch, writing)
-        finally:
-            _settle(writing)
+        while taken is not None and upcoming is not None:
+            current, batch = taken, upcoming.result()
+            taken = self._take() if self._queue else None
+            upcoming = self._submit_prepare(taken) if taken is not None else None
+            self._dispatch(current, batch)
 
     def _submit_prepare(self, events: list[CallEvent]) -> Future[PreparedBatch | list[CallEvent]]:
         if self._pool is None:
@@ -227,27 +238,23 @@ class Writer:
         except RuntimeError:  # interpreter shutting down: prepare here instead
             return _done_future(self._prepare(events))
 
-    def _dispatch(
-        self,
-        taken: list[CallEvent],
-        batch: PreparedBatch | list[CallEvent],
-        writing: set[Future[None]],
-    ) -> None:
-        """Hand a batch to a delivery thread, or journal it while the store is down.
+    def _dispatch(self, taken: list[CallEvent], batch: PreparedBatch | list[CallEvent]) -> None:
+        """Hand a batch to a free delivery lane, or journal it while the store is down.
 
-        Journaled calls go to the store before anything newer: when the journal holds calls,
-        the batches in flight settle first (they may add to it), then it is replayed here.
+        Journaled calls go to the store before anything taken after them: when the journal
+        holds calls, the batches in flight settle first (they may add to it), then it is
+        replayed here. A batch already in flight on the other lane may still land before an
+        older one that failed and went to the journal.
         """
         events = batch.events if isinstance(batch, PreparedBatch) else batch
         handed_over = False
         try:
+            if self.journal.pending() and self._may_try_store():
+                _settle(self._writing)
+                self._replay_journal()
             if self.journal.pending() or not self._may_try_store():
-                _settle(writing)
-                if self.journal.pending() and self._may_try_store():
-                    self._replay_journal()
-                if self.journal.pending() or not self._may_try_store():
-                    self._spill(events)
-                    return
+                self._spill(events)
+                return
             months = batch.months if isinstance(batch, PreparedBatch) else _months(events)
             try:
                 self._ensure_partitions(months)
@@ -255,12 +262,10 @@ class Writer:
                 self._store_down(exc)
                 self._spill(events)
                 return
-            if (
-                len(writing) >= self._lanes
-            ):  # the first lane free: a stuck batch stalls only its own
-                done, _ = wait(writing, return_when=FIRST_COMPLETED)
-                writing -= done
-            writing.add(self._delivery().submit(self._deliver, taken, batch, months))
+            self._writing = {f for f in self._writing if not f.done()}
+            if len(self._writing) >= self._lanes:  # the first free lane, not the oldest batch's
+                wait(self._writing, return_when=FIRST_COMPLETED)
+            self._writing.add(self._delivery().submit(self._deliver, taken, batch, months))
             handed_over = True
         except Exception as exc:  # a bug: journal the batch rather than lose it
             log.exception("unitwise: handing out a batch failed, journaling it: %s", exc)
@@ -274,12 +279,27 @@ class Writer:
 
     def _ensure_partitions(self, months: set[Month]) -> None:
         """Create the months' partitions before a batch is handed out, in a transaction of
-        their own: delivery transactions then never run DDL, nor race each other for it."""
+        their own: delivery transactions then never run DDL, nor race each other for it.
+
+        Creating a partition locks all of ``calls`` and waits for the writes in flight, while
+        readers queue behind it; so it gives up after ``PARTITION_LOCK_TIMEOUT`` (the batch then
+        goes to the journal, to be replayed), instead of stalling every reader of the store.
+        """
         missing = months - self._known_months
         if missing and self._postgres:
             with self.engine.begin() as conn:
+                conn.execute(_SET_LOCK_TIMEOUT, {"timeout": PARTITION_LOCK_TIMEOUT})
                 ensure_months(conn, missing)
         self._known_months |= missing
+
+    def _prepare_partitions(self) -> None:
+        """This month's and next month's partitions, made ahead of the calls that need them:
+        at a month's turn no batch waits for the lock on ``calls``."""
+        this = month_of(datetime.now(UTC))
+        try:
+            self._ensure_partitions({this, next_month(this)})
+        except Exception as exc:  # the batches will try again, and journal on failure
+            self.logs.warning("partitions", "unitwise: could not create partitions: %s", exc)
 
     def _delivery(self) -> DeliveryLanes:
         if self._delivery_pool is None:
@@ -290,8 +310,9 @@ class Writer:
         self, taken: list[CallEvent], batch: PreparedBatch | list[CallEvent], months: set[Month]
     ) -> None:
         """Write one batch (a delivery thread); a failed batch goes to the journal at once."""
+        downs = self._downs
         try:
-            self._write(batch, set(months))
+            self._write(batch, set(months), downs)
         except Exception as exc:
             self._store_down(exc)
             self._spill(batch.events if isinstance(batch, PreparedBatch) else batch)
@@ -322,7 +343,9 @@ class Writer:
             log.exception("unitwise: preparing a batch failed, writing it plainly: %s", exc)
             return events
 
-    def _write(self, batch: PreparedBatch | list[CallEvent], known_months: set[Month]) -> int:
+    def _write(
+        self, batch: PreparedBatch | list[CallEvent], known_months: set[Month], downs: int
+    ) -> int:
         with self.engine.begin() as conn:
             new = write_batch(conn, batch, known_months)
         size = (
@@ -331,13 +354,15 @@ class Writer:
         with self._lock:
             self.counters["written"] += new
             self.counters["duplicates"] += size - new
-        self._store_up()
+        self._store_up(downs)
         return new
 
     def _replay_journal(self) -> None:
         def write(events: list[CallEvent]) -> None:
             self._price(events)
-            self._write(events, self._known_months)  # no delivery is in flight meanwhile
+            months = _months(events)
+            self._ensure_partitions(months)
+            self._write(events, months, self._downs)
             with self._lock:
                 self.counters["replayed"] += len(events)
 
@@ -372,6 +397,7 @@ class Writer:
 
     def _mark_down(self, exc: BaseException) -> None:
         self.counters["write_failures"] += 1
+        self._downs += 1
         self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         if "does not exist" in self.last_error or "no such table" in self.last_error:
             self.last_error += " (run: python -m tracking migrate --url ...)"
@@ -383,12 +409,15 @@ class Writer:
         self._next_retry = time.monotonic() + self._backoff
         self._known_months.clear()  # a failed transaction may have taken a partition with it
 
-    def _store_up(self) -> None:
+    def _store_up(self, downs: int) -> None:
+        """Mark the store up after a write that began after the last failure (``downs``, read
+        before it): a slow batch that succeeds after another failed must not undo that."""
         if self._store_ok:
             return
         with self._lock:
-            if not self._store_ok:
-                log.info("unitwise: store reachable again")
+            if self._store_ok or self._downs != downs:
+                return
+            log.info("unitwise: store reachable again")
             self._store_ok = True
             self._backoff = 0.5
 
@@ -463,9 +492,7 @@ class Writer:
         if leftover:
             self._spill(leftover)
         if self._pool is not None:
-            self._pool.shutdown(wait=False)
-        if self._delivery_pool is not None:
-            self._delivery_pool.shutdown()
+            self._pool.shutdown(wait=False)  # the lanes end with the writer thread
         if self._engine is not None and (self._thread is None or not self._thread.is_alive()):
             self._engine.dispose()
         _live_writers.discard(self)
