@@ -34,7 +34,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.schema import CreateTable
 
 from tracking.events import ROW_FIELDS, CallEvent
-from tracking.schema import ROLLUP_COUNTS, ROLLUP_KEYS, TOKEN_FIELDS, call_ids, calls, daily_rollups
+from tracking.schema import (
+    ROLLUP_KEYS,
+    ROLLUP_TABLES,
+    ROLLUP_TOTALS,
+    TOKEN_FIELDS,
+    call_ids,
+    calls,
+    rollup_keys,
+)
 
 _stage_metadata = MetaData()
 stage = Table(
@@ -128,16 +136,16 @@ def copy_text(events: Sequence[CallEvent], yield_every: int = 100) -> str:
     return "".join(lines)
 
 
-def _rollup_of(moved: Any) -> Any:
-    """INSERT ... SELECT of the moved calls' totals into the daily rollups, adding on conflict."""
-    day = cast(func.timezone("UTC", moved.c.occurred_at), Date)
-    keys = [
-        day,
-        func.coalesce(moved.c.user_id, ""),
-        func.coalesce(moved.c.feature, ""),
-        moved.c.provider,
-        moved.c.model,
-    ]
+def _batch_totals(moved: Any) -> Any:
+    """The moved calls' totals per (day, user, feature, provider, model): every rollup's source."""
+    keys = {
+        "day": cast(func.timezone("UTC", moved.c.occurred_at), Date),
+        "user_id": func.coalesce(moved.c.user_id, ""),
+        "feature": func.coalesce(moved.c.feature, ""),
+        "provider": moved.c.provider,
+        "model": moved.c.model,
+    }
+    assert tuple(keys) == ROLLUP_KEYS
     totals = {
         "calls": func.count(),
         "error_calls": func.sum(case((moved.c.status != "ok", 1), else_=0)),
@@ -146,12 +154,27 @@ def _rollup_of(moved: Any) -> Any:
         "duration_ms_sum": func.coalesce(func.sum(moved.c.duration_ms), 0),
         "cost_usd": func.coalesce(func.sum(moved.c.cost_usd), literal(0)),
     }
-    assert set(totals) == {*ROLLUP_COUNTS, "cost_usd"}
-    source = select(*keys, *totals.values()).group_by(*keys).order_by(*keys)
-    upsert = pg_insert(daily_rollups).from_select([*ROLLUP_KEYS, *totals], source)
+    assert tuple(totals) == ROLLUP_TOTALS
+    columns = {**keys, **totals}
+    return select(*(value.label(name) for name, value in columns.items())).group_by(*keys.values())
+
+
+def _rollup_of(batch: Any, table: Table) -> Any:
+    """INSERT ... SELECT of the batch's totals into one rollup table, adding on conflict.
+
+    Rows go in key order, so concurrent writers lock a table's rows in the same order and cannot
+    deadlock on them (and every writer runs the same statement, so the tables come in one order).
+    """
+    keys = [batch.c[name] for name in rollup_keys(table)]
+    source = (
+        select(*keys, *(func.sum(batch.c[name]) for name in ROLLUP_TOTALS))
+        .group_by(*keys)
+        .order_by(*keys)
+    )
+    upsert = pg_insert(table).from_select([*rollup_keys(table), *ROLLUP_TOTALS], source)
     return upsert.on_conflict_do_update(
-        index_elements=[daily_rollups.c[k] for k in ROLLUP_KEYS],
-        set_={name: daily_rollups.c[name] + upsert.excluded[name] for name in totals},
+        index_elements=[table.c[name] for name in rollup_keys(table)],
+        set_={name: table.c[name] + upsert.excluded[name] for name in ROLLUP_TOTALS},
     )
 
 
@@ -160,7 +183,7 @@ _ROLLED_UP = ("occurred_at", "user_id", "feature", "provider", "model", "status"
 
 
 def write_new_calls(conn: Connection, text: str) -> int:
-    """Store the calls (as COPY text) whose ids are new, add them to the rollups; count them.
+    """Store the calls (as COPY text) whose ids are new, add them to every rollup; count them.
 
     Nearly every batch is new calls only, so the first try inserts every id as plain rows: an
     id already stored (a retry, a replay, one ``call_id`` recorded twice) fails it with a
@@ -191,9 +214,9 @@ def write_new_calls(conn: Connection, text: str) -> int:
 UNIQUE_VIOLATION = "23505"
 
 
-def _move(only_new: bool) -> Any:
+def _move(only_new: bool, tables: Sequence[Table] = ROLLUP_TABLES) -> Any:
     """One statement: ids into ``call_ids``, calls from the stage into ``calls``, their totals
-    into the rollups; it returns how many calls it moved.
+    into the rollup ``tables``; it returns how many calls it moved.
 
     Ids go in id order: two connections storing the same ids then lock them in one order
     (tests/test_writer.py has two such batches, one reversed).
@@ -218,8 +241,9 @@ def _move(only_new: bool) -> Any:
         .returning(*(calls.c[name] for name in _ROLLED_UP))
         .cte("moved")
     )
-    rolled = _rollup_of(moved).cte("rolled")
-    return select(func.count()).select_from(moved).add_cte(guard, moved, rolled)
+    batch = _batch_totals(moved).cte("batch_totals")
+    rolled = [_rollup_of(batch, table).cte(f"rolled_{table.name}") for table in tables]
+    return select(func.count()).select_from(moved).add_cte(guard, moved, batch, *rolled)
 
 
 _MOVE_ALL = _move(only_new=False)

@@ -7,6 +7,8 @@ call id is stored once, whichever month it lands in.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -94,6 +96,16 @@ ROLLUP_COUNTS = (
     *TOKEN_FIELDS,
     "duration_ms_sum",
 )
+ROLLUP_TOTALS = (*ROLLUP_COUNTS, "cost_usd")  # what a rollup row sums, and an upsert adds
+
+
+def _totals() -> list[Column[Any]]:
+    """The columns every rollup table sums: counts, tokens, durations and exact cost."""
+    return [
+        *(Column(name, BigInteger, nullable=False, default=0) for name in ROLLUP_COUNTS),
+        Column("cost_usd", Money, nullable=False, default=0),
+    ]
+
 
 daily_rollups = Table(
     "daily_rollups",
@@ -103,13 +115,50 @@ daily_rollups = Table(
     Column("feature", String(200), nullable=False, default=""),
     Column("provider", String(64), nullable=False),
     Column("model", String(200), nullable=False),
-    *(Column(name, BigInteger, nullable=False, default=0) for name in ROLLUP_COUNTS),
-    Column("cost_usd", Money, nullable=False, default=0),
+    *_totals(),
     PrimaryKeyConstraint(*ROLLUP_KEYS),
     Index(None, "user_id", "day"),
     Index(None, "feature", "day"),
     Index(None, "model", "day"),
 )
+
+# Narrower rollups of the same calls, written in the same transaction: a read that needs no user
+# (daily costs, features, models) or only the user (rankings of users) reads a few hundred or a
+# few thousand rows a day instead of every user x feature x model of it.
+daily_feature_model_rollups = Table(
+    "daily_feature_model_rollups",
+    metadata,
+    Column("day", Date, nullable=False),
+    Column("feature", String(200), nullable=False, default=""),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    *_totals(),
+    PrimaryKeyConstraint("day", "feature", "provider", "model"),
+)
+
+# The counts the app's tables sum per group (with the cost): the covering index below holds them.
+PAGE_COUNTS = ("calls", "error_calls", "unpriced_calls", "input_tokens", "output_tokens")
+
+daily_user_rollups = Table(
+    "daily_user_rollups",
+    metadata,
+    Column("day", Date, nullable=False),
+    Column("user_id", String(200), nullable=False, default=""),
+    *_totals(),
+    PrimaryKeyConstraint("day", "user_id"),
+    # Covering what the per-user tables sum: PostgreSQL ranks users from this index alone, in
+    # user order, instead of hashing a month of rows (measured: bench/README.md, app pages).
+    Index(None, "user_id", "day", postgresql_include=[*PAGE_COUNTS, "cost_usd"]),
+)
+
+# Every rollup table, the finest grain first. Each sums the same calls by its primary key.
+ROLLUP_TABLES = (daily_rollups, daily_feature_model_rollups, daily_user_rollups)
+
+
+def rollup_keys(table: Table) -> tuple[str, ...]:
+    """A rollup table's key columns, in its primary key's order (``day`` first)."""
+    return tuple(table.primary_key.columns.keys())
+
 
 # A price version: the full set of rates of one model from one moment on. Editing makes a new one.
 price_versions = Table(

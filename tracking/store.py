@@ -1,4 +1,4 @@
-"""Writing a batch of calls: one transaction stores new calls and adds them to the daily rollups.
+"""Writing a batch of calls: one transaction stores new calls and adds them to every daily rollup.
 
 PostgreSQL takes the COPY path of ``pg_copy``; SQLite takes multi-row inserts here.
 
@@ -14,11 +14,20 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, Table, insert
 
 from tracking.events import CallEvent
 from tracking.partitions import Month, ensure_months, month_of
-from tracking.schema import ROLLUP_COUNTS, ROLLUP_KEYS, TOKEN_FIELDS, call_ids, calls, daily_rollups
+from tracking.schema import (
+    ROLLUP_COUNTS,
+    ROLLUP_KEYS,
+    ROLLUP_TABLES,
+    ROLLUP_TOTALS,
+    TOKEN_FIELDS,
+    call_ids,
+    calls,
+    rollup_keys,
+)
 
 
 def rollup_rows(events: Iterable[CallEvent]) -> list[dict[str, Any]]:
@@ -46,6 +55,32 @@ def rollup_rows(events: Iterable[CallEvent]) -> list[dict[str, Any]]:
         if e.duration_ms:
             row["duration_ms_sum"] += e.duration_ms
     return [totals[key] for key in sorted(totals)]
+
+
+def regroup(rows: Iterable[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Sum ``rollup_rows`` into the grain of a narrower rollup (``keys``), sorted by key."""
+    totals: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(row[name] for name in keys)
+        into = totals.get(key)
+        if into is None:
+            totals[key] = {name: row[name] for name in (*keys, *ROLLUP_TOTALS)}
+        else:
+            for name in ROLLUP_TOTALS:
+                into[name] += row[name]
+    return [totals[key] for key in sorted(totals)]
+
+
+def _add_to(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Upsert rows into a rollup table, adding to the rows already there (SQLite)."""
+    from sqlalchemy.dialects import sqlite
+
+    upsert = sqlite.insert(table)
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[table.c[k] for k in rollup_keys(table)],
+        set_={name: table.c[name] + upsert.excluded[name] for name in ROLLUP_TOTALS},
+    )
+    conn.execute(upsert, rows)
 
 
 @dataclass
@@ -111,11 +146,8 @@ def write_batch(
     if not fresh:
         return 0
     conn.execute(insert(calls), [e.to_row() for e in fresh])
-    upsert = sqlite.insert(daily_rollups)
-    added = (*ROLLUP_COUNTS, "cost_usd")
-    upsert = upsert.on_conflict_do_update(
-        index_elements=[daily_rollups.c[k] for k in ROLLUP_KEYS],
-        set_={name: daily_rollups.c[name] + upsert.excluded[name] for name in added},
-    )
-    conn.execute(upsert, rollup_rows(fresh))
+    finest = rollup_rows(fresh)
+    for table in ROLLUP_TABLES:
+        keys = rollup_keys(table)
+        _add_to(conn, table, finest if keys == ROLLUP_KEYS else regroup(finest, keys))
     return len(fresh)
