@@ -283,7 +283,8 @@ def _cost_by_from_calls(engine: Engine, f: Filters, group: str, limit: int) -> p
         func.coalesce(func.sum(c.input_tokens), 0),
         func.coalesce(func.sum(c.output_tokens), 0),
     )
-    query = _grouped(key, group, totals, func.sum(c.cost_usd), _calls_where(f), limit)
+    cost = func.coalesce(func.sum(c.cost_usd), literal(0))  # unpriced-only groups: $0, not NULL
+    query = _grouped(key, group, totals, cost, _calls_where(f), limit)
     return _group_frame(_read(engine, query, calls), group)
 
 

@@ -181,3 +181,49 @@ def stored_calls(url: str) -> list:
         found = conn.execute(select(calls).order_by(calls.c.occurred_at)).all()
     eng.dispose()
     return found
+
+
+def rollups_from_calls(conn, keys: tuple[str, ...]) -> dict[tuple, dict[str, object]]:
+    """What a rollup keyed by ``keys`` must hold: the calls' totals per key, summed in Python."""
+    from collections import defaultdict
+    from decimal import Decimal
+
+    from sqlalchemy import select
+
+    from tracking.schema import ROLLUP_TOTALS, TOKEN_FIELDS, calls
+
+    expected: dict[tuple, dict[str, object]] = {}
+    for r in conn.execute(select(calls)):
+        of_call = {"day": r.occurred_at.date(), "user_id": r.user_id or ""}
+        of_call |= {"feature": r.feature or "", "provider": r.provider, "model": r.model}
+        key = tuple(of_call[name] for name in keys)
+        row = expected.setdefault(key, defaultdict(int, cost_usd=Decimal(0)))
+        row["calls"] += 1
+        row["error_calls"] += r.status != "ok"
+        row["unpriced_calls"] += r.cost_usd is None
+        row["cost_usd"] += r.cost_usd or Decimal(0)
+        for name in TOKEN_FIELDS:
+            row[name] += getattr(r, name) or 0
+        row["duration_ms_sum"] += r.duration_ms or 0
+    assert all(set(row) == set(ROLLUP_TOTALS) for row in expected.values())
+    return expected
+
+
+def assert_rollups_equal_the_calls(engine: Engine) -> None:
+    """The invariant of the store: every rollup table holds, key by key and column by column,
+    exactly the totals of the calls stored (no retention has run)."""
+    from sqlalchemy import select
+
+    from tracking.schema import ROLLUP_TABLES, ROLLUP_TOTALS, rollup_keys
+
+    with engine.connect() as conn:
+        for table in ROLLUP_TABLES:
+            keys = rollup_keys(table)
+            want = rollups_from_calls(conn, keys)
+            have = {
+                tuple(r._mapping[k] for k in keys): r._mapping for r in conn.execute(select(table))
+            }
+            assert set(have) == set(want), table.name
+            for key, row in want.items():
+                got = {name: have[key][name] for name in ROLLUP_TOTALS}
+                assert got == dict(row), (table.name, key)

@@ -90,7 +90,7 @@ def test_column_wise_pricing_equals_the_cost_engine_call_by_call() -> None:
 
 
 def test_load_writes_priced_calls_and_their_rollups_once(engine: Engine, store_url: str) -> None:
-    from tests.conftest import add_test_prices
+    from tests.conftest import add_test_prices, assert_rollups_equal_the_calls
 
     add_test_prices(store_url)
     seen: list[tuple[int, int]] = []
@@ -109,6 +109,7 @@ def test_load_writes_priced_calls_and_their_rollups_once(engine: Engine, store_u
     assert raw[0] == rolled[0] == 4_000
     assert raw[1] == rolled[1] > 0
     assert gpt > 0
+    assert_rollups_equal_the_calls(engine)  # every rollup, on SQLite's path and PostgreSQL's
     # the same seed and end again: the same ids, so nothing new
     assert demo.load(engine, 4_000, 10, 1, end=END) == 0
 

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, select
 from dashboard import breakdown, demo, queries
 from dashboard.queries import Filters
 from tests.conftest import add_test_prices
-from tracking.schema import calls, daily_rollups
+from tracking.schema import calls, daily_feature_model_rollups, daily_rollups, daily_user_rollups
 
 END = datetime(2026, 11, 20, 15, tzinfo=UTC)
 RANGE = Filters(END.date() - timedelta(days=13), END.date())
@@ -99,3 +99,59 @@ def test_top_users_are_the_head_of_cost_by_user(loaded: Engine) -> None:
     assert list(top["user"]) == list(full["user"].head(5))
     assert list(top["calls"]) == list(full["calls"].head(5))
     assert top["cost_usd"].tolist() == pytest.approx(full["cost_usd"].head(5).tolist())
+
+
+def _with(**narrowed: tuple[str, ...]) -> Filters:
+    return Filters(RANGE.start, RANGE.end, **narrowed)
+
+
+def test_rollup_for_takes_the_smallest_table_holding_every_key_read() -> None:
+    cases = [
+        (_with(), (), daily_feature_model_rollups),
+        (_with(), ("provider", "model", "feature"), daily_feature_model_rollups),
+        (_with(models=("gpt-4o",), features=("chat",)), ("day",), daily_feature_model_rollups),
+        (_with(), ("user_id",), daily_user_rollups),
+        (_with(users=("user_0001",)), ("day",), daily_user_rollups),
+        (_with(users=("user_0001",)), ("feature",), daily_rollups),
+        (_with(providers=("openai",)), ("user_id",), daily_rollups),
+    ]
+    for f, grouped, table in cases:
+        assert queries.rollup_for(f, *grouped) is table, (f, grouped)
+
+
+FILTER_SETS = [
+    _with(),
+    _with(providers=("openai",)),
+    _with(features=("chat", "summarize"), models=("gpt-4o",)),
+    _with(users=("user_0000", "user_0001", "user_0002")),
+    _with(users=("user_0000", "user_0001"), features=("chat",)),
+]
+
+
+def _every_read(engine: Engine, f: Filters) -> dict[str, object]:
+    frame = queries.day_frame(engine, f).sort_values(["day", "provider", "model", "feature"])
+    reads: dict[str, object] = {"day_frame": frame.reset_index(drop=True)}
+    reads["totals"] = queries.totals(engine, f)
+    reads["top_users"] = queries.top_users(engine, f)
+    for group in queries.GROUPS:
+        reads[group] = queries.cost_by(engine, f, group)
+    return reads
+
+
+def test_each_read_answers_the_same_from_the_rollup_it_picks_and_from_daily_rollups(
+    loaded: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    picked = {f: _every_read(loaded, f) for f in FILTER_SETS}
+    assert picked[FILTER_SETS[0]]["totals"].calls > 0
+    assert not picked[FILTER_SETS[3]]["user"].empty and not picked[FILTER_SETS[4]]["user"].empty
+    monkeypatch.setattr(queries, "ROLLUPS_SMALLEST_FIRST", (daily_rollups,))
+    for f in FILTER_SETS:
+        finest = _every_read(loaded, f)
+        for name, got in picked[f].items():
+            if isinstance(got, pd.DataFrame):
+                pd.testing.assert_frame_equal(got, finest[name], obj=f"{name} {f}")
+            else:
+                assert got == finest[name], (name, f)
+        for group in queries.GROUPS:  # and the raw calls agree
+            raw = queries._cost_by_from_calls(loaded, f, group, queries.MAX_GROUPS)
+            pd.testing.assert_frame_equal(picked[f][group], raw, obj=f"{group} {f}")

@@ -83,3 +83,53 @@ def test_partitioned_on_postgres_only(engine) -> None:
         "provider",
         "model",
     ]
+
+
+def test_migration_0002_fills_the_narrower_rollups_of_a_0001_store(engine, monkeypatch) -> None:
+    """A store written at 0001 (calls and daily_rollups only), partly removed by retention, then
+    migrated: the new rollups hold the totals of every call ever written, as daily_rollups do."""
+    import tracking.pg_copy
+    import tracking.store
+    from tests.conftest import rollups_from_calls
+    from tests.test_store import varied_events
+    from tracking.migrate import downgrade, upgrade
+    from tracking.partitions import apply_retention
+    from tracking.schema import (
+        ROLLUP_TOTALS,
+        daily_feature_model_rollups,
+        daily_user_rollups,
+        rollup_keys,
+    )
+    from tracking.store import write_batch
+
+    narrower = (daily_feature_model_rollups, daily_user_rollups)
+    events = varied_events(300)  # from 2026-01-30 to 2026-02-02
+    downgrade(engine, "0001")
+    try:
+        assert not {t.name for t in narrower} & set(inspect(engine).get_table_names())
+        with monkeypatch.context() as m:  # a writer of 0001's time
+            m.setattr(tracking.store, "ROLLUP_TABLES", (daily_rollups,))
+            for name, only_new in (("_MOVE_ALL", False), ("_MOVE_NEW", True)):
+                m.setattr(
+                    tracking.pg_copy, name, tracking.pg_copy._move(only_new, (daily_rollups,))
+                )
+            with engine.begin() as conn:
+                write_batch(conn, events[:200])
+            with engine.begin() as conn:
+                write_batch(conn, events[150:])
+        with engine.connect() as conn:
+            want = {t.name: rollups_from_calls(conn, rollup_keys(t)) for t in narrower}
+        with engine.begin() as conn:
+            removed = apply_retention(conn, keep_months=1, now=datetime(2026, 2, 10, tzinfo=UTC))
+        assert removed.months == [(2026, 1)]
+    finally:
+        upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(calls)).scalar_one() < 300
+        for table in narrower:
+            keys = rollup_keys(table)
+            have = {
+                tuple(r._mapping[k] for k in keys): {n: r._mapping[n] for n in ROLLUP_TOTALS}
+                for r in conn.execute(select(table))
+            }
+            assert have == {key: dict(row) for key, row in want[table.name].items()}, table.name

@@ -1,18 +1,24 @@
-"""Writing batches: every field round-trips, and the rollups always equal the raw calls."""
+"""Writing batches: every field round-trips, and every rollup always equals the raw calls."""
 
 from __future__ import annotations
 
 import random
 import uuid
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from tests.conftest import assert_rollups_equal_the_calls
 from tracking.events import CallEvent
-from tracking.schema import calls, daily_rollups
-from tracking.store import prepare_batch, write_batch
+from tracking.schema import (
+    ROLLUP_TABLES,
+    ROLLUP_TOTALS,
+    calls,
+    daily_feature_model_rollups,
+    daily_user_rollups,
+)
+from tracking.store import prepare_batch, regroup, rollup_rows, write_batch
 
 
 def varied_events(n: int, seed: int = 5) -> list[CallEvent]:
@@ -57,37 +63,39 @@ def test_every_field_round_trips(engine) -> None:
         assert row._mapping == {**row._mapping, **e.to_row()}, e.id
 
 
-def test_rollups_equal_the_raw_calls(engine) -> None:
+def test_every_rollup_equals_the_raw_calls_after_retries_and_duplicates(engine) -> None:
     events = varied_events(400)
     with engine.begin() as conn:
         write_batch(conn, events[:250])
     with engine.begin() as conn:  # overlapping retry: only the new 150 count
         write_batch(conn, prepare_batch(events[200:], engine.dialect.name == "postgresql"))
+    with engine.begin() as conn:  # a replay of everything, each call twice in the batch
+        assert write_batch(conn, events + events) == 0
     with engine.connect() as conn:
-        raw = conn.execute(select(calls)).all()
-        rollups = conn.execute(select(daily_rollups)).all()
-    expected: dict[tuple, dict[str, object]] = defaultdict(lambda: defaultdict(int))
-    for r in raw:
-        key = (r.occurred_at.date(), r.user_id or "", r.feature or "", r.provider, r.model)
-        row = expected[key]
-        row["calls"] += 1
-        row["error_calls"] += r.status != "ok"
-        row["unpriced_calls"] += r.cost_usd is None
-        row["cost_usd"] += r.cost_usd or Decimal(0)
-        for name in (
-            "input_tokens",
-            "output_tokens",
-            "cache_read_tokens",
-            "cache_write_tokens",
-            "reasoning_tokens",
-        ):
-            row[name] += getattr(r, name) or 0
-        row["duration_ms_sum"] += r.duration_ms or 0
-    assert len(raw) == 400
-    got = {(r.day, r.user_id, r.feature, r.provider, r.model): r for r in rollups}
-    assert set(got) == set(expected)
-    for key, want in expected.items():
-        have = got[key]._mapping
-        for name, value in want.items():
-            assert have[name] == value, (key, name)
-    assert sum(r.cost_usd for r in rollups) == sum(r.cost_usd or 0 for r in raw)
+        assert conn.execute(select(func.count()).select_from(calls)).scalar_one() == 400
+        for table in ROLLUP_TABLES:  # each sums the same calls and the same cost
+            total = conn.execute(select(func.sum(table.c.calls), func.sum(table.c.cost_usd)))
+            assert total.one() == (400, sum(e.cost_usd or 0 for e in events)), table.name
+    assert_rollups_equal_the_calls(engine)
+
+
+def test_rollup_keys_cover_calls_without_user_or_feature(engine) -> None:
+    events = [e for e in varied_events(200) if e.user_id is None or e.feature is None]
+    with engine.begin() as conn:
+        write_batch(conn, events)
+    with engine.connect() as conn:
+        users = set(conn.execute(select(daily_user_rollups.c.user_id)).scalars())
+        features = set(conn.execute(select(daily_feature_model_rollups.c.feature)).scalars())
+    assert "" in users and "" in features
+    assert_rollups_equal_the_calls(engine)
+
+
+def test_regroup_sums_the_finest_rollup_into_a_narrower_one() -> None:
+    rows = rollup_rows(varied_events(300))
+    by_user = regroup(rows, ("day", "user_id"))
+    assert [(r["day"], r["user_id"]) for r in by_user] == sorted(
+        {(r["day"], r["user_id"]) for r in rows}
+    )
+    for name in ROLLUP_TOTALS:
+        assert sum(r[name] for r in by_user) == sum(r[name] for r in rows), name
+    assert rows[0] is not by_user[0] and rows == rollup_rows(varied_events(300))  # untouched

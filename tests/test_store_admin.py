@@ -13,7 +13,7 @@ from sqlalchemy import func, inspect, select
 from tracking.db import describe_url, normalize_url
 from tracking.events import CallEvent
 from tracking.partitions import apply_retention, existing_months
-from tracking.schema import call_ids, calls, daily_rollups
+from tracking.schema import ROLLUP_TABLES, call_ids, calls
 from tracking.store import write_batch
 
 
@@ -102,12 +102,14 @@ def test_retention_drops_old_months_and_keeps_rollups(engine) -> None:
     with engine.connect() as conn:
         kept = conn.execute(select(func.count()).select_from(calls)).scalar_one()
         ids = conn.execute(select(func.count()).select_from(call_ids)).scalar_one()
-        rolled = conn.execute(select(func.sum(daily_rollups.c.calls))).scalar_one()
+        rolled = {
+            conn.execute(select(func.sum(table.c.calls))).scalar_one() for table in ROLLUP_TABLES
+        }
         if engine.dialect.name == "postgresql":
             months = existing_months(conn)
             assert {(2026, 4), (2026, 5), (2026, 6)} <= months
             assert not [m for m in months if m < (2026, 4)]
-    assert (kept, ids, rolled) == (9, 9, 18)
+    assert (kept, ids, rolled) == (9, 9, {18})  # every rollup keeps the removed months
     # an id of a removed month may be recorded again: it lands as a new call
     with engine.begin() as conn:
         assert write_batch(conn, [events[0]]) == 1
@@ -120,7 +122,7 @@ def test_retention_archives_partitions_on_postgres(pg_url: str) -> None:
     engine = make_engine(pg_url)
     upgrade(engine)
     with engine.begin() as conn:
-        for table in (calls, call_ids, daily_rollups):
+        for table in (calls, call_ids, *ROLLUP_TABLES):
             conn.execute(table.delete())
         write_batch(conn, [_event(1, 2020), _event(2, 2020)])
     with engine.begin() as conn:

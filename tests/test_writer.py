@@ -16,23 +16,27 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 import tracking
-from tests.conftest import add_test_prices
+from tests.conftest import add_test_prices, assert_rollups_equal_the_calls
 from tests.tcpproxy import TcpProxy
 from tracking.db import make_engine
 from tracking.events import CallEvent
-from tracking.schema import calls, daily_rollups
+from tracking.schema import ROLLUP_TABLES, calls, daily_rollups
 from tracking.store import write_batch
 
 
-def counts(url: str) -> tuple[int, int, int]:
-    """(rows in calls, distinct ids, calls counted by the rollups)."""
+def counts(url: str) -> tuple[int, int, int | tuple[int, ...]]:
+    """(rows in calls, distinct ids, calls counted by the rollups): the last is each rollup
+    table's count when all agree, else all their counts."""
     eng = make_engine(url)
     with eng.connect() as conn:
         n = conn.execute(select(func.count()).select_from(calls)).scalar_one()
         distinct = conn.execute(select(func.count(func.distinct(calls.c.id)))).scalar_one()
-        rolled = conn.execute(select(func.coalesce(func.sum(daily_rollups.c.calls), 0))).scalar()
+        rolled = [
+            int(conn.execute(select(func.coalesce(func.sum(table.c.calls), 0))).scalar_one())
+            for table in ROLLUP_TABLES
+        ]
     eng.dispose()
-    return n, distinct, int(rolled)
+    return n, distinct, rolled[0] if len(set(rolled)) == 1 else tuple(rolled)
 
 
 def run_host(script: str, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -82,7 +86,7 @@ def test_store_outage_spills_then_replays_without_loss_or_duplicates(pg_url, tmp
     url = via_proxy.render_as_string(hide_password=False)
     eng = make_engine(pg_url)
     with eng.begin() as conn:
-        for table in (calls, daily_rollups):
+        for table in (calls, *ROLLUP_TABLES):
             conn.execute(table.delete())
     from tracking.schema import call_ids
 
@@ -254,7 +258,7 @@ def test_exit_against_a_store_that_never_answers_is_bounded_and_journals_all(
     with eng.begin() as conn:
         from tracking.schema import call_ids
 
-        for table in (calls, call_ids, daily_rollups):
+        for table in (calls, call_ids, *ROLLUP_TABLES):
             conn.execute(table.delete())
     eng.dispose()
     tracking.configure(url=pg_url, journal_path=str(journal), flush_interval=0.05)
@@ -330,7 +334,7 @@ def empty_pg_store(pg_url: str) -> None:
     eng = make_engine(pg_url)
     upgrade(eng)
     with eng.begin() as conn:
-        for table in (calls, call_ids, daily_rollups):
+        for table in (calls, call_ids, *ROLLUP_TABLES):
             conn.execute(table.delete())
     eng.dispose()
 
@@ -519,6 +523,9 @@ def test_an_outage_with_two_batches_in_flight_loses_and_repeats_nothing(pg_url, 
     assert stats["write_failures"] >= 1 and stats["spilled"] > 0, stats  # the cut did land
     assert stats["dropped"] == 0 and stats["replayed"] == stats["spilled"]
     assert counts(pg_url) == (30_000, 30_000, 30_000)
+    eng = make_engine(pg_url)
+    assert_rollups_equal_the_calls(eng)
+    eng.dispose()
 
 
 STUCK_AT_EXIT_HOST = textwrap.dedent(

@@ -159,23 +159,26 @@ def _batch_totals(moved: Any) -> Any:
     return select(*(value.label(name) for name, value in columns.items())).group_by(*keys.values())
 
 
-def _rollup_of(batch: Any, table: Table) -> Any:
+def _rollup_of(batch: Any, table: Table, after: Any | None) -> Any:
     """INSERT ... SELECT of the batch's totals into one rollup table, adding on conflict.
 
-    Rows go in key order, so concurrent writers lock a table's rows in the same order and cannot
-    deadlock on them (and every writer runs the same statement, so the tables come in one order).
+    Rows go in key order, and ``after`` (the upsert of the table before, read whole first)
+    makes the tables go strictly one after another, in ``ROLLUP_TABLES`` order: the parts of a
+    WITH otherwise run in no promised order. So every writer takes its row locks in one order
+    (no deadlocks), and a batch waiting on a row of ``daily_rollups`` (one user's) holds no row
+    of the narrower tables, which every batch of the day shares.
     """
     keys = [batch.c[name] for name in rollup_keys(table)]
-    source = (
-        select(*keys, *(func.sum(batch.c[name]) for name in ROLLUP_TOTALS))
-        .group_by(*keys)
-        .order_by(*keys)
+    source = select(*keys, *(func.sum(batch.c[name]) for name in ROLLUP_TOTALS))
+    if after is not None:
+        source = source.where(select(func.count()).select_from(after).scalar_subquery() >= 0)
+    upsert = pg_insert(table).from_select(
+        [*rollup_keys(table), *ROLLUP_TOTALS], source.group_by(*keys).order_by(*keys)
     )
-    upsert = pg_insert(table).from_select([*rollup_keys(table), *ROLLUP_TOTALS], source)
     return upsert.on_conflict_do_update(
         index_elements=[table.c[name] for name in rollup_keys(table)],
         set_={name: table.c[name] + upsert.excluded[name] for name in ROLLUP_TOTALS},
-    )
+    ).returning(table.c.day)
 
 
 _ROLLED_UP = ("occurred_at", "user_id", "feature", "provider", "model", "status", "cost_usd",
@@ -242,7 +245,10 @@ def _move(only_new: bool, tables: Sequence[Table] = ROLLUP_TABLES) -> Any:
         .cte("moved")
     )
     batch = _batch_totals(moved).cte("batch_totals")
-    rolled = [_rollup_of(batch, table).cte(f"rolled_{table.name}") for table in tables]
+    rolled: list[Any] = []
+    for table in tables:
+        after = rolled[-1] if rolled else None
+        rolled.append(_rollup_of(batch, table, after).cte(f"rolled_{table.name}"))
     return select(func.count()).select_from(moved).add_cte(guard, moved, batch, *rolled)
 
 
