@@ -30,7 +30,7 @@ from dashboard import breakdown, demo, queries
 from dashboard.filters import frame_window
 from dashboard.queries import Filters
 from tracking.db import make_engine
-from tracking.schema import calls
+from tracking.schema import ROLLUP_TABLES, calls, daily_feature_model_rollups
 
 ENTRY = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 
@@ -147,11 +147,16 @@ def main() -> None:
         load_s = time.perf_counter() - started
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
-            rollup_rows = conn.execute(text("SELECT count(*) FROM daily_rollups")).scalar_one()
+            rows = {
+                t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                for t in ROLLUP_TABLES
+            }
+            stored = conn.execute(select(func.sum(daily_feature_model_rollups.c.calls))).scalar()
         f = default_filters()
         in_range = queries.totals(engine, f).calls
-        print(f"calls: {args.calls:,} over {args.days} days, loaded in {load_s:.1f} s")
-        print(f"daily_rollups rows: {rollup_rows:,}; calls in the last 30 days: {in_range:,}")
+        loaded = f"{args.days} days, loaded in {load_s:.1f} s" if not args.url else "as stored"
+        print(f"calls: {int(stored or 0):,} ({loaded}); in the last 30 days: {in_range:,}")
+        print("rollup rows: " + ", ".join(f"{name} {n:,}" for name, n in rows.items()))
         print(f"{'SQL (median of ' + str(args.runs) + ')':<40} {'ms':>9}")
         for name, fn in (
             ("Overview page SQL", overview_sql),

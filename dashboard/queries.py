@@ -113,8 +113,8 @@ _SERIAL = text("SET LOCAL max_parallel_workers_per_gather = 0")
 def _read(engine: Engine, query: Any, source: Table) -> Sequence[Row[Any]]:
     """Run a read of ``source``. Over ``daily_user_rollups`` PostgreSQL runs it without parallel
     workers: it then ranks users from their covering index in user order. Measured at 10M calls
-    (30 days, 25k users, 2 cores): 124-189 ms that way, 290-460 ms for the parallel sort or hash
-    it plans otherwise."""
+    (30 days, 25k users, 2 cores): 124-209 ms that way, 329-492 ms for the parallel sort it
+    planned otherwise (bench/README.md, app pages)."""
     with engine.begin() as conn:
         if source is daily_user_rollups and conn.dialect.name == "postgresql":
             conn.execute(_SERIAL)
