@@ -414,9 +414,10 @@ def test_a_new_month_behind_a_stuck_batch_never_locks_readers_out(pg_url, tmp_pa
         locker.execute(select(daily_rollups).with_for_update())
         for _ in range(100):
             writer.put(call("stuck"))
-        backdated = datetime(2024, 3, 15, tzinfo=UTC)  # a month with no partition yet
+        # a month with no partition yet, ahead rather than past, which the retention tests count
+        unseen_month = datetime(2031, 3, 15, tzinfo=UTC)
         for _ in range(100):
-            writer.put(call("late", backdated))
+            writer.put(call("late", unseen_month))
         time.sleep(1)  # the writer is now creating the partition, or has given up on it
         for _ in range(3):
             started = time.monotonic()
