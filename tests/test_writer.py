@@ -8,6 +8,8 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -358,41 +360,51 @@ def call(user: str, when: datetime | None = None) -> CallEvent:
     )
 
 
+@contextmanager
+def rollups_locked(pg_url: str, writer) -> Iterator[Callable[[], None]]:
+    """One call of user "stuck" stored, then its rollup row held by another session (a long
+    maintenance job, say); yields the function that lets it go."""
+    writer.put(call("stuck"))
+    assert writer.flush(10)
+    eng = make_engine(pg_url)
+    locker = eng.connect()
+    locking = locker.begin()
+    locker.execute(select(daily_rollups).with_for_update())
+    try:
+        yield locking.commit
+    finally:
+        locker.close()  # lets go, should the test fail first
+        eng.dispose()
+
+
 @pytest.mark.postgres
 def test_a_batch_stuck_on_a_lock_holds_up_only_its_own_connection(pg_url, tmp_path) -> None:
     empty_pg_store(pg_url)
     writer = writer_for(pg_url, tmp_path, batch_size=100)
     eng = make_engine(pg_url)
-    locker = eng.connect()
     try:
-        writer.put(call("stuck"))
-        assert writer.flush(10)
-        locking = locker.begin()  # someone holds the rollup row of "stuck" (a long maintenance job)
-        locker.execute(
-            select(daily_rollups).where(daily_rollups.c.user_id == "stuck").with_for_update()
-        )
-        for _ in range(100):
-            writer.put(call("stuck"))  # one full batch that must wait for the lock
-        for _ in range(300):
-            writer.put(call("free"))
+        with rollups_locked(pg_url, writer) as release:
+            for _ in range(100):
+                writer.put(call("stuck"))  # one full batch that must wait for the lock
+            for _ in range(300):
+                writer.put(call("free"))
 
-        def stored(user: str) -> int:
-            with eng.connect() as conn:
-                query = select(func.count()).select_from(calls).where(calls.c.user_id == user)
-                return conn.execute(query).scalar_one()
+            def stored(user: str) -> int:
+                with eng.connect() as conn:
+                    query = select(func.count()).select_from(calls).where(calls.c.user_id == user)
+                    return conn.execute(query).scalar_one()
 
-        assert wait_for(lambda: stored("free") == 300, 10), stored("free")
-        time.sleep(0.3)  # later calls, written by later rounds of the writer, get through too
-        for _ in range(100):
-            writer.put(call("free"))
-        assert wait_for(lambda: stored("free") == 400, 10), stored("free")
-        assert stored("stuck") == 1  # still waiting, in its own transaction
-        locking.commit()
-        assert writer.flush(10)
-        assert (stored("stuck"), stored("free")) == (101, 400)
-        assert writer.stats()["spilled"] == 0
+            assert wait_for(lambda: stored("free") == 300, 10), stored("free")
+            time.sleep(0.3)  # later calls, written by later rounds of the writer, get through too
+            for _ in range(100):
+                writer.put(call("free"))
+            assert wait_for(lambda: stored("free") == 400, 10), stored("free")
+            assert stored("stuck") == 1  # still waiting, in its own transaction
+            release()
+            assert writer.flush(10)
+            assert (stored("stuck"), stored("free")) == (101, 400)
+            assert writer.stats()["spilled"] == 0
     finally:
-        locker.close()  # releases the lock should an assertion fail first
         writer.shutdown()
         eng.dispose()
     assert counts(pg_url) == (501, 501, 501)
@@ -404,34 +416,27 @@ def test_a_new_month_behind_a_stuck_batch_never_locks_readers_out(pg_url, tmp_pa
     queue behind it. The writer gives up on it quickly and journals that batch instead."""
     empty_pg_store(pg_url)
     writer = writer_for(pg_url, tmp_path, batch_size=100)
-    eng = make_engine(pg_url)
     reader = make_engine(pg_url, connect_args={"options": "-c lock_timeout=10s"})
-    locker = eng.connect()
     try:
-        writer.put(call("stuck"))
-        assert writer.flush(10)
-        locking = locker.begin()
-        locker.execute(select(daily_rollups).with_for_update())
-        for _ in range(100):
-            writer.put(call("stuck"))
-        # a month with no partition yet, ahead rather than past, which the retention tests count
-        unseen_month = datetime(2031, 3, 15, tzinfo=UTC)
-        for _ in range(100):
-            writer.put(call("late", unseen_month))
-        time.sleep(1)  # the writer is now creating the partition, or has given up on it
-        for _ in range(3):
-            started = time.monotonic()
-            with reader.connect() as conn:  # a dashboard reading the calls meanwhile
-                seen = conn.execute(select(func.count()).select_from(calls)).scalar_one()
-            assert time.monotonic() - started < 5
-            # the partition may have been made before the stuck batch took its locks
-            assert seen in (1, 101)
-        locking.commit()
-        assert wait_for(lambda: counts(pg_url)[0] == 201, 30), (counts(pg_url), writer.stats())
+        with rollups_locked(pg_url, writer) as release:
+            for _ in range(100):
+                writer.put(call("stuck"))
+            # a month with no partition yet, ahead rather than past, which the retention tests count
+            unseen_month = datetime(2031, 3, 15, tzinfo=UTC)
+            for _ in range(100):
+                writer.put(call("late", unseen_month))
+            time.sleep(1)  # the writer is now creating the partition, or has given up on it
+            for _ in range(3):
+                started = time.monotonic()
+                with reader.connect() as conn:  # a dashboard reading the calls meanwhile
+                    seen = conn.execute(select(func.count()).select_from(calls)).scalar_one()
+                assert time.monotonic() - started < 5
+                # the partition may have been made before the stuck batch took its locks
+                assert seen in (1, 101)
+            release()
+            assert wait_for(lambda: counts(pg_url)[0] == 201, 30), (counts(pg_url), writer.stats())
     finally:
-        locker.close()
         writer.shutdown()
-        eng.dispose()
         reader.dispose()
     assert counts(pg_url) == (201, 201, 201)
 
@@ -568,3 +573,21 @@ def test_exit_with_a_batch_stuck_in_the_store_is_bounded_and_journals_it(pg_url,
     finally:
         tracking.shutdown()
     assert counts(pg_url) == (51, 51, 51)
+
+
+@pytest.mark.postgres
+def test_a_batch_stuck_past_the_write_timeout_goes_to_the_journal(pg_url, tmp_path) -> None:
+    empty_pg_store(pg_url)
+    writer = writer_for(pg_url, tmp_path, batch_size=100, write_timeout=1)
+    try:
+        with rollups_locked(pg_url, writer) as release:
+            for _ in range(100):
+                writer.put(call("stuck"))
+            assert wait_for(lambda: writer.stats()["spilled"] == 100, 10), writer.stats()
+            assert "statement timeout" in (writer.stats()["last_error"] or "")
+            release()
+            assert wait_for(lambda: not writer.stats()["journal_pending"], 30), writer.stats()
+            assert writer.flush(10)
+    finally:
+        writer.shutdown()
+    assert counts(pg_url) == (101, 101, 101)

@@ -58,6 +58,7 @@ class Settings:
     enabled: bool = True
     max_tags_bytes: int = 4_096
     write_connections: int = 2  # PostgreSQL only: batches written at once, one per connection
+    write_timeout: float = 60.0  # PostgreSQL: seconds a batch may take before it is journaled
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -78,6 +79,7 @@ def build_settings(
         "enabled",
         "max_tags_bytes",
         "write_connections",
+        "write_timeout",
     }
     kwargs = {k: v for k, v in options.items() if k in known}
     extra = {k: v for k, v in options.items() if k not in known}

@@ -36,6 +36,7 @@ log = logging.getLogger("unitwise")
 MAX_BACKOFF = 30.0
 PARTITION_LOCK_TIMEOUT = "2s"
 _SET_LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :timeout, true)")  # SET LOCAL
+_SET_STATEMENT_TIMEOUT = text("SELECT set_config('statement_timeout', :timeout, true)")
 
 
 class RateLimitedLog:
@@ -117,6 +118,7 @@ class Writer:
         self._postgres = normalize_url(settings.url).get_backend_name() == "postgresql"
         # SQLite has one writer at a time, so a second connection would only wait for the lock
         self._lanes = max(1, settings.write_connections) if self._postgres else 1
+        self._write_timeout = f"{max(1, round(settings.write_timeout * 1000))}ms"
         self._init_runtime()
         _live_writers.add(self)
 
@@ -347,6 +349,8 @@ class Writer:
         self, batch: PreparedBatch | list[CallEvent], known_months: set[Month], downs: int
     ) -> int:
         with self.engine.begin() as conn:
+            if self._postgres:  # a batch stuck on a lock goes to the journal after a bound
+                conn.execute(_SET_STATEMENT_TIMEOUT, {"timeout": self._write_timeout})
             new = write_batch(conn, batch, known_months)
         size = (
             len(batch.events) if isinstance(batch, PreparedBatch) else len(set(e.id for e in batch))
