@@ -164,18 +164,15 @@ def _rollup_sums(r: Any) -> tuple[Any, ...]:
     return tuple(func.sum(r[name]) for name in PAGE_COUNTS)
 
 
-FRAME_COLUMNS = (
-    "day",
-    "provider",
-    "model",
-    "feature",
-    "calls",
-    "errors",
-    "unpriced",
-    "input_tokens",
-    "output_tokens",
-    "cost_nanos",
-)
+TOTAL_COLUMNS = ("calls", "errors", "unpriced", "input_tokens", "output_tokens", "cost_nanos")
+FRAME_COLUMNS = ("day", "provider", "model", "feature", *TOTAL_COLUMNS)
+
+
+def _totals(count: Any, errors: Any, unpriced: Any, inp: Any, out: Any, cost: Any) -> tuple:
+    """A row's sums as the frames hold them: counts as ints (a sum over no rows is NULL, so 0)
+    and the cost as exact nano-dollars."""
+    counts = (int(count), int(errors or 0), int(unpriced or 0), int(inp or 0), int(out or 0))
+    return (*counts, to_nanos(_money(cost)))
 
 
 def day_frame(engine: Engine, f: Filters) -> pd.DataFrame:
@@ -194,21 +191,7 @@ def day_frame(engine: Engine, f: Filters) -> pd.DataFrame:
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     return pd.DataFrame(
-        [
-            (
-                _day(d),
-                p,
-                m,
-                feat or "(none)",
-                int(n),
-                int(e),
-                int(u),
-                int(i),
-                int(o),
-                to_nanos(_money(c)),
-            )
-            for d, p, m, feat, n, e, u, i, o, c in rows
-        ],
+        [(_day(d), p, m, feat or "(none)", *_totals(*sums)) for d, p, m, feat, *sums in rows],
         columns=list(FRAME_COLUMNS),
     ).astype({name: "int64" for name in FRAME_COLUMNS[4:]})
 
@@ -304,27 +287,8 @@ def _grouped(
 
 def _group_frame(rows: Sequence[Row[Any]], group: str) -> pd.DataFrame:
     frame = pd.DataFrame(
-        [
-            (
-                _day(k) if group == "day" else (k or "(none)"),
-                int(n),
-                int(e or 0),
-                int(u or 0),
-                int(i or 0),
-                int(o or 0),
-                to_nanos(_money(cost)),
-            )
-            for k, n, e, u, i, o, cost in rows
-        ],
-        columns=[
-            group,
-            "calls",
-            "errors",
-            "unpriced",
-            "input_tokens",
-            "output_tokens",
-            "cost_nanos",
-        ],
+        [(_day(k) if group == "day" else (k or "(none)"), *_totals(*sums)) for k, *sums in rows],
+        columns=[group, *TOTAL_COLUMNS],
     ).astype({"cost_nanos": "int64"})
     return finish_table(frame)
 
