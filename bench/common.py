@@ -149,3 +149,14 @@ def make_events(n: int, spread_seconds: int = 3600, seed: int = 1) -> list[CallE
 
 def median_us(samples_ns: list[int]) -> float:
     return statistics.median(samples_ns) / 1000
+
+
+def finish_tracking() -> None:
+    """Flush and stop tracking after a benchmark, and say what reached the store: a figure
+    from a run that dropped or rejected calls would not be the figure it claims."""
+    import tracking
+
+    assert tracking.flush(60)
+    stats = tracking.stats()
+    tracking.shutdown()
+    print(f"written {stats['written']:,}, dropped {stats['dropped']}, rejected {stats['rejected']}")

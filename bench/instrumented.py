@@ -32,7 +32,7 @@ import anthropic
 import openai
 
 import tracking
-from bench.common import fresh_pg
+from bench.common import finish_tracking, fresh_pg
 from tests.llm_stub import (
     Reply,
     Request,
@@ -196,10 +196,7 @@ def main() -> None:
                 report(name, *interleaved(make(plain), make(ours), n))
             in_process(1000)  # warm-up
             report("in process: wrapper alone (chat answer)", *in_process(10 * n))
-        assert tracking.flush(60)
-        stats = tracking.stats()
-        tracking.shutdown()
-    print(f"written {stats['written']:,}, dropped {stats['dropped']}, rejected {stats['rejected']}")
+        finish_tracking()
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import tempfile
 import time
 
 import tracking
-from bench.common import fresh_pg
+from bench.common import finish_tracking, fresh_pg
 
 
 def untracked(provider: str, model: str, **fields: object) -> None:
@@ -72,10 +72,7 @@ def main() -> None:
             base = report("untracked function call", timed(plain, n))
             report("tracking.record (priced, tagged)", timed(record, n), base)
             report("tracking.track + set_usage", timed(track, n), base)
-        assert tracking.flush(60)
-        stats = tracking.stats()
-        tracking.shutdown()
-    print(f"written {stats['written']:,}, dropped {stats['dropped']}, rejected {stats['rejected']}")
+        finish_tracking()
 
 
 if __name__ == "__main__":
