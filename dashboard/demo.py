@@ -223,7 +223,7 @@ def price_version_columns(
     no rate makes the call unpriced (unless informational); the sum is rounded half-even to the
     nano-dollar. Integer arithmetic over a common denominator keeps it exact.
     """
-    priced_units = version.units()
+    priced_units = version.plan(batch=False).tiers.keys()
     counts = {u: c.copy() for u, (c, _, _) in cols.items()}
     present = {u: p for u, (_, p, _) in cols.items()}
     scale = {u: s for u, (_, _, s) in cols.items()}

@@ -85,6 +85,20 @@ def test_a_cache_part_without_its_own_rate_is_billed_as_the_input_it_is_part_of(
     assert price_usage(plain, usage) == D("0.03")
 
 
+def test_a_cache_rate_only_for_batch_calls_leaves_standard_calls_billed_as_input() -> None:
+    mixed = version(
+        5,
+        "mixed",
+        JAN,
+        input_tokens=Rate(D("2"), M),
+        input_tokens__batch=Rate(D("1"), M),
+        cache_read_tokens__batch=Rate(D("0.1"), M),
+    )
+    usage = {"input_tokens": 10_000, "cache_read_tokens": 8_000}
+    assert price_usage(mixed, usage) == D("0.02")  # 10,000 x $2/M: no standard cache rate
+    assert price_usage(mixed, usage, batch=True) == D("0.0028")  # 2,000 x $1/M + 8,000 x $0.1/M
+
+
 def test_other_units_by_hand() -> None:
     whisper = version(3, "whisper-1", JAN, audio_seconds=Rate(D("0.006"), 60))
     tts_hd = version(4, "tts-1-hd", JAN, characters=Rate(D("0.030"), 1000))
@@ -296,3 +310,67 @@ def test_import_tracking_loads_no_catalogue() -> None:
     code = "import sys, tracking; print(sorted(m for m in ('genai_prices', 'pandas', 'streamlit') if m in sys.modules))"  # noqa: E501
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def _reference_price(
+    version: PriceVersion, usage: dict[str, object], batch: bool
+) -> Decimal | None:
+    """The pricing rules spelt out plainly in Decimals, one unit at a time: what the engine's
+    whole-number plans (``tracking.pricing.Plan``) must equal to the nano-dollar."""
+    priced = {unit for unit, variant in version.rates if batch or variant == "standard"}
+    counts = {
+        unit: value if isinstance(value, int | Decimal) else D(repr(value))
+        for unit, value in usage.items()
+        if value is not None
+    }
+    if "input_tokens" in counts:
+        for part in ("cache_read_tokens", "cache_write_tokens"):
+            if part in priced and part in counts:
+                counts["input_tokens"] -= counts[part]
+    if "requests" in priced and "requests" not in counts:
+        counts["requests"] = 1
+    total = D(0)
+    for unit, count in counts.items():
+        if count == 0:
+            continue
+        tiers = (batch and version.rates.get((unit, "batch"))) or version.rates.get(
+            (unit, "standard")
+        )
+        if not tiers:
+            if unit in ("reasoning_tokens", "requests", "cache_read_tokens", "cache_write_tokens"):
+                continue
+            return None
+        above = int(usage.get("input_tokens") or 0)
+        rate = next((t for t in tiers if t.tier_above == 0 or above > t.tier_above), tiers[-1])
+        total += count * rate.rate / rate.per
+    return total.quantize(NANO, rounding=ROUND_HALF_EVEN)
+
+
+def test_every_catalogue_version_prices_as_the_plain_decimal_rules(catalogued: Engine) -> None:
+    """Random usages of every unit, tier and variant, fractional counts included, priced by the
+    engine and by the reference above: equal in value and in digits, for every version."""
+    with catalogued.connect() as conn:
+        book = load_price_book(conn)
+    versions = [v for history in book._versions.values() for v in history]
+    units = sorted({unit for v in versions for unit, _ in v.rates})
+    assert len(versions) > 500 and {"audio_seconds", "characters", "requests"} <= set(units)
+    rng = random.Random(7)
+    mismatches = []
+    for v in versions:
+        for _ in range(12):
+            prompt = rng.choice((0, 7, 999, 128_001, 200_001, rng.randint(0, 2_000_000)))
+            usage: dict[str, object] = {
+                "input_tokens": prompt,
+                "cache_read_tokens": rng.choice((None, 0, prompt // 3)),
+                "cache_write_tokens": rng.choice((None, 0, prompt // 7)),
+                "output_tokens": rng.choice((None, 0, rng.randint(1, 100_000))),
+                "reasoning_tokens": rng.choice((None, 0, 5)),
+            }
+            for unit in units:
+                if unit not in usage and rng.random() < 0.3:
+                    usage[unit] = rng.choice((1, 3, 330, 2500, 12.5, 0.1, 1 / 3, D("7.25")))
+            batch = rng.random() < 0.3
+            ours, plain = price_usage(v, usage, batch), _reference_price(v, usage, batch)
+            if ours != plain or str(ours) != str(plain):
+                mismatches.append((v.provider, v.model, usage, batch, ours, plain))
+    assert not mismatches, mismatches[:5]

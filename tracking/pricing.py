@@ -10,16 +10,19 @@ all of a call's tokens of that unit when the call's input tokens exceed it. A ba
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from fnmatch import fnmatchcase
+from fractions import Fraction
+from typing import NamedTuple
 
 from sqlalchemy import Connection, select
 
 from tracking.schema import model_patterns, price_versions, prices
-from tracking.sqltypes import NANO
+from tracking.sqltypes import NANOS_PER_DOLLAR
 
 TOKEN_PARTS = ("cache_read_tokens", "cache_write_tokens")  # parts of input_tokens
 INFORMATIONAL = frozenset({"reasoning_tokens", "requests"})  # never make a call unpriced
@@ -41,30 +44,53 @@ class PriceVersion:
     # (unit, variant) -> tiers, highest ``tier_above`` first
     rates: dict[tuple[str, str], list[Rate]] = field(default_factory=dict)
 
-    def units(self) -> frozenset[str]:
-        """The units this version prices (computed once: versions are not changed once loaded)."""
-        found = self.__dict__.get("_units")
+    def plan(self, batch: bool) -> Plan:
+        """This version's rates for a standard or a batch call, computed once (versions are not
+        changed once loaded), as whole numbers: see ``Plan``."""
+        plans = self.__dict__.setdefault("_plans", {})
+        found = plans.get(batch)
         if found is None:
-            found = self.__dict__["_units"] = frozenset(unit for unit, _ in self.rates)
+            found = plans[batch] = Plan.of(self, batch)
         return found
-
-    def rate_for(self, unit: str, input_tokens: int, batch: bool) -> Rate | None:
-        tiers = None
-        if batch:
-            tiers = self.rates.get((unit, "batch"))
-        if tiers is None:
-            tiers = self.rates.get((unit, "standard"))
-        if not tiers:
-            return None
-        for tier in tiers:
-            if tier.tier_above == 0 or input_tokens > tier.tier_above:
-                return tier
-        return tiers[-1]
 
 
 @dataclass(frozen=True)
-class Quote:
-    """The engine's answer: cost (None when unpriced) and the version that priced it."""
+class Plan:
+    """A version's rates as whole multiples of ``1/denominator`` nano-dollar per unit, so that a
+    call is priced in ints, exactly, with one rounding at the end: the Decimal arithmetic and
+    the lookups it replaces cost 2 µs of the host's thread per call (bench/README.md, overhead).
+
+    ``tiers`` maps each priced unit to its (tier_above, multiple) pairs, highest tier first; a
+    batch call takes a unit's batch rates where it has them, else its standard ones.
+    """
+
+    denominator: int
+    tiers: dict[str, tuple[tuple[int, int], ...]]
+
+    @classmethod
+    def of(cls, version: PriceVersion, batch: bool) -> Plan:
+        chosen: dict[str, list[Rate]] = {}
+        for (unit, variant), rates in version.rates.items():
+            if rates and (variant == "batch" if batch else variant == "standard"):
+                chosen[unit] = rates
+        for (unit, variant), rates in version.rates.items():
+            if rates and variant == "standard":
+                chosen.setdefault(unit, rates)
+        exact = {
+            unit: [(r.tier_above, Fraction(r.rate) * NANOS_PER_DOLLAR / r.per) for r in rates]
+            for unit, rates in chosen.items()
+        }
+        denominator = math.lcm(*(f.denominator for pairs in exact.values() for _, f in pairs))
+        tiers = {
+            unit: tuple((above, f.numerator * (denominator // f.denominator)) for above, f in pairs)
+            for unit, pairs in exact.items()
+        }
+        return cls(denominator, tiers)
+
+
+class Quote(NamedTuple):
+    """The engine's answer: cost (None when unpriced) and the version that priced it (a named
+    tuple: made once per call on the host's thread, it costs a third of a frozen dataclass)."""
 
     cost: Decimal | None
     version_id: int | None
@@ -73,46 +99,63 @@ class Quote:
 UNPRICED = Quote(None, None)
 
 
-def billable_counts(
-    usage: Mapping[str, int | float | Decimal | None], priced_units: frozenset[str]
-) -> dict[str, int | Decimal]:
-    """Counts per priced unit, with cache parts taken out of input only when priced on their own.
-
-    Whole counts stay ints (exact, and cheaper than Decimals on this per-call path); a fractional
-    count (audio seconds) becomes the Decimal of its shortest repr, never a binary float.
-    """
-    counts: dict[str, int | Decimal] = {}
-    for unit, value in usage.items():
-        if value is None:
-            continue
-        counts[unit] = value if isinstance(value, int | Decimal) else Decimal(repr(value))
-    if "input_tokens" in counts:
-        for part in TOKEN_PARTS:
-            if part in priced_units and part in counts:
-                counts["input_tokens"] -= counts[part]
-    if "requests" in priced_units and "requests" not in counts:
-        counts["requests"] = 1  # a call is one request
-    return counts
-
-
 def price_usage(
     version: PriceVersion, usage: Mapping[str, int | float | Decimal | None], batch: bool = False
 ) -> Decimal | None:
-    """The exact cost of ``usage`` under ``version``, or None if it reports a unit with no rate."""
-    priced = version.units()
-    counts = billable_counts(usage, priced)
+    """The exact cost of ``usage`` under ``version``, or None if it reports a unit with no rate.
+
+    Cache parts come out of ``input_tokens`` only where they are priced on their own (for this
+    variant, standard or batch); otherwise they are billed inside it. A fractional count (audio
+    seconds) counts as the decimal of its shortest repr, never as a binary float.
+    """
+    plan = version.plan(batch)
+    tiers = plan.tiers
     input_tokens = int(usage.get("input_tokens") or 0)
-    total = Decimal(0)
-    for unit, count in counts.items():
-        if count == 0:
+    total: int | Fraction = 0  # in 1/denominator nano-dollars
+    for unit, value in usage.items():
+        if not value:
             continue
-        rate = version.rate_for(unit, input_tokens, batch)
-        if rate is None:
+        count = _exact(value)
+        if unit == "input_tokens":
+            for part in TOKEN_PARTS:
+                if part in tiers:
+                    count -= _exact(usage.get(part) or 0)
+            if not count:
+                continue
+        rates = tiers.get(unit)
+        if rates is None:
             if unit in INFORMATIONAL or unit in TOKEN_PARTS:
                 continue
             return None
-        total += count * rate.rate / rate.per
-    return total.quantize(NANO, rounding=ROUND_HALF_EVEN)
+        total += count * _multiple(rates, input_tokens)
+    if "requests" in tiers and usage.get("requests") is None:
+        total += _multiple(tiers["requests"], input_tokens)  # a call is one request
+    return Decimal(_half_even(total, plan.denominator)).scaleb(-9)
+
+
+def _exact(value: int | float | Decimal) -> int | Fraction:
+    """A count as an exact number: ints stay ints (the common, cheap case)."""
+    if isinstance(value, int):
+        return value
+    return Fraction(repr(value)) if isinstance(value, float) else Fraction(value)
+
+
+def _multiple(rates: tuple[tuple[int, int], ...], input_tokens: int) -> int:
+    """The rate of the highest tier the call's input tokens exceed (``0``: every call)."""
+    for above, multiple in rates:
+        if above == 0 or input_tokens > above:
+            return multiple
+    return rates[-1][1]
+
+
+def _half_even(total: int | Fraction, denominator: int) -> int:
+    """``total / denominator`` rounded to a whole number, ties to even (as Decimal's quantize)."""
+    if isinstance(total, Fraction):
+        return round(total / denominator)  # Fraction rounds ties to even
+    quotient, remainder = divmod(total, denominator)
+    if 2 * remainder > denominator or (2 * remainder == denominator and quotient % 2):
+        quotient += 1
+    return quotient
 
 
 class PriceBook:

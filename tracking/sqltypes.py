@@ -16,16 +16,16 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 NANO = Decimal("0.000000001")
-_NANOS_PER_DOLLAR = 1_000_000_000
+NANOS_PER_DOLLAR = 1_000_000_000
 
 
 def to_nanos(amount: Decimal) -> int:
     """Dollars to integer nano-dollars (amounts are already quantized to NANO)."""
-    return int(amount.quantize(NANO) * _NANOS_PER_DOLLAR)
+    return int(amount.quantize(NANO) * NANOS_PER_DOLLAR)
 
 
 def from_nanos(nanos: int) -> Decimal:
-    return (Decimal(nanos) / _NANOS_PER_DOLLAR).quantize(NANO)
+    return (Decimal(nanos) / NANOS_PER_DOLLAR).quantize(NANO)
 
 
 class Money(TypeDecorator[Decimal]):
