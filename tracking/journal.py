@@ -23,7 +23,10 @@ class Journal:
     @contextmanager
     def _locked(self, mode: str) -> Iterator[object]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, mode, encoding="utf-8") as handle:
+        binary = "b" in mode  # unbuffered: a failed write leaves nothing to retry at close
+        with open(
+            self.path, mode, buffering=0 if binary else -1, encoding=None if binary else "utf-8"
+        ) as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield handle
@@ -34,11 +37,21 @@ class Journal:
         """Append the events and fsync them (raises OSError if the disk refuses)."""
         if not events:
             return
-        data = "".join(e.to_json() + "\n" for e in events)
-        with self._locked("a") as handle:
-            handle.write(data)  # type: ignore[attr-defined]
-            handle.flush()  # type: ignore[attr-defined]
-            os.fsync(handle.fileno())  # type: ignore[attr-defined]
+        data = "".join(e.to_json() + "\n" for e in events).encode("utf-8")
+        with self._locked("a+b") as handle:
+            size = handle.seek(0, os.SEEK_END)  # type: ignore[attr-defined]
+            if size:  # a line torn by a crash must not swallow the first event appended here
+                handle.seek(size - 1)  # type: ignore[attr-defined]
+                if handle.read(1) != b"\n":  # type: ignore[attr-defined]
+                    data = b"\n" + data
+            try:
+                left = memoryview(data)
+                while left:
+                    left = left[handle.write(left) :]  # type: ignore[attr-defined]
+                os.fsync(handle.fileno())  # type: ignore[attr-defined]
+            except OSError:  # counted as dropped by the caller: leave no part of it behind
+                handle.truncate(size)  # type: ignore[attr-defined]
+                raise
 
     def pending(self) -> bool:
         try:

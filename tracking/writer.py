@@ -51,7 +51,7 @@ class RateLimitedLog:
         now = time.monotonic()
         self._count[key] = self._count.get(key, 0) + 1
         if now - self._last.get(key, -self.interval) >= self.interval:
-            times = self._count.pop(key)
+            times = self._count.pop(key, 0)  # another thread may have just logged it
             self._last[key] = now
             log.warning(message + " (%d time(s) in the last minute)", *args, times)
 
@@ -316,8 +316,10 @@ class Writer:
         try:
             self._write(batch, set(months), downs)
         except Exception as exc:
-            self._store_down(exc)
-            self._spill(batch.events if isinstance(batch, PreparedBatch) else batch)
+            try:
+                self._store_down(exc)
+            finally:  # whatever reporting the failure does, the batch reaches the journal
+                self._spill(batch.events if isinstance(batch, PreparedBatch) else batch)
         finally:
             self._finished(taken)
 
