@@ -591,3 +591,103 @@ def test_a_batch_stuck_past_the_write_timeout_goes_to_the_journal(pg_url, tmp_pa
     finally:
         writer.shutdown()
     assert counts(pg_url) == (101, 101, 101)
+
+
+def test_rate_limited_log_is_safe_across_threads(monkeypatch) -> None:
+    """Two delivery lanes failing together both report to one RateLimitedLog: its check and its
+    count must be one step, or one of them raises KeyError (and loses its batch, below)."""
+    import sys
+    import threading
+
+    from tracking import writer as writer_module
+
+    class Quiet:
+        def warning(self, *args: object) -> None:
+            pass
+
+    monkeypatch.setattr(writer_module, "log", Quiet())
+    logs = writer_module.RateLimitedLog(interval=0.0)
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def hammer() -> None:
+        start.wait()
+        try:
+            for _ in range(20_000):
+                logs.warning("store", "x %s", 1)
+        except BaseException as exc:
+            errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert errors == []
+
+
+def test_a_failed_batch_is_journaled_even_if_reporting_the_failure_fails(tmp_path) -> None:
+    """Whatever reporting a failed write raises, the batch still reaches the journal: written,
+    spilled or dropped, every call is accounted for."""
+    from tracking.config import build_settings
+    from tracking.writer import Writer
+
+    def unreachable(url: str):
+        raise ConnectionError("store down")
+
+    writer = Writer(
+        build_settings(
+            f"sqlite:///{tmp_path}/s.db",
+            journal_path=str(tmp_path / "j.jsonl"),
+            flush_interval=0.05,
+        ),
+        engine_factory=unreachable,
+    )
+    real_warning = writer.logs.warning
+
+    def racing_warning(key: str, message: str, *args: object) -> None:
+        if key == "store":
+            raise KeyError(key)  # what RateLimitedLog raises when two lanes race
+        real_warning(key, message, *args)
+
+    writer.logs.warning = racing_warning  # type: ignore[method-assign]
+    try:
+        for _ in range(5):
+            writer.put(call("u"))
+        assert writer.flush(5)
+        s = writer.stats()
+    finally:
+        writer.shutdown(1)
+    assert s["written"] + s["spilled"] + s["dropped"] == s["enqueued"] == 5, s
+
+
+def test_a_call_put_while_shutdown_runs_is_not_stranded_in_a_dead_queue(store_url, tmp_path):
+    """A host thread paused between put()'s "stopping?" check and its append, while shutdown
+    drains the queue: the call must still be written or journaled, not left in a queue no
+    thread will read again."""
+    import threading
+
+    entered, go = threading.Event(), threading.Event()
+
+    class PausingSize(int):
+        def __le__(self, other: object) -> bool:  # len(queue) >= size asks this first
+            if threading.current_thread().name == "host":
+                entered.set()
+                go.wait(10)
+            return int(self) <= other  # type: ignore[operator]
+
+    writer = writer_for(store_url, tmp_path, queue_size=PausingSize(1000))
+    writer.put(call("before"))
+    host = threading.Thread(target=writer.put, args=(call("late"),), name="host")
+    host.start()
+    assert entered.wait(5)
+    writer.shutdown(2)
+    go.set()
+    host.join(5)
+    s = writer.stats()
+    assert s["written"] + s["spilled"] + s["dropped"] == 2, s

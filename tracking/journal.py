@@ -45,9 +45,7 @@ class Journal:
                 if handle.read(1) != b"\n":  # type: ignore[attr-defined]
                     data = b"\n" + data
             try:
-                left = memoryview(data)
-                while left:
-                    left = left[handle.write(left) :]  # type: ignore[attr-defined]
+                _write_all(handle, data)
                 os.fsync(handle.fileno())  # type: ignore[attr-defined]
             except OSError:  # counted as dropped by the caller: leave no part of it behind
                 handle.truncate(size)  # type: ignore[attr-defined]
@@ -60,20 +58,26 @@ class Journal:
             return False
 
     def replay(self, write: Callable[[list[CallEvent]], object], batch_size: int = 5000) -> int:
-        """Hand the journal's events to ``write`` in order, then empty it; returns how many.
+        """Hand the journal's events to ``write`` in order, then remove them; returns how many.
 
-        If ``write`` raises, the journal is left whole (writes are idempotent, so events already
-        stored are skipped at the next replay). A line that is not a readable event (a torn
-        last line after a crash) is kept aside in ``<journal>.bad`` rather than dropped.
+        The journal's lock is held only to read it and, afterwards, to cut what was replayed:
+        never while ``write`` waits on the store, so calls journaled meanwhile (a lane's failed
+        batch, shutdown's leftovers, another process) never wait for a slow replay. One
+        process replays at a time (a second lock file). If ``write`` raises, the journal is left
+        whole (writes are idempotent: events already stored are skipped at the next replay). A
+        line that is not a readable event (a line torn by a crash) is kept aside in
+        ``<journal>.bad`` rather than dropped.
         """
         if not self.pending():
             return 0
-        with self._locked("a+") as handle:
-            handle.seek(0)  # type: ignore[attr-defined]
-            lines = handle.read().splitlines()  # type: ignore[attr-defined]
+        with self._replaying() as alone:
+            if not alone:
+                return 0  # another process is replaying this journal
+            with self._locked("rb") as handle:
+                data: bytes = handle.read()  # type: ignore[attr-defined]
             events: list[CallEvent] = []
             bad: list[str] = []
-            for line in lines:
+            for line in data.decode("utf-8", errors="surrogateescape").splitlines():
                 if not line.strip():
                     continue
                 try:
@@ -83,9 +87,53 @@ class Journal:
             for start in range(0, len(events), batch_size):
                 write(events[start : start + batch_size])
             if bad:
-                with open(self.path.with_suffix(self.path.suffix + ".bad"), "a") as quarantine:
+                with open(
+                    self.path.with_suffix(self.path.suffix + ".bad"),
+                    "a",
+                    encoding="utf-8",
+                    errors="surrogateescape",
+                ) as quarantine:
                     quarantine.write("\n".join(bad) + "\n")
-            handle.truncate(0)  # type: ignore[attr-defined]
-            handle.flush()  # type: ignore[attr-defined]
-            os.fsync(handle.fileno())  # type: ignore[attr-defined]
+            self._cut(len(data))
         return len(events)
+
+    def _cut(self, replayed: int) -> None:
+        """Remove the first ``replayed`` bytes, keeping what was appended after them.
+
+        The rest is written over the start of the file in place (not to a new file, which the
+        appenders of other processes would not see). Only while it is no longer than what it
+        overwrites, so that until the file is cut short its original tail still holds all of
+        it: a crash in between leaves duplicates (skipped at replay), never a loss. A longer
+        rest is left for the next replay, which then re-sends the replayed part, harmlessly.
+        """
+        with self._locked("r+b") as handle:
+            handle.seek(replayed)  # type: ignore[attr-defined]
+            rest: bytes = handle.read()  # type: ignore[attr-defined]
+            if len(rest) > replayed:
+                return
+            handle.seek(0)  # type: ignore[attr-defined]
+            _write_all(handle, rest)
+            handle.truncate(len(rest))  # type: ignore[attr-defined]
+            os.fsync(handle.fileno())  # type: ignore[attr-defined]
+
+    @contextmanager
+    def _replaying(self) -> Iterator[bool]:
+        """A non-blocking exclusive lock on ``<journal>.replay``: True if this process has it."""
+        path = self.path.with_suffix(self.path.suffix + ".replay")
+        with open(path, "a") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _write_all(handle: object, data: bytes) -> None:
+    """Write every byte (an unbuffered file may take only part of a write)."""
+    left = memoryview(data)
+    while left:
+        left = left[handle.write(left) :]  # type: ignore[attr-defined]

@@ -46,14 +46,17 @@ class RateLimitedLog:
         self.interval = interval
         self._last: dict[str, float] = {}
         self._count: dict[str, int] = {}
+        self._lock = threading.Lock()  # host threads and both lanes report problems at once
 
     def warning(self, key: str, message: str, *args: object) -> None:
         now = time.monotonic()
-        self._count[key] = self._count.get(key, 0) + 1
-        if now - self._last.get(key, -self.interval) >= self.interval:
-            times = self._count.pop(key, 0)  # another thread may have just logged it
+        with self._lock:
+            self._count[key] = self._count.get(key, 0) + 1
+            if now - self._last.get(key, -self.interval) < self.interval:
+                return
+            times = self._count.pop(key)
             self._last[key] = now
-            log.warning(message + " (%d time(s) in the last minute)", *args, times)
+        log.warning(message + " (%d time(s) in the last minute)", *args, times)
 
 
 class DeliveryLanes:
@@ -160,6 +163,14 @@ class Writer:
             self.logs.warning("drop", "unitwise: queue full (%d), call dropped", len(self._queue))
             return False
         self._queue.append(event)
+        if self._stopping:  # shutdown began since the check above: its drain may be over
+            try:
+                self._queue.remove(event)
+            except ValueError:
+                pass  # the drain took it
+            else:
+                self._spill([event])
+                return True
         with self._lock:  # exact across host threads: += on a dict item is not atomic
             self.counters["enqueued"] += 1
         if self._thread is None:
