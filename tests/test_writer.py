@@ -691,3 +691,30 @@ def test_a_call_put_while_shutdown_runs_is_not_stranded_in_a_dead_queue(store_ur
     host.join(5)
     s = writer.stats()
     assert s["written"] + s["spilled"] + s["dropped"] == 2, s
+
+
+@pytest.mark.postgres
+def test_a_silent_store_is_given_up_by_the_kernel_within_a_minute(pg_url, tmp_path) -> None:
+    """A store that stops answering mid-statement (no reset, no reply) is noticed by TCP alone:
+    the kernel's defaults wait two hours. Read back from the writer's own socket, the options
+    that make the kernel drop it after about 25 s of silence or 30 s of unacknowledged data."""
+    import socket
+
+    writer = writer_for(pg_url, tmp_path)
+    try:
+        with writer.engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            sock = socket.socket(fileno=os.dup(raw.fileno()))
+            try:
+                option = sock.getsockopt
+                assert option(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+                idle = option(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+                interval = option(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL)
+                probes = option(socket.IPPROTO_TCP, socket.TCP_KEEPCNT)
+                assert idle + interval * probes <= 60
+                assert 0 < option(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) <= 60_000
+            finally:
+                sock.close()
+    finally:
+        writer.shutdown(1)

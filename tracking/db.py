@@ -50,5 +50,21 @@ def make_engine(url: str | URL, **kwargs: object) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("connect_args", {"connect_timeout": 5})
+    kwargs["connect_args"] = {**PG_CONNECT_ARGS, **kwargs.get("connect_args", {})}  # type: ignore[dict-item]
     return create_engine(parsed, **kwargs)  # type: ignore[arg-type]
+
+
+# libpq's connection options. A store that stops answering in the middle of a statement (a
+# failover, a NAT or firewall forgetting the flow) would otherwise hold a connection in recv()
+# until the kernel's default keepalive gives up, after two hours; a server-side
+# statement_timeout cannot end that wait. With these the kernel drops such a connection after
+# about 25 s of silence (10 s idle, then 3 probes 5 s apart), or 30 s after data it sent was
+# never acknowledged, and the writer journals the batch.
+PG_CONNECT_ARGS = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
