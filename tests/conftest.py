@@ -31,6 +31,11 @@ def _strict_and_isolated(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("UNITWISE_DATA_DIR", str(tmp_path / "unitwise-data"))
     for name in ("UNITWISE_DATABASE_URL", "DATABASE_URL", "UNITWISE_TRACKING"):
         monkeypatch.delenv(name, raising=False)
+    from tracking import client
+
+    # no test inherits an earlier one's configure() (kept across shutdown) or its kill switch
+    monkeypatch.setattr(client, "_settings", None)
+    monkeypatch.setattr(client, "_disabled", {"on": False, "error": None})
 
 
 def _admin_engine() -> Engine:

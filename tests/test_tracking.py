@@ -220,3 +220,58 @@ def test_kill_switch_turns_tracking_off(store_url, monkeypatch) -> None:
         monkeypatch.delenv("UNITWISE_TRACKING")
         tracking.configure(url=store_url)
         tracking.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("DATABASE_URL", "not a url"), ("UNITWISE_QUEUE_SIZE", "100k")],
+)
+def test_a_bad_environment_turns_tracking_off_without_raising(monkeypatch, caplog, name, value):
+    """$DATABASE_URL is often set for the host's own database: a malformed one (or a bad
+    setting) must not raise from every call. Tracking goes off, says why once, and stats()
+    tells; with UNITWISE_STRICT=1 the first call raises it."""
+    tracking.shutdown()
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=name):
+        tracking.record(provider="openai", model="gpt-4o", input_tokens=1)
+    monkeypatch.setattr("tracking.client._disabled", {"on": False, "error": None})
+    monkeypatch.setenv("UNITWISE_STRICT", "0")
+    caplog.clear()
+    assert tracking.record(provider="openai", model="gpt-4o", input_tokens=1) is None
+    with tracking.track(provider="openai", model="gpt-4o"):
+        pass
+    assert tracking.stats()["enabled"] is False
+    assert name in tracking.stats()["error"]
+    assert caplog.text.count("tracking is off") == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"queue_size": -1}, "queue_size"),
+        ({"flush_interval": -1}, "flush_interval"),
+        ({"write_timeout": float("nan")}, "write_timeout"),
+        ({"write_connections": 1.5}, "write_connections"),
+        ({"batch_sise": 100}, "batch_sise"),
+        ({"url": "not a url"}, "url"),
+    ],
+)
+def test_configure_refuses_a_bad_option_naming_it(tmp_path, options, named) -> None:
+    """A batch size of 0 would take empty batches forever, a typo would be ignored: the host's
+    start-up call says which option is wrong, and the tracker in place stays as it was."""
+    with pytest.raises(ValueError, match=named):
+        tracking.configure(journal_path=str(tmp_path / "j.jsonl"), **options)
+
+
+def test_a_call_after_shutdown_goes_to_the_configured_store(store_url, tmp_path) -> None:
+    """After shutdown(), a late call (a thread still finishing) starts the writer again with
+    the last configure()'s settings, not the environment's default local store."""
+    tracking.configure(url=store_url, journal_path=str(tmp_path / "j.jsonl"), flush_interval=0.05)
+    tracking.shutdown()
+    tracking.record(provider="openai", model="gpt-4o", input_tokens=1, user_id="late")
+    try:
+        assert tracking.flush(10)
+    finally:
+        tracking.shutdown()
+    assert [r.user_id for r in rows(store_url, calls.c.user_id)] == ["late"]

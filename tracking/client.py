@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from tracking import context
-from tracking.config import Settings, build_settings
+from tracking.config import Settings, build_settings, env_flag
 from tracking.events import (
     CallEvent,
     _name,
@@ -163,35 +163,52 @@ def configure(
     queue_size: int | None = None,
     **options: Any,
 ) -> None:
-    """(Re)configure tracking; a previous tracker is flushed and shut down first."""
-    global _tracker
+    """(Re)configure tracking; a previous tracker is flushed and shut down first.
+
+    A bad option raises ValueError naming it: this is the host's own start-up call, and a
+    typo must not quietly leave tracking off or at its defaults.
+    """
+    global _tracker, _settings
     settings = build_settings(url, journal_path, queue_size, **options)
     with _lock:
         old, _tracker = _tracker, (Tracker(settings) if settings.enabled else None)
-        _disabled["on"] = not settings.enabled
+        _settings = settings
+        _disabled.update(on=not settings.enabled, error=None)
     if old is not None:
         old.writer.shutdown(old.settings.shutdown_timeout)
     if _tracker is not None:
         _tracker.writer.start_if_journal_pending()
 
 
-_disabled = {"on": False}
+_disabled: dict[str, Any] = {"on": False, "error": None}
+_settings: Settings | None = None  # the last configure()'s, kept across shutdown()
 
 
 def get() -> Tracker | None:
-    """The active tracker, configured from the environment on first use; None when disabled."""
+    """The active tracker, configured on first use (from the last ``configure()``, else from
+    the environment); None when disabled.
+
+    A bad environment (a malformed ``$DATABASE_URL``, say) turns tracking off with one logged
+    error instead of raising from every call (raised under UNITWISE_STRICT=1).
+    """
     global _tracker
     tracker = _tracker
     if tracker is not None or _disabled["on"]:
         return tracker
     with _lock:
         if _tracker is None and not _disabled["on"]:
-            settings = build_settings()
-            if settings.enabled:
-                _tracker = Tracker(settings)
-                _tracker.writer.start_if_journal_pending()
-            else:
-                _disabled["on"] = True
+            try:
+                settings = _settings or build_settings()
+                if settings.enabled:
+                    _tracker = Tracker(settings)
+                    _tracker.writer.start_if_journal_pending()
+                else:
+                    _disabled["on"] = True
+            except Exception as exc:
+                _disabled.update(on=True, error=str(exc))
+                log.error("unitwise: tracking is off, its configuration is invalid: %s", exc)
+                if env_flag("UNITWISE_STRICT"):
+                    raise
         return _tracker
 
 
@@ -359,7 +376,10 @@ def stats() -> dict[str, Any]:
     """Counts of queued, written, spilled, replayed, dropped and rejected calls."""
     tracker = _tracker
     if tracker is None:
-        return {"enabled": not _disabled["on"], "queued": 0}
+        found: dict[str, Any] = {"enabled": not _disabled["on"], "queued": 0}
+        if _disabled["error"]:
+            found["error"] = _disabled["error"]
+        return found
     return tracker.stats()
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ENV_URL = ("UNITWISE_DATABASE_URL", "DATABASE_URL")
@@ -30,7 +31,7 @@ def resolve_url(url: str | None = None) -> str:
     return default_sqlite_url()
 
 
-def _env_flag(name: str) -> bool:
+def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -59,7 +60,27 @@ class Settings:
     max_tags_bytes: int = 4_096
     write_connections: int = 2  # PostgreSQL only: batches written at once, one per connection
     write_timeout: float = 60.0  # PostgreSQL: seconds a batch may take before it is journaled
-    extra: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Refuse what would stop the writer quietly: a batch size of 0 takes empty batches
+        forever, a negative interval spins, a queue of 0 drops every call."""
+        for name in ("queue_size", "batch_size", "write_connections", "max_tags_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+        for name in (
+            "flush_interval",
+            "shutdown_timeout",
+            "price_refresh_interval",
+            "write_timeout",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+            if not 0 < value < math.inf:
+                raise ValueError(
+                    f"{name} must be a positive, finite number of seconds, got {value}"
+                )
 
 
 def build_settings(
@@ -68,7 +89,7 @@ def build_settings(
     queue_size: int | None = None,
     **options: object,
 ) -> Settings:
-    """Merge explicit options over the environment; unknown options are kept in ``extra``."""
+    """Merge explicit options over the environment (ValueError names a bad or unknown one)."""
     known = {
         "batch_size",
         "flush_interval",
@@ -81,19 +102,48 @@ def build_settings(
         "write_connections",
         "write_timeout",
     }
-    kwargs = {k: v for k, v in options.items() if k in known}
-    extra = {k: v for k, v in options.items() if k not in known}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    kwargs = dict(options)
     journal = Path(
         journal_path or os.environ.get("UNITWISE_JOURNAL_PATH") or data_dir() / "journal.jsonl"
     )
-    kwargs.setdefault("strict", _env_flag("UNITWISE_STRICT"))
+    kwargs.setdefault("strict", env_flag("UNITWISE_STRICT"))
     kwargs.setdefault("enabled", tracking_enabled())
     kwargs.setdefault("environment", os.environ.get("UNITWISE_ENVIRONMENT") or None)
-    size = queue_size or int(os.environ.get("UNITWISE_QUEUE_SIZE", "0") or 0) or 100_000
+    size = queue_size if queue_size is not None else _env_count("UNITWISE_QUEUE_SIZE", 100_000)
     return Settings(
-        url=resolve_url(url),
+        url=_readable_url(url),
         journal_path=journal,
         queue_size=size,
-        extra=extra,
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+def _env_count(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw.replace("_", ""))
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _readable_url(url: str | None) -> str:
+    """The store's URL, checked now: a malformed one (``$DATABASE_URL`` is often set for the
+    host's own database) is refused with where it came from, not at the first write."""
+    from sqlalchemy.exc import ArgumentError
+
+    from tracking.db import normalize_url
+
+    found = resolve_url(url)
+    try:
+        normalize_url(found)
+    except ArgumentError:
+        source = "url" if url else next((n for n in ENV_URL if os.environ.get(n)), "url")
+        raise ValueError(f"{source} is not a database URL: {found!r}") from None
+    return found
