@@ -7,22 +7,11 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import func, select
 
+from tests.test_refusals import stored_users
 from tests.test_writer import call, empty_pg_store, rollups_locked, writer_for
-from tracking.db import make_engine
 from tracking.events import CallEvent
 from tracking.journal import Journal
-from tracking.schema import calls
-
-
-def stored_users(url: str, user: str) -> int:
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        query = select(func.count()).select_from(calls).where(calls.c.user_id == user)
-        found = conn.execute(query).scalar_one()
-    engine.dispose()
-    return int(found)
 
 
 def users(events: list[CallEvent]) -> list[str | None]:

@@ -168,12 +168,58 @@ def test_attribution_across_asyncio_tasks(configured: str) -> None:
         ({"input_tokens": 10, "cache_read_tokens": 11}, "cache_read_tokens"),
         ({"cost_usd": "-1"}, "cost_usd"),
         ({"occurred_at": "yesterday"}, "occurred_at"),
+        # values the store would refuse, failing every call written with them
+        ({"provider": "p" * 65}, "provider"),  # VARCHAR(64)
+        ({"operation": "o" * 65}, "operation"),
+        ({"environment": "e" * 65}, "environment"),
+        ({"model": "m" * 201}, "model"),  # VARCHAR(200)
+        ({"request_id": "r" * 201}, "request_id"),
+        ({"duration_ms": 2**31}, "duration_ms"),  # INTEGER
+        ({"ttft_ms": 3_000_000_000}, "ttft_ms"),
+        ({"input_tokens": 2**63}, "input_tokens"),  # BIGINT
+        ({"output_tokens": 2**64}, "output_tokens"),
+        ({"cost_usd": "100000000000"}, "cost_usd"),  # NUMERIC(20, 9)
+        ({"cost_usd": "9223372036.8547758071"}, "cost_usd"),  # BIGINT nano-dollars on SQLite
+        ({"tags": {"score": float("nan")}}, "tags"),  # not JSON: PostgreSQL's json refuses it
+        ({"tags": {"score": float("inf")}}, "tags"),
+        ({"tags": {"note": "bad\ud800"}}, "tags"),  # a lone surrogate: no UTF-8 for it
+        ({"tags": {"bad\udfff": 1}}, "tags"),
+        ({"tags": {"list": ["a\x00b"]}}, "tags"),  # NUL: PostgreSQL text cannot hold it
+        ({"units": {"bad\ud800": 1}}, "units"),
+        ({"user_id": "a\x00b"}, "user_id"),
+        ({"feature": "bad\ud800"}, "feature"),
+        ({"error_type": "\udc80"}, "error_type"),
+        ({"requested_model": "gpt\x00"}, "requested_model"),
+        ({"call_id": "bad\ud800"}, "call_id"),
     ],
 )
 def test_bad_input_raises_in_strict_mode_naming_the_field(configured, fields, named) -> None:
     args = {"provider": "openai", "model": "gpt-4o", **fields}
     with pytest.raises(ValueError, match=named):
         tracking.record(**args)
+
+
+def test_values_at_the_limits_of_their_columns_are_stored_intact(configured) -> None:
+    from tracking.events import MAX_COST
+
+    # non-BMP and Hangul text, a backslash before "u": JSON escapes all three like the refused
+    tags = {"emoji": "\U0001f600", "hangul": "\ud55c\uad6d\uc5b4", "path": "C:\\udp\\u0000"}
+    given = {
+        "provider": "p" * 64,
+        "model": "m" * 200,
+        "operation": "o" * 64,
+        "environment": "e" * 64,
+        "user_id": "\u00fc" * 200,
+        "duration_ms": 2**31 - 1,
+        "input_tokens": 2**63 - 1,
+        "cost_usd": MAX_COST,
+        "tags": tags,
+    }
+    tracking.record(**given)
+    assert tracking.flush(10)
+    (row,) = rows(configured, calls)
+    assert {name: getattr(row, name) for name in given} == given
+    assert tracking.stats()["refused"] == 0
 
 
 def test_bad_input_is_counted_not_raised_outside_strict(configured, monkeypatch, caplog) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -718,3 +720,133 @@ def test_a_silent_store_is_given_up_by_the_kernel_within_a_minute(pg_url, tmp_pa
                 sock.close()
     finally:
         writer.shutdown(1)
+
+
+# Calls that validation would refuse, put straight on the writer: each store refuses them.
+REFUSED_BY_BOTH = {
+    "huge_token_count": {"input_tokens": 2**63},  # BIGINT; sqlite3 raises OverflowError
+    "lone_surrogate": {"feature": "bad\ud800"},  # no UTF-8 for it: UnicodeEncodeError
+    "huge_cost": {"cost_usd": Decimal(10**11), "cost_source": "provider", "priced": True},
+}
+REFUSED_BY_POSTGRES = {
+    "long_provider": {"provider": "p" * 65},  # VARCHAR(64)
+    "long_status": {"status": "s" * 17},  # VARCHAR(16)
+    "duration_in_ns": {"duration_ms": 3_000_000_000},  # INTEGER
+    "nan_in_tags": {"tags": {"score": float("nan")}},  # not JSON
+    "nul_in_user": {"user_id": "a\x00b"},  # text cannot hold NUL
+}
+
+
+def refused_lines(writer) -> list[dict]:
+    path = writer.journal.refused_path
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _refused_calls_are_set_aside(url: str, tmp_path, bad: dict) -> None:
+    writer = writer_for(url, tmp_path)
+    good = [call("good") for _ in range(300)]
+    refused = [replace(call("bad"), **bad) for _ in range(3)]
+    try:
+        for e in [refused[0], *good[:150], refused[1], *good[150:], refused[2]]:
+            writer.put(e)
+        assert writer.flush(30)
+        writer.put(call("later"))
+        assert writer.flush(10)
+        s = writer.stats()
+    finally:
+        writer.shutdown(5)
+    assert counts(url) == (301, 301, 301)
+    assert (s["written"], s["refused"], s["spilled"], s["dropped"]) == (301, 3, 0, 0), s
+    assert s["store_ok"] and not s["journal_pending"], s
+    lines = refused_lines(writer)
+    assert sorted(line["call"]["id"] for line in lines) == sorted(str(e.id) for e in refused)
+    assert all(line["error"] for line in lines)
+    eng = make_engine(url)
+    try:
+        assert_rollups_equal_the_calls(eng)
+    finally:
+        eng.dispose()
+
+
+@pytest.mark.parametrize("bad", list(REFUSED_BY_BOTH.values()), ids=list(REFUSED_BY_BOTH))
+def test_calls_the_store_refuses_are_set_aside_and_the_rest_stored(store_url, tmp_path, bad):
+    _refused_calls_are_set_aside(store_url, tmp_path, bad)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("bad", list(REFUSED_BY_POSTGRES.values()), ids=list(REFUSED_BY_POSTGRES))
+def test_calls_postgres_refuses_are_set_aside_and_the_rest_stored(pg_url, tmp_path, bad):
+    empty_pg_store(pg_url)
+    _refused_calls_are_set_aside(pg_url, tmp_path, bad)
+
+
+@pytest.mark.parametrize("bad", list(REFUSED_BY_BOTH.values())[:2], ids=list(REFUSED_BY_BOTH)[:2])
+def test_a_refused_call_in_the_journal_is_set_aside_and_the_rest_replayed(
+    store_url, tmp_path, bad
+) -> None:
+    from tracking.journal import Journal
+
+    refused = replace(call("bad"), **bad)
+    before, after = [call("before") for _ in range(40)], [call("after") for _ in range(60)]
+    Journal(tmp_path / "j.jsonl").append([*before, refused, *after])  # left by an outage
+    writer = writer_for(store_url, tmp_path)
+    try:
+        writer.start_if_journal_pending()
+        assert writer.flush(20)
+        s = writer.stats()
+    finally:
+        writer.shutdown(5)
+    assert counts(store_url) == (100, 100, 100)
+    assert (s["refused"], s["spilled"], s["journal_pending"], s["store_ok"]) == (1, 0, False, True)
+    assert [line["call"]["id"] for line in refused_lines(writer)] == [str(refused.id)]
+
+
+def test_a_store_failing_while_a_refused_batch_is_split_journals_the_rest(tmp_path) -> None:
+    """Splitting stops at the first failure that is not a refusal: what was stored stays, the
+    refused calls found so far are set aside, the rest goes back (to the journal) in order."""
+    import sqlite3
+
+    writer = writer_for(f"sqlite:///{tmp_path}/s.db", tmp_path)
+    events = [call(f"u{i}") for i in range(16)]
+    bad = {events[3].id, events[11].id}
+    written: list[list[CallEvent]] = []
+
+    def write(part: list[CallEvent], months: set, downs: int) -> None:
+        if bad & {e.id for e in part}:
+            raise sqlite3.IntegrityError("refused")
+        if len(written) == 3:
+            raise sqlite3.OperationalError("database is locked")
+        written.append(part)
+
+    writer._write = write  # type: ignore[method-assign]
+    try:
+        unwritten, failure = writer._write_apart(events, set(), 0, sqlite3.DataError("refused"))
+    finally:
+        writer.shutdown(1)
+    assert [e.id for part in written for e in part] == [e.id for e in events[:8] if e.id not in bad]
+    assert [line["call"]["id"] for line in refused_lines(writer)] == [str(events[3].id)]
+    assert unwritten == events[8:] and isinstance(failure, sqlite3.OperationalError)
+
+
+@pytest.mark.postgres
+def test_a_month_dropped_under_the_writer_is_the_stores_failure_not_a_refusal(pg_url, tmp_path):
+    """A partition dropped (by retention, say) after the writer made it: the insert fails
+    with a check violation, which is no fault of the calls: journal, and replay makes it again."""
+    empty_pg_store(pg_url)
+    month = datetime(2031, 3, 5, tzinfo=UTC)  # ahead: no retention test sees it
+    writer = writer_for(pg_url, tmp_path)
+    eng = make_engine(pg_url)
+    try:
+        writer.put(call("first", month))
+        assert writer.flush(10)
+        with eng.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE calls_y2031m03")
+        writer.put(call("second", month))
+        assert wait_for(lambda: counts(pg_url)[0] == 1 and writer.flush(1), 10)
+        s = writer.stats()
+    finally:
+        writer.shutdown(5)
+        with eng.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS calls_y2031m03")
+        eng.dispose()
+    assert (s["refused"], s["write_failures"], s["spilled"], s["replayed"]) == (0, 1, 1, 1), s

@@ -20,14 +20,15 @@ from typing import Any, TypeVar
 from tracking import context
 from tracking.config import Settings, build_settings, env_flag
 from tracking.events import (
+    COUNT_CHECKS,
     CallEvent,
     _name,
     amount,
     call_uuid,
     check_parts,
-    count,
     moment,
     money,
+    plain_text,
     tags_of,
 )
 from tracking.schema import TOKEN_FIELDS
@@ -141,15 +142,15 @@ def units_of(value: object) -> dict[str, int | float] | None:
         return None
     if not isinstance(value, Mapping):
         raise ValueError(f"units must be a dict of numbers, got {type(value).__name__}")
-    units = {str(k): amount(str(k), v) for k, v in value.items() if v is not None}
+    units = {
+        plain_text("units", str(k)): amount(str(k), v) for k, v in value.items() if v is not None
+    }
     return units or None
 
 
 # The optional fields checked only when a call gives them (the others keep their defaults).
 _OPTIONAL_CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "duration_ms": count,
-    "ttft_ms": count,
-    **{name: count for name in TOKEN_FIELDS},
+    **{name: COUNT_CHECKS[name] for name in ("duration_ms", "ttft_ms", *TOKEN_FIELDS)},
     **{name: _name for name in ("requested_model", "operation", "error_type", "request_id")},
 }
 

@@ -7,14 +7,17 @@ import math
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tracking.schema import TOKEN_FIELDS
+from sqlalchemy import BigInteger, Integer, String
 
-MAX_NAME = 200
+from tracking.schema import TOKEN_FIELDS, calls
+from tracking.sqltypes import NANO
+
 STATUSES = ("ok", "error")
 _bits = random.getrandbits
 _CALL_ID_NAMESPACE = uuid.UUID("6f1c1e0e-4d53-4a43-9a2d-2f1f0c8f3e11")
@@ -80,6 +83,21 @@ class CallEvent:
 
 ROW_FIELDS = tuple(f for f in CallEvent.__dataclass_fields__ if f != "priced")
 
+# What the store's columns hold, read from the calls table: a value beyond them passes here but
+# fails the whole batch it is written in, so it is refused before it is queued.
+NAME_LIMITS: dict[str, int] = {
+    c.name: c.type.length for c in calls.columns if isinstance(c.type, String) and c.type.length
+}
+_BIGINT_MAX = 2**63 - 1
+COUNT_LIMITS = {
+    c.name: _BIGINT_MAX if isinstance(c.type, BigInteger) else 2**31 - 1
+    for c in calls.columns
+    if isinstance(c.type, Integer)
+}
+# the largest cost both stores hold: NUMERIC(20, 9) on PostgreSQL, BIGINT nano-dollars on SQLite
+_money = calls.c.cost_usd.type.impl  # type: ignore[attr-defined]
+MAX_COST = min(Decimal(10) ** (_money.precision - _money.scale) - NANO, Decimal(_BIGINT_MAX) * NANO)
+
 
 def _name(field: str, value: object, required: bool = False) -> str | None:
     if value is None:
@@ -91,20 +109,51 @@ def _name(field: str, value: object, required: bool = False) -> str | None:
     value = value.strip()
     if required and not value:
         raise ValueError(f"{field} must not be empty")
-    if len(value) > MAX_NAME:
-        raise ValueError(f"{field} must be at most {MAX_NAME} characters")
+    limit = NAME_LIMITS[field]
+    if len(value) > limit:
+        raise ValueError(f"{field} must be at most {limit} characters")
+    # plain_text's check written out: every call names four or more, and a call costs 50 ns each
+    if "\x00" in value or not (value.isascii() or _encodable(value)):
+        raise ValueError(f"{field} must not contain NUL characters or lone surrogates")
     return value or None
 
 
-def count(field: str, value: object) -> int | None:
-    """A token count: a whole, non-negative number (bools and floats are refused)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{field} must be a whole number of tokens, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{field} must not be negative, got {value}")
+def _encodable(text: str) -> bool:
+    """False for a lone surrogate: no UTF-8 encoder (psycopg2's, sqlite3's) can write it."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def plain_text(field: str, value: str) -> str:
+    """A string both stores can hold: no NUL (PostgreSQL refuses it), no lone surrogate."""
+    if "\x00" in value or not (value.isascii() or _encodable(value)):
+        raise ValueError(f"{field} must not contain NUL characters or lone surrogates")
     return value
+
+
+def counter(limit: int) -> Callable[[str, object], int | None]:
+    """The check of a count that must fit a column holding at most ``limit``."""
+
+    def count(field: str, value: object) -> int | None:
+        """A whole, non-negative number (bools and floats are refused) that fits its column."""
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{field} must be a whole number of tokens, got {value!r}")
+        if value < 0:
+            raise ValueError(f"{field} must not be negative, got {value}")
+        if value > limit:
+            raise ValueError(f"{field} must be at most {limit}, got {value}")
+        return value
+
+    return count
+
+
+# a check per count column (INTEGER for durations, BIGINT for tokens), its limit bound in
+COUNT_CHECKS = {name: counter(limit) for name, limit in COUNT_LIMITS.items()}
 
 
 def amount(field: str, value: object) -> int | float:
@@ -131,6 +180,8 @@ def money(field: str, value: object) -> Decimal | None:
         raise ValueError(f"{field} must be an amount in dollars, got {value!r}") from None
     if not result.is_finite() or result < 0:
         raise ValueError(f"{field} must be a finite, non-negative amount, got {value!r}")
+    if result > MAX_COST:
+        raise ValueError(f"{field} must be at most {MAX_COST}, got {value!r}")
     return result
 
 
@@ -159,7 +210,7 @@ def call_uuid(value: object) -> uuid.UUID:
         try:
             return uuid.UUID(value)
         except ValueError:
-            return uuid.uuid5(_CALL_ID_NAMESPACE, value)
+            return uuid.uuid5(_CALL_ID_NAMESPACE, plain_text("call_id", value))
     raise ValueError(f"call_id must be a UUID or a non-empty string, got {value!r}")
 
 
@@ -176,13 +227,27 @@ def tags_of(value: object, limit: int) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         raise ValueError("tags must be a dict of JSON values")
-    try:
-        encoded = json.dumps(value, separators=(",", ":"))
+    try:  # NaN and Infinity are not JSON: PostgreSQL's json type refuses them
+        encoded = json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"tags must be JSON-serialisable: {exc}") from None
     if len(encoded.encode()) > limit:
         raise ValueError(f"tags must be at most {limit} bytes as JSON, got {len(encoded)}")
+    # JSON escapes NUL and surrogates (as \u0000, \udxxx): only then is each string looked at
+    if ("\\u0000" in encoded or "\\ud" in encoded) and not _all_plain(value):
+        raise ValueError("tags must not contain NUL characters or lone surrogates")
     return value
+
+
+def _all_plain(value: object) -> bool:
+    """Every string in a JSON value (keys too) free of NUL and lone surrogates."""
+    if isinstance(value, str):
+        return "\x00" not in value and _encodable(value)
+    if isinstance(value, dict):
+        return all(_all_plain(k) and _all_plain(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_all_plain(v) for v in value)
+    return True
 
 
 def check_parts(event: CallEvent) -> None:

@@ -1,13 +1,16 @@
 """The local journal: where calls wait, in order, while the store cannot take them.
 
-One JSON line per event. Appends and replays hold an exclusive ``flock``, so several processes can
-share one journal file; each append is fsync'd before it returns, so a batch that reached the
-journal survives a crash.
+One JSON line per event. Appends hold an exclusive ``flock`` (a replay holds it only to read and
+to cut what it replayed), so several processes can share one journal file; each append is fsync'd
+before it returns, so a batch that reached the journal survives a crash. Calls the store refused
+(a value it cannot hold) are set aside beside it, in ``<journal>.refused``: replaying them as they
+are would fail again, and hold up every call after.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,12 +23,18 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
+    @property
+    def refused_path(self) -> Path:
+        """Where calls the store refused wait for an operator: ``<journal>.refused``."""
+        return self.path.with_suffix(self.path.suffix + ".refused")
+
     @contextmanager
-    def _locked(self, mode: str) -> Iterator[object]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _locked(self, mode: str, path: Path | None = None) -> Iterator[object]:
+        path = path or self.path
+        path.parent.mkdir(parents=True, exist_ok=True)
         binary = "b" in mode  # unbuffered: a failed write leaves nothing to retry at close
         with open(
-            self.path, mode, buffering=0 if binary else -1, encoding=None if binary else "utf-8"
+            path, mode, buffering=0 if binary else -1, encoding=None if binary else "utf-8"
         ) as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
@@ -35,10 +44,21 @@ class Journal:
 
     def append(self, events: Sequence[CallEvent]) -> None:
         """Append the events and fsync them (raises OSError if the disk refuses)."""
-        if not events:
-            return
-        data = "".join(e.to_json() + "\n" for e in events).encode("utf-8")
-        with self._locked("a+b") as handle:
+        if events:
+            self._append(self.path, "".join(e.to_json() + "\n" for e in events))
+
+    def set_aside(self, refused: Sequence[tuple[CallEvent, str]]) -> None:
+        """Keep calls the store refused, which would fail again as they are, for an operator to
+        see, fix and replay: one JSON line each, ``{"error": why, "call": <as in the journal>}``,
+        fsync'd like the journal (raises OSError if the disk refuses)."""
+        if refused:
+            lines = (f'{{"error":{json.dumps(why)},"call":{e.to_json()}}}\n' for e, why in refused)
+            self._append(self.refused_path, "".join(lines))
+
+    def _append(self, path: Path, text: str) -> None:
+        """Append whole lines under the file's lock and fsync them; a failed write leaves none."""
+        data = text.encode("utf-8")
+        with self._locked("a+b", path) as handle:
             size = handle.seek(0, os.SEEK_END)  # type: ignore[attr-defined]
             if size:  # a line torn by a crash must not swallow the first event appended here
                 handle.seek(size - 1)  # type: ignore[attr-defined]

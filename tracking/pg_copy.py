@@ -197,9 +197,14 @@ def write_new_calls(conn: Connection, text: str) -> int:
     conn.execute(_CREATE_STAGE)  # a no-op after the first batch of a database session
     raw = conn.connection.dbapi_connection
     assert raw is not None
+    from psycopg2.extensions import encodings  # loaded with the connection: not here at import
+
+    # encoded here, as psycopg2 would: text it cannot encode (a lone surrogate) then raises
+    # UnicodeEncodeError, a refused call, where inside COPY it cancels the COPY like a timeout
+    data = text.encode(encodings[raw.encoding])  # type: ignore[attr-defined]
     cursor: Any = raw.cursor()
     try:
-        cursor.copy_expert(_COPY_SQL, io.StringIO(text))
+        cursor.copy_expert(_COPY_SQL, io.BytesIO(data))
     finally:
         cursor.close()
     attempt = conn.begin_nested()  # the stage keeps its rows if this rolls back

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Table, insert
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
 from tracking.events import CallEvent
 from tracking.partitions import Month, ensure_months, month_of
@@ -28,6 +29,27 @@ from tracking.schema import (
     calls,
     rollup_keys,
 )
+
+
+def store_refused(exc: BaseException, dbapi: Any) -> bool:
+    """Whether a write failed on its data (a value too long or too large for its column, text
+    the driver cannot encode): it fails again at every retry, so the writer splits the batch to
+    set the refused calls aside. Any other failure (unreachable, a timeout, a lock) is the
+    store's, and the batch waits in the journal for it.
+
+    ``dbapi`` is the driver's module: pg_copy's COPY raises the driver's errors unwrapped.
+    """
+    orig = exc.orig if isinstance(exc, StatementError) else exc  # what the driver raised
+    if isinstance(orig, UnicodeError | OverflowError):  # sqlite3 raises both, psycopg2 the first
+        return True
+    if isinstance(exc, DataError | IntegrityError) or isinstance(
+        orig, (dbapi.DataError, dbapi.IntegrityError)
+    ):  # a missing partition (retention dropped a month the writer knew) is no fault of the data
+        return getattr(orig, "pgcode", None) != CHECK_VIOLATION
+    return False
+
+
+CHECK_VIOLATION = "23514"
 
 
 def rollup_rows(events: Iterable[CallEvent]) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from tracking.events import CallEvent
 from tracking.journal import Journal
 from tracking.partitions import Month, ensure_months, month_of, next_month
 from tracking.pricing import PriceBook, load_price_book
-from tracking.store import PreparedBatch, prepare_batch, write_batch
+from tracking.store import PreparedBatch, prepare_batch, store_refused, write_batch
 
 log = logging.getLogger("unitwise")
 
@@ -115,6 +115,7 @@ class Writer:
             "replayed": 0,
             "dropped": 0,
             "write_failures": 0,
+            "refused": 0,
         }
         self.last_error: str | None = None
         self.logs = RateLimitedLog()
@@ -322,17 +323,61 @@ class Writer:
     def _deliver(
         self, taken: list[CallEvent], batch: PreparedBatch | list[CallEvent], months: set[Month]
     ) -> None:
-        """Write one batch (a delivery thread); a failed batch goes to the journal at once."""
+        """Write one batch (a delivery thread); a failed batch goes to the journal at once,
+        but for the calls the store refused, which are set aside."""
         downs = self._downs
+        unwritten = batch.events if isinstance(batch, PreparedBatch) else batch
         try:
             self._write(batch, set(months), downs)
         except Exception as exc:
+            failure: BaseException | None = exc
             try:
-                self._store_down(exc)
+                if self._refuses(exc):
+                    unwritten, failure = self._write_apart(unwritten, months, downs, exc)
+                if failure is not None:
+                    self._store_down(failure)
             finally:  # whatever reporting the failure does, the batch reaches the journal
-                self._spill(batch.events if isinstance(batch, PreparedBatch) else batch)
+                self._spill(unwritten)
         finally:
             self._finished(taken)
+
+    def _refuses(self, exc: BaseException) -> bool:
+        return store_refused(exc, self.engine.dialect.loaded_dbapi)
+
+    def _write_apart(
+        self, events: list[CallEvent], months: set[Month], downs: int, error: BaseException
+    ) -> tuple[list[CallEvent], BaseException | None]:
+        """Write a batch the store refused (``error``) in halves, and the halves that fail in
+        halves, until each refused call stands alone: those are set aside, the others stored.
+
+        Only a batch with a refused call pays for this: some 2 x log2(size) writes per refused
+        call. Should the store fail otherwise meanwhile (unreachable, a timeout), this stops
+        and returns the calls not yet written, with that failure, for the journal.
+        """
+        refused: list[tuple[CallEvent, str]] = []
+        parts = [events]  # a stack: the next part to write last
+        failed: BaseException | None = error  # the error of the part on top, already tried
+        try:
+            while parts:
+                part = parts.pop()
+                if failed is None:
+                    try:
+                        self._write(part, set(months), downs)
+                        continue
+                    except Exception as exc:
+                        if not self._refuses(exc):
+                            parts.append(part)
+                            return [e for p in reversed(parts) for e in p], exc
+                        failed = exc
+                if len(part) == 1:
+                    refused.append((part[0], error_text(failed)))
+                else:
+                    middle = len(part) // 2
+                    parts += (part[middle:], part[:middle])
+                failed = None
+            return [], None
+        finally:
+            self._set_aside(refused)
 
     def _take(self) -> list[CallEvent]:
         batch: list[CallEvent] = []
@@ -376,10 +421,21 @@ class Writer:
 
     def _replay_journal(self) -> None:
         def write(events: list[CallEvent]) -> None:
+            """A batch of the journal to the store; its refused calls are set aside at once,
+            so they never hold up the calls after them (a replay that fails later on repeats
+            them: the refused file may then hold a call twice, with one id)."""
             self._price(events)
             months = _months(events)
             self._ensure_partitions(months)
-            self._write(events, months, self._downs)
+            downs = self._downs
+            try:
+                self._write(events, months, downs)
+            except Exception as exc:
+                if not self._refuses(exc):
+                    raise
+                failure = self._write_apart(events, months, downs, exc)[1]
+                if failure is not None:
+                    raise failure from None
             with self._lock:
                 self.counters["replayed"] += len(events)
 
@@ -405,8 +461,30 @@ class Writer:
                 exc,
             )
 
+    def _set_aside(self, refused: list[tuple[CallEvent, str]]) -> None:
+        """Calls the store refused to the refused file beside the journal (counted, logged)."""
+        if not refused:
+            return
+        try:
+            self.journal.set_aside(refused)
+        except OSError as exc:
+            with self._lock:
+                self.counters["dropped"] += len(refused)
+            path, n = self.journal.refused_path, len(refused)
+            log.error("unitwise: %s failed, %d refused call(s) lost: %s", path, n, exc)
+            return
+        with self._lock:
+            self.counters["refused"] += len(refused)
+        self.logs.warning(
+            "refused",
+            "unitwise: the store refused %d call(s), set aside in %s: %s",
+            len(refused),
+            self.journal.refused_path,
+            refused[-1][1],
+        )
+
     def _store_down(self, exc: BaseException) -> None:
-        error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        error = error_text(exc)
         if "does not exist" in error or "no such table" in error:
             error += " (run: python -m tracking migrate --url ...)"
         with self._lock:
@@ -541,6 +619,11 @@ def price_event(book: PriceBook, event: CallEvent) -> None:
     event.price_version_id = quote.version_id
     event.cost_source = "computed" if quote.cost is not None else None
     event.priced = True
+
+
+def error_text(exc: BaseException) -> str:
+    """An error in one line: its type and the first line of its message."""
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
 
 
 def _settle(writing: set[Future[None]]) -> None:
