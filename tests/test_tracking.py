@@ -167,6 +167,8 @@ def test_attribution_across_asyncio_tasks(configured: str) -> None:
         ({"tags": {"blob": "x" * 10_000}}, "tags"),
         ({"input_tokens": 10, "cache_read_tokens": 11}, "cache_read_tokens"),
         ({"cost_usd": "-1"}, "cost_usd"),
+        ({"occurred_at": datetime(9999, 12, 31, tzinfo=UTC)}, "occurred_at"),
+        ({"batch": "false"}, "batch"),
         ({"occurred_at": "yesterday"}, "occurred_at"),
         # values the store would refuse, failing every call written with them
         ({"provider": "p" * 65}, "provider"),  # VARCHAR(64)
@@ -321,3 +323,20 @@ def test_a_call_after_shutdown_goes_to_the_configured_store(store_url, tmp_path)
     finally:
         tracking.shutdown()
     assert [r.user_id for r in rows(store_url, calls.c.user_id)] == ["late"]
+
+
+def test_a_provider_cost_is_kept_to_the_nano_dollar_alike_on_both_stores(configured) -> None:
+    """A provider's cost finer than a nano-dollar is rounded half to even when recorded: both
+    stores then hold the same amount, and the rollups equal the sum of the calls."""
+    from tests.conftest import assert_rollups_equal_the_calls
+
+    for cost in ("0.0000000005", "0.0000000005", "0.0000000015", "0.0000000025"):
+        tracking.record(provider="openai", model="gpt-4o", input_tokens=1, cost_usd=cost)
+    assert tracking.flush(10)
+    stored = sorted(r.cost_usd for r in rows(configured, calls.c.cost_usd))
+    assert stored == [Decimal("0"), Decimal("0"), Decimal("0.000000002"), Decimal("0.000000002")]
+    engine = make_engine(configured)
+    try:
+        assert_rollups_equal_the_calls(engine)
+    finally:
+        engine.dispose()

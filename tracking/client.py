@@ -26,6 +26,7 @@ from tracking.events import (
     amount,
     call_uuid,
     check_parts,
+    flag,
     moment,
     money,
     plain_text,
@@ -72,7 +73,7 @@ class Tracker:
             user_id=_name("user_id", attribution.user_id if user_id is None else user_id),
             feature=_name("feature", attribution.feature if feature is None else feature),
             units=units_of(get("units")),
-            batch=bool(get("batch", False)),
+            batch=flag("batch", get("batch", False)),
             tags=tags,
             environment=_name("environment", get("environment") or self.settings.environment),
         )

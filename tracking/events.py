@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, String
@@ -169,6 +169,13 @@ def amount(field: str, value: object) -> int | float:
     return value
 
 
+def flag(field: str, value: object) -> bool:
+    """A yes/no field: a bool, never a truthy string ("false" is not True)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{field} must be True or False, got {value!r}")
+    return value
+
+
 def money(field: str, value: object) -> Decimal | None:
     if value is None:
         return None
@@ -182,7 +189,10 @@ def money(field: str, value: object) -> Decimal | None:
         raise ValueError(f"{field} must be a finite, non-negative amount, got {value!r}")
     if result > MAX_COST:
         raise ValueError(f"{field} must be at most {MAX_COST}, got {value!r}")
-    return result
+    # to the nano-dollar here, half to even, as computed costs are: the stores would otherwise
+    # round each call their own way (PostgreSQL's NUMERIC rounds half away from zero), and the
+    # rollups, adding unrounded amounts, would drift from the sum of the calls
+    return result.quantize(NANO, rounding=ROUND_HALF_EVEN)
 
 
 def uuid7() -> uuid.UUID:
@@ -219,6 +229,8 @@ def moment(value: object) -> datetime:
         return datetime.now(UTC)
     if not isinstance(value, datetime):
         raise ValueError(f"occurred_at must be a datetime, got {type(value).__name__}")
+    if value.year >= 9999:  # its month's partition would end past what a datetime can hold
+        raise ValueError(f"occurred_at must be before the year 9999, got {value.isoformat()}")
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
