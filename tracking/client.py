@@ -64,6 +64,7 @@ class Tracker:
             tags = self._block_tags(attribution)
         user_id = get("user_id")
         feature = get("feature")
+        batch = get("batch")  # None, like every optional field, means not given
         event = CallEvent(
             id=call_uuid(get("call_id")),
             occurred_at=moment(get("occurred_at")),
@@ -73,7 +74,7 @@ class Tracker:
             user_id=_name("user_id", attribution.user_id if user_id is None else user_id),
             feature=_name("feature", attribution.feature if feature is None else feature),
             units=units_of(get("units")),
-            batch=flag("batch", get("batch", False)),
+            batch=False if batch is None else flag("batch", batch),
             tags=tags,
             environment=_name("environment", get("environment") or self.settings.environment),
         )

@@ -77,10 +77,11 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{name} must be a number of seconds, got {value!r}")
-            if not 0 < value < math.inf:
-                raise ValueError(
-                    f"{name} must be a positive, finite number of seconds, got {value}"
-                )
+            # shutdown_timeout=0: never delay the host's exit, journal what is still queued
+            least_ok = value >= 0 if name == "shutdown_timeout" else value > 0
+            if not (least_ok and value < math.inf):
+                kind = "non-negative" if name == "shutdown_timeout" else "positive"
+                raise ValueError(f"{name} must be a {kind}, finite number of seconds, got {value}")
 
 
 def build_settings(
@@ -145,5 +146,6 @@ def _readable_url(url: str | None) -> str:
         normalize_url(found)
     except ArgumentError:
         source = "url" if url else next((n for n in ENV_URL if os.environ.get(n)), "url")
-        raise ValueError(f"{source} is not a database URL: {found!r}") from None
+        # not the URL itself: it may hold a password, and this is logged and shown in stats()
+        raise ValueError(f"{source} is not a database URL (expected dialect://...)") from None
     return found

@@ -114,25 +114,33 @@ class Journal:
                     errors="surrogateescape",
                 ) as quarantine:
                     quarantine.write("\n".join(bad) + "\n")
-            self._cut(len(data))
+            self._cut(data)
         return len(events)
 
-    def _cut(self, replayed: int) -> None:
-        """Remove the first ``replayed`` bytes, keeping what was appended after them.
+    def _cut(self, replayed_data: bytes) -> None:
+        """Remove the replayed bytes from the start, keeping what was appended after them.
 
         The rest is written over the start of the file in place (not to a new file, which the
         appenders of other processes would not see). Only while it is no longer than what it
         overwrites, so that until the file is cut short its original tail still holds all of
         it: a crash in between leaves duplicates (skipped at replay), never a loss. A longer
         rest is left for the next replay, which then re-sends the replayed part, harmlessly.
+
+        Nothing is cut unless the file still starts with what was replayed: a second replayer
+        (the same file named by another path takes another replay lock) may have cut it since.
+        The overwrite is fsync'd before the file is shortened: a power loss in between must not
+        keep the shorter size without the rest.
         """
+        replayed = len(replayed_data)
         with self._locked("r+b") as handle:
-            handle.seek(replayed)  # type: ignore[attr-defined]
+            if _read_exactly(handle, replayed) != replayed_data:
+                return
             rest: bytes = handle.read()  # type: ignore[attr-defined]
             if len(rest) > replayed:
                 return
             handle.seek(0)  # type: ignore[attr-defined]
             _write_all(handle, rest)
+            os.fsync(handle.fileno())  # type: ignore[attr-defined]
             handle.truncate(len(rest))  # type: ignore[attr-defined]
             os.fsync(handle.fileno())  # type: ignore[attr-defined]
 
@@ -150,6 +158,18 @@ class Journal:
                 yield True
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _read_exactly(handle: object, size: int) -> bytes:
+    """Read ``size`` bytes, or up to the end (an unbuffered read may return fewer)."""
+    parts: list[bytes] = []
+    while size > 0:
+        part: bytes = handle.read(size)  # type: ignore[attr-defined]
+        if not part:
+            break
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
 
 
 def _write_all(handle: object, data: bytes) -> None:
