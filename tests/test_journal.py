@@ -3,6 +3,7 @@ journal while they wait on the store, and a cut that keeps what was appended mea
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -128,3 +129,91 @@ def test_shutdown_is_bounded_while_the_journal_replay_is_stuck_in_the_store(
     assert elapsed < 4, f"shutdown(timeout=1) took {elapsed:.1f} s"
     journaled = writer.journal.path.read_text().count('"user_id":"free"')
     assert journaled + stored_users(pg_url, "free") == 10
+
+
+def test_a_journal_named_by_two_paths_loses_no_call(tmp_path) -> None:
+    """Two processes name one journal by two paths (a symlinked file, as deploy tools make):
+    each takes the replay lock beside its own name, so both may replay at once; the second cut
+    must not remove bytes it never replayed (calls spilled meanwhile)."""
+    real = tmp_path / "journal.jsonl"
+    link = tmp_path / "current-journal.jsonl"
+    a, b = Journal(real), Journal(real)
+    a.append([call("old") for _ in range(3)])
+    link.symlink_to(real)
+    other = Journal(link)
+    spiller = Journal(real)  # a third process's lane, spilling while the store is slow
+    stored: list[CallEvent] = []
+
+    def write_b(events: list[CallEvent]) -> None:
+        stored.extend(events)
+        spiller.append([call("new") for _ in range(3)])  # same size as what was replayed
+
+    def write_a(events: list[CallEvent]) -> None:
+        stored.extend(events)
+        other.replay(write_b)  # the other process, at the same moment
+
+    assert a.replay(write_a) == 3
+    left: list[CallEvent] = []
+    b.replay(left.extend)
+    assert users(stored + left).count("new") == 3, "calls spilled during the replay were cut"
+
+
+def test_the_cut_is_durable_before_the_journal_is_shortened(tmp_path, monkeypatch) -> None:
+    """The cut writes the rest over the start, then shortens the file: the overwrite must be on
+    disk first, or a power loss could keep the shorter size over the old, replayed bytes and
+    lose the rest (calls appended meanwhile, fsync'd by their appender)."""
+    import tracking.journal as journal_module
+
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.append([call("old") for _ in range(4)])
+    ops: list[str] = []
+    real_open = open
+
+    class Recorded:
+        def __init__(self, handle) -> None:
+            self._h = handle
+
+        def __enter__(self):
+            self._h.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self._h.__exit__(*exc)
+
+        def fileno(self):
+            return self._h.fileno()
+
+        def seek(self, *a):
+            return self._h.seek(*a)
+
+        def read(self, *a):
+            return self._h.read(*a)
+
+        def write(self, data):
+            ops.append("write")
+            return self._h.write(data)
+
+        def truncate(self, *a):
+            ops.append("truncate")
+            return self._h.truncate(*a)
+
+    def recording_open(path, mode="r", *args, **kwargs):
+        handle = real_open(path, mode, *args, **kwargs)
+        return Recorded(handle) if "r+" in mode else handle
+
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        ops.append("fsync")
+        real_fsync(fd)
+
+    def write(events: list[CallEvent]) -> None:
+        journal.append([call("new")])  # appended (and fsync'd) while the replay writes
+
+    monkeypatch.setattr(journal_module, "open", recording_open, raising=False)
+    monkeypatch.setattr(journal_module.os, "fsync", fsync)
+    ops.clear()
+    journal.replay(write)
+    assert "truncate" in ops and "write" in ops, ops  # the cut ran, and moved the rest
+    before_truncate = ops[: ops.index("truncate")]
+    assert before_truncate[-1] == "fsync", f"no fsync between overwrite and truncate: {ops}"

@@ -340,3 +340,39 @@ def test_a_provider_cost_is_kept_to_the_nano_dollar_alike_on_both_stores(configu
         assert_rollups_equal_the_calls(engine)
     finally:
         engine.dispose()
+
+
+def test_a_malformed_database_url_is_not_logged_or_shown_with_its_password(
+    monkeypatch, caplog
+) -> None:
+    """A JDBC-style $DATABASE_URL (set for the host's own use) turns tracking off; the error it
+    logs and shows in stats()["error"] (which apps put on health pages) names the variable,
+    never the URL and its password."""
+    tracking.shutdown()
+    monkeypatch.setenv("UNITWISE_STRICT", "0")
+    monkeypatch.setenv("DATABASE_URL", "jdbc:postgresql://db:5432/app?user=app&password=s3cret")
+    assert tracking.record(provider="openai", model="gpt-4o", input_tokens=1) is None
+    assert tracking.stats()["enabled"] is False
+    assert "s3cret" not in tracking.stats()["error"]
+    assert "s3cret" not in caplog.text
+
+
+def test_batch_none_means_not_a_batch_as_before(tmp_path) -> None:
+    """Every optional field takes None as "not given": ``batch=None`` is not a batch."""
+    tracking.configure(
+        url=f"sqlite:///{tmp_path}/s.db",
+        journal_path=str(tmp_path / "j.jsonl"),
+        flush_interval=0.05,
+    )
+    try:
+        assert tracking.record(provider="openai", model="gpt-4o", input_tokens=1, batch=None)
+    finally:
+        tracking.shutdown(5)
+
+
+def test_shutdown_timeout_zero_is_still_a_setting(tmp_path) -> None:
+    """``shutdown_timeout=0`` means never delay the host's exit (what is queued is journaled)."""
+    tracking.configure(
+        url=f"sqlite:///{tmp_path}/s.db", journal_path=str(tmp_path / "j.jsonl"), shutdown_timeout=0
+    )
+    tracking.shutdown(1)

@@ -850,3 +850,33 @@ def test_a_month_dropped_under_the_writer_is_the_stores_failure_not_a_refusal(pg
             conn.exec_driver_sql("DROP TABLE IF EXISTS calls_y2031m03")
         eng.dispose()
     assert (s["refused"], s["write_failures"], s["spilled"], s["replayed"]) == (0, 1, 1, 1), s
+
+
+def test_a_store_refusing_every_call_keeps_them_in_the_journal(tmp_path) -> None:
+    """A store that refuses calls wholesale (a schema older than this tracking, say: here a
+    trigger refuses every insert) is not bad input: after a few refusals the writer stops
+    splitting, sets nothing aside and journals the batch; once the store takes calls again,
+    all of them are stored."""
+    from sqlalchemy import text
+
+    from tracking.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    engine = make_engine(url)
+    upgrade(engine)
+    refuse = "CREATE TRIGGER refuse BEFORE INSERT ON calls BEGIN SELECT RAISE(ABORT, 'no'); END"
+    with engine.begin() as conn:
+        conn.execute(text(refuse))
+    writer = writer_for(url, tmp_path)
+    try:
+        for _ in range(500):
+            writer.put(call("u"))
+        assert wait_for(lambda: writer.stats()["spilled"] == 500, 20), writer.stats()
+        assert writer.stats()["refused"] == 0 and refused_lines(writer) == []
+        assert writer.stats()["store_ok"] is False
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER refuse"))
+        assert wait_for(lambda: counts(url)[0] == 500, 30), writer.stats()
+    finally:
+        writer.shutdown(5)
+        engine.dispose()

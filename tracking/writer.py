@@ -59,6 +59,19 @@ class RateLimitedLog:
         log.warning(message + " (%d time(s) in the last minute)", *args, times)
 
 
+REFUSALS_PER_BATCH = 16
+
+
+class RefusesEveryCall(Exception):
+    """The store refused more calls of one batch than bad input would explain."""
+
+    def __init__(self, last: BaseException) -> None:
+        super().__init__(
+            f"the store refused more than {REFUSALS_PER_BATCH} calls of one batch, the last "
+            f"with: {error_text(last)}; they wait in the journal (is its schema up to date?)"
+        )
+
+
 class DeliveryLanes:
     """A fixed set of daemon threads that run the batches handed to them, in any free lane.
 
@@ -352,7 +365,11 @@ class Writer:
 
         Only a batch with a refused call pays for this: some 2 x log2(size) writes per refused
         call. Should the store fail otherwise meanwhile (unreachable, a timeout), this stops
-        and returns the calls not yet written, with that failure, for the journal.
+        and returns the calls not yet written, with that failure, for the journal. So it does
+        when more than ``REFUSALS_PER_BATCH`` calls of one batch are refused: then the store
+        refuses calls wholesale (a schema older than this tracking, say), and splitting a batch
+        into thousands of one-call writes would only fill the queue; the calls wait in the
+        journal, none set aside, until the store takes them.
         """
         refused: list[tuple[CallEvent, str]] = []
         parts = [events]  # a stack: the next part to write last
@@ -371,6 +388,12 @@ class Writer:
                         failed = exc
                 if len(part) == 1:
                     refused.append((part[0], error_text(failed)))
+                    if len(refused) > REFUSALS_PER_BATCH:  # not one bad call: every call
+                        unwritten = [e for e, _ in refused] + [
+                            e for p in reversed(parts) for e in p
+                        ]
+                        refused.clear()
+                        return unwritten, RefusesEveryCall(failed)
                 else:
                     middle = len(part) // 2
                     parts += (part[middle:], part[:middle])
