@@ -341,18 +341,28 @@ class Writer:
         downs = self._downs
         unwritten = batch.events if isinstance(batch, PreparedBatch) else batch
         try:
+            unwritten, failure = self._write_or_set_aside(batch, months, downs)
+            if failure is not None:
+                self._store_down(failure)
+        finally:  # whatever reporting the failure does, what was not written reaches the journal
+            if unwritten:
+                self._spill(unwritten)
+            self._finished(taken)
+
+    def _write_or_set_aside(
+        self, batch: PreparedBatch | list[CallEvent], months: set[Month], downs: int
+    ) -> tuple[list[CallEvent], BaseException | None]:
+        """Write a batch; should the store refuse some of its calls, set those aside and store
+        the rest. Returns what was not written (for the journal) and the store's failure, or
+        ``([], None)`` when every call was stored or set aside."""
+        events = batch.events if isinstance(batch, PreparedBatch) else batch
+        try:
             self._write(batch, set(months), downs)
         except Exception as exc:
-            failure: BaseException | None = exc
-            try:
-                if self._refuses(exc):
-                    unwritten, failure = self._write_apart(unwritten, months, downs, exc)
-                if failure is not None:
-                    self._store_down(failure)
-            finally:  # whatever reporting the failure does, the batch reaches the journal
-                self._spill(unwritten)
-        finally:
-            self._finished(taken)
+            if not self._refuses(exc):
+                return events, exc
+            return self._write_apart(events, months, downs, exc)
+        return [], None
 
     def _refuses(self, exc: BaseException) -> bool:
         return store_refused(exc, self.engine.dialect.loaded_dbapi)
@@ -450,15 +460,9 @@ class Writer:
             self._price(events)
             months = _months(events)
             self._ensure_partitions(months)
-            downs = self._downs
-            try:
-                self._write(events, months, downs)
-            except Exception as exc:
-                if not self._refuses(exc):
-                    raise
-                failure = self._write_apart(events, months, downs, exc)[1]
-                if failure is not None:
-                    raise failure from None
+            failure = self._write_or_set_aside(events, months, self._downs)[1]
+            if failure is not None:
+                raise failure
             with self._lock:
                 self.counters["replayed"] += len(events)
 
