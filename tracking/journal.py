@@ -23,19 +23,22 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
+    def beside(self, suffix: str) -> Path:
+        """A file next to the journal: ``<journal><suffix>``."""
+        return self.path.with_suffix(self.path.suffix + suffix)
+
     @property
     def refused_path(self) -> Path:
         """Where calls the store refused wait for an operator: ``<journal>.refused``."""
-        return self.path.with_suffix(self.path.suffix + ".refused")
+        return self.beside(".refused")
 
     @contextmanager
     def _locked(self, mode: str, path: Path | None = None) -> Iterator[object]:
+        """A binary file, unbuffered (a failed write leaves nothing to retry at close), under
+        its exclusive lock."""
         path = path or self.path
         path.parent.mkdir(parents=True, exist_ok=True)
-        binary = "b" in mode  # unbuffered: a failed write leaves nothing to retry at close
-        with open(
-            path, mode, buffering=0 if binary else -1, encoding=None if binary else "utf-8"
-        ) as handle:
+        with open(path, mode, buffering=0) as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield handle
@@ -45,7 +48,7 @@ class Journal:
     def append(self, events: Sequence[CallEvent]) -> None:
         """Append the events and fsync them (raises OSError if the disk refuses)."""
         if events:
-            self._append(self.path, "".join(e.to_json() + "\n" for e in events))
+            self._append(self.path, "".join(e.to_json() + "\n" for e in events).encode())
 
     def set_aside(self, refused: Sequence[tuple[CallEvent, str]]) -> None:
         """Keep calls the store refused, which would fail again as they are, for an operator to
@@ -53,11 +56,10 @@ class Journal:
         fsync'd like the journal (raises OSError if the disk refuses)."""
         if refused:
             lines = (f'{{"error":{json.dumps(why)},"call":{e.to_json()}}}\n' for e, why in refused)
-            self._append(self.refused_path, "".join(lines))
+            self._append(self.refused_path, "".join(lines).encode())
 
-    def _append(self, path: Path, text: str) -> None:
+    def _append(self, path: Path, data: bytes) -> None:
         """Append whole lines under the file's lock and fsync them; a failed write leaves none."""
-        data = text.encode("utf-8")
         with self._locked("a+b", path) as handle:
             size = handle.seek(0, os.SEEK_END)  # type: ignore[attr-defined]
             if size:  # a line torn by a crash must not swallow the first event appended here
@@ -96,24 +98,18 @@ class Journal:
             with self._locked("rb") as handle:
                 data: bytes = handle.read()  # type: ignore[attr-defined]
             events: list[CallEvent] = []
-            bad: list[str] = []
-            for line in data.decode("utf-8", errors="surrogateescape").splitlines():
+            bad: list[bytes] = []
+            for line in data.splitlines():
                 if not line.strip():
                     continue
                 try:
-                    events.append(CallEvent.from_json(line))
-                except (ValueError, TypeError, KeyError):
+                    events.append(CallEvent.from_json(line.decode()))
+                except (ValueError, TypeError, KeyError):  # UnicodeDecodeError is a ValueError
                     bad.append(line)
             for start in range(0, len(events), batch_size):
                 write(events[start : start + batch_size])
             if bad:
-                with open(
-                    self.path.with_suffix(self.path.suffix + ".bad"),
-                    "a",
-                    encoding="utf-8",
-                    errors="surrogateescape",
-                ) as quarantine:
-                    quarantine.write("\n".join(bad) + "\n")
+                self._append(self.beside(".bad"), b"\n".join(bad) + b"\n")
             self._cut(data)
         return len(events)
 
@@ -147,8 +143,7 @@ class Journal:
     @contextmanager
     def _replaying(self) -> Iterator[bool]:
         """A non-blocking exclusive lock on ``<journal>.replay``: True if this process has it."""
-        path = self.path.with_suffix(self.path.suffix + ".replay")
-        with open(path, "a") as handle:
+        with open(self.beside(".replay"), "a") as handle:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
