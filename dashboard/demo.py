@@ -221,9 +221,11 @@ def price_version_columns(
     The rules of ``tracking.pricing.price_usage``, column by column: cache parts priced on their
     own come out of input; a tier applies when a call's input passes it; a unit with a count but
     no rate makes the call unpriced (unless informational); the sum is rounded half-even to the
-    nano-dollar. Integer arithmetic over a common denominator keeps it exact.
+    nano-dollar. The rates are the engine's own ``Plan`` (whole multiples of a common
+    denominator), so integer arithmetic keeps it exact.
     """
-    priced_units = version.plan(batch=False).tiers.keys()
+    plan = version.plan(batch=False)  # the engine's rates for a standard call, exact
+    priced_units = plan.tiers.keys()
     counts = {u: c.copy() for u, (c, _, _) in cols.items()}
     present = {u: p for u, (_, p, _) in cols.items()}
     scale = {u: s for u, (_, _, s) in cols.items()}
@@ -237,16 +239,17 @@ def price_version_columns(
     terms: list[tuple[np.ndarray, list[Fraction], np.ndarray]] = []  # count, tier rates, tier
     for unit, count in counts.items():
         active = present[unit] & (count != 0)
-        tiers = version.rates.get((unit, "standard"))
+        tiers = plan.tiers.get(unit)
         if not tiers:
             if unit not in INFORMATIONAL and unit not in TOKEN_PARTS:
                 ok &= ~active
             continue
         # nano-dollars per counted unit (audio seconds are counted in tenths)
-        rates = [Fraction(t.rate) * 10**9 / t.per / scale[unit] for t in tiers]
+        rates = [Fraction(multiple, plan.denominator * scale[unit]) for _, multiple in tiers]
         choice = np.full(n, len(tiers) - 1)
         for i in reversed(range(len(tiers))):
-            applies = (tiers[i].tier_above == 0) | (input_tokens > tiers[i].tier_above)
+            above = tiers[i][0]
+            applies = (above == 0) | (input_tokens > above)
             choice = np.where(applies, i, choice)
         terms.append((np.where(active, count, 0), rates, choice))
     denominator = math.lcm(1, *(r.denominator for _, rates, _ in terms for r in rates))

@@ -22,7 +22,7 @@ from typing import NamedTuple
 from sqlalchemy import Connection, select
 
 from tracking.schema import model_patterns, price_versions, prices
-from tracking.sqltypes import NANOS_PER_DOLLAR
+from tracking.sqltypes import NANOS_PER_DOLLAR, from_nanos
 
 TOKEN_PARTS = ("cache_read_tokens", "cache_write_tokens")  # parts of input_tokens
 INFORMATIONAL = frozenset({"reasoning_tokens", "requests"})  # never make a call unpriced
@@ -69,13 +69,12 @@ class Plan:
 
     @classmethod
     def of(cls, version: PriceVersion, batch: bool) -> Plan:
+        variants = ("batch", "standard") if batch else ("standard",)
         chosen: dict[str, list[Rate]] = {}
-        for (unit, variant), rates in version.rates.items():
-            if rates and (variant == "batch" if batch else variant == "standard"):
-                chosen[unit] = rates
-        for (unit, variant), rates in version.rates.items():
-            if rates and variant == "standard":
-                chosen.setdefault(unit, rates)
+        for unit, _ in version.rates:
+            found = next((r for v in variants if (r := version.rates.get((unit, v)))), None)
+            if found:
+                chosen[unit] = found
         exact = {
             unit: [(r.tier_above, Fraction(r.rate) * NANOS_PER_DOLLAR / r.per) for r in rates]
             for unit, rates in chosen.items()
@@ -130,7 +129,7 @@ def price_usage(
         total += count * _multiple(rates, input_tokens)
     if "requests" in tiers and usage.get("requests") is None:
         total += _multiple(tiers["requests"], input_tokens)  # a call is one request
-    return Decimal(_half_even(total, plan.denominator)).scaleb(-9)
+    return from_nanos(_half_even(total, plan.denominator))
 
 
 def _exact(value: int | float | Decimal) -> int | Fraction:
