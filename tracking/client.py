@@ -23,14 +23,13 @@ from tracking.events import (
     COUNT_CHECKS,
     CallEvent,
     _name,
-    amount,
     call_uuid,
     check_parts,
     flag,
     moment,
     money,
-    plain_text,
     tags_of,
+    units_of,
 )
 from tracking.schema import TOKEN_FIELDS
 from tracking.writer import RateLimitedLog, Writer, price_event
@@ -136,18 +135,6 @@ class Tracker:
             "internal_errors": self.internal_errors,
             "enabled": True,
         }
-
-
-def units_of(value: object) -> dict[str, int | float] | None:
-    """Other billable units, ``{name: number}``; None when there are none."""
-    if not value:
-        return None
-    if not isinstance(value, Mapping):
-        raise ValueError(f"units must be a dict of numbers, got {type(value).__name__}")
-    units = {
-        plain_text("units", str(k)): amount(str(k), v) for k, v in value.items() if v is not None
-    }
-    return units or None
 
 
 # The optional fields checked only when a call gives them (the others keep their defaults).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 ENV_URL = ("UNITWISE_DATABASE_URL", "DATABASE_URL")
@@ -84,6 +84,10 @@ class Settings:
                 raise ValueError(f"{name} must be a {kind}, finite number of seconds, got {value}")
 
 
+# configure()'s **options: every setting but the three it takes by name
+_OPTIONS = frozenset(f.name for f in fields(Settings)) - {"url", "journal_path", "queue_size"}
+
+
 def build_settings(
     url: str | None = None,
     journal_path: str | os.PathLike[str] | None = None,
@@ -91,22 +95,10 @@ def build_settings(
     **options: object,
 ) -> Settings:
     """Merge explicit options over the environment (ValueError names a bad or unknown one)."""
-    known = {
-        "batch_size",
-        "flush_interval",
-        "shutdown_timeout",
-        "price_refresh_interval",
-        "environment",
-        "strict",
-        "enabled",
-        "max_tags_bytes",
-        "write_connections",
-        "write_timeout",
-    }
-    unknown = sorted(set(options) - known)
+    unknown = sorted(set(options) - _OPTIONS)
     if unknown:
         raise ValueError(
-            f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(_OPTIONS))}"
         )
     kwargs = dict(options)
     journal = Path(

@@ -7,7 +7,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -167,6 +167,18 @@ def amount(field: str, value: object) -> int | float:
     if value < 0:
         raise ValueError(f"{field} must not be negative, got {value}")
     return value
+
+
+def units_of(value: object) -> dict[str, int | float] | None:
+    """Other billable units, ``{name: number}``; None when there are none."""
+    if not value:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(f"units must be a dict of numbers, got {type(value).__name__}")
+    units = {
+        plain_text("units", str(k)): amount(str(k), v) for k, v in value.items() if v is not None
+    }
+    return units or None
 
 
 def flag(field: str, value: object) -> bool:
