@@ -26,8 +26,8 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select, text
 
 from bench.common import fresh_pg
-from dashboard import breakdown, demo, queries
-from dashboard.filters import frame_window
+from dashboard import breakdown, demo, queries, raw_calls
+from dashboard.filter_model import frame_window
 from dashboard.queries import Filters
 from tracking.db import make_engine
 from tracking.schema import ROLLUP_TABLES, calls, daily_feature_model_rollups
@@ -44,48 +44,64 @@ def overview_parts(engine: Engine, f: Filters, in_range: int) -> dict[str, Calla
     """The Overview's reads with the default filters (the sidebar's read is the same frame)."""
     window = f.with_dates(*frame_window(f, f.end))
     return {
-        "store_span": lambda: queries.store_span(engine),
+        "store state (span, future-dated calls)": lambda: store_state(engine),
         "day_frame (range + this month)": lambda: queries.day_frame(engine, window),
-        "latency (sampled raw calls)": lambda: queries.latency(engine, f, in_range),
+        "yesterday up to now (raw calls)": lambda: yesterday_so_far(engine, f),
+        "latency (sampled raw calls)": lambda: raw_calls.latency(engine, f, in_range),
+        "unpriced models": lambda: queries.unpriced_models(engine, f),
         "top_users": lambda: queries.top_users(engine, f),
     }
 
 
+def store_state(engine: Engine) -> None:
+    """What ``data.store_state`` reads: the span, and the calls dated more than a day ahead."""
+    queries.store_span(engine)
+    raw_calls.calls_after(engine, datetime.now(UTC) + timedelta(days=1))
+
+
+def yesterday_so_far(engine: Engine, f: Filters) -> None:
+    now = datetime.now(UTC)
+    midnight = datetime.combine(now.date() - timedelta(days=1), datetime.min.time(), UTC)
+    raw_calls.cost_between(engine, f, midnight, now - timedelta(days=1))
+
+
 def overview_sql(engine: Engine, f: Filters) -> None:
     """What the page runs, in its order: the calls in range come from the frame."""
-    queries.store_span(engine)
+    store_state(engine)
     frame = queries.day_frame(engine, f.with_dates(*frame_window(f, f.end)))
+    yesterday_so_far(engine, f)
     in_range = breakdown.totals(breakdown.between(frame, f.start, f.end)).calls
-    queries.latency(engine, f, in_range)
+    raw_calls.latency(engine, f, in_range)
+    queries.unpriced_models(engine, f)
     queries.top_users(engine, f)
 
 
 def costs_sql(engine: Engine, f: Filters) -> None:
-    """Costs grouped by user (its default): the sidebar's frame plus the per-user read."""
-    queries.store_span(engine)
+    """Costs grouped by user: the sidebar's frame plus the per-user read (with its totals)."""
+    store_state(engine)
     queries.day_frame(engine, f.with_dates(*frame_window(f, f.end)))
     queries.cost_by(engine, f, "user")
 
 
 def costs_by_feature_sql(engine: Engine, f: Filters) -> None:
     """Costs grouped by feature, provider, model or day: the sidebar's frame only."""
-    queries.store_span(engine)
+    store_state(engine)
     queries.day_frame(engine, f.with_dates(*frame_window(f, f.end)))
 
 
 def drill_feature_sql(engine: Engine, f: Filters) -> None:
-    queries.drill_down(engine, f, "feature", "chat", page=0)
+    raw_calls.drill_down(engine, f, "feature", "chat", page=0)
 
 
 def drill_user_sql(engine: Engine, f: Filters) -> None:
-    queries.drill_down(engine, f, "user", "user_0000", page=3)
+    raw_calls.drill_down(engine, f, "user", "user_0000", page=3)
 
 
 def raw_group_by(engine: Engine, f: Filters) -> None:
     c = calls.c
     query = (
         select(c.feature, func.count(), func.sum(c.cost_usd))
-        .where(*queries._calls_where(f))
+        .where(*raw_calls.calls_where(f, engine.dialect.name))
         .group_by(c.feature)
     )
     with engine.connect() as conn:

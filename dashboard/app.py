@@ -5,16 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
-from sqlalchemy.exc import DBAPIError
 
-from dashboard import breakdown, data
+from dashboard import data
 from dashboard.db import store_label, store_url
-from dashboard.filters import frame_window, sidebar, today
-from dashboard.queries import Filters, StoreSpan
+from dashboard.filters import keep_values, sidebar
 
 PAGES = Path(__file__).resolve().parent.parent / "pages"
+ICON = Path(__file__).resolve().parent / "favicon.png"  # served by the app: no network needed
+FILTERED = ("Overview", "Costs")  # the pages that read the shared filters
 
-st.set_page_config(page_title="Unitwise", page_icon=":material/payments:", layout="wide")
+st.set_page_config(page_title="Unitwise", page_icon=str(ICON), layout="wide")
 navigation = st.navigation(
     {
         "Analyze": [
@@ -29,17 +29,9 @@ navigation = st.navigation(
     }
 )
 url = store_url()
-
-
-def options_for(dates: Filters) -> dict[str, list[str]]:
-    # the same read the Overview makes when no other filter is set: one pass serves both
-    return breakdown.options(data.day_frame(url, dates.with_dates(*frame_window(dates, today()))))
-
-
-try:
-    span = data.store_span(url)
-    sidebar(span, options_for)
-except DBAPIError:  # no tables yet: the Overview page says how to migrate
-    sidebar(StoreSpan(None, None), lambda _: {})
+keep_values()
+if navigation.title in FILTERED:
+    state = data.store_state(url)
+    sidebar((lambda f: data.page_frame(url, f)) if state.kind == "ready" else None)
 st.sidebar.caption(f"Store: {store_label()}")
 navigation.run()

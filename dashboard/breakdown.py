@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pandas as pd
 
-from tracking.sqltypes import from_nanos
+from tracking.sqltypes import from_nanos, to_nanos
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,11 @@ class Totals:
     @property
     def error_rate(self) -> float:
         return self.error_calls / self.calls if self.calls else 0.0
+
+    @property
+    def all_unpriced(self) -> bool:
+        """No call has a known cost: the cost is unknown, not $0."""
+        return self.calls > 0 and self.unpriced_calls == self.calls
 
 
 def totals(frame: pd.DataFrame) -> Totals:
@@ -81,24 +86,21 @@ def group_table(frame: pd.DataFrame, group: str) -> pd.DataFrame:
 
 
 def finish_table(out: pd.DataFrame) -> pd.DataFrame:
-    """Nano-dollars to float dollars for display, and each row's share of the total."""
-    nanos = out.pop("cost_nanos")
-    out["cost_usd"] = nanos / 1e9
+    """Add float dollars for display and each row's share of the total, keeping the exact
+    ``cost_nanos``. A group whose calls are all unpriced has no cost (NaN, shown as
+    "unpriced"), not $0, and no share."""
+    nanos = out["cost_nanos"]
+    unknown = out["unpriced"] >= out["calls"]
+    out["cost_usd"] = (nanos / 1e9).mask(unknown)
     total = int(nanos.sum())
-    out["share_pct"] = 100 * nanos / total if total else 0.0
+    out["share_pct"] = (100 * nanos / total).mask(unknown) if total else float("nan")
     return out
 
 
 def share_of(table: pd.DataFrame, total: Decimal) -> pd.DataFrame:
-    """Add each row's share (%) of ``total`` (a table that shows only the top rows)."""
+    """Each row's share (%) of ``total`` (a table that shows only the top rows)."""
     out = table.copy()
-    out["share_pct"] = 100 * out["cost_usd"] / float(total) if total else 0.0
+    nanos = to_nanos(total)
+    share = 100 * out["cost_nanos"] / nanos if nanos else float("nan")
+    out["share_pct"] = share if not nanos else share.mask(out["cost_usd"].isna())
     return out
-
-
-def options(frame: pd.DataFrame) -> dict[str, list[str]]:
-    """The providers, models and features present (the sidebar's choices)."""
-    return {
-        key: sorted(v for v in frame[key].unique() if v and v != "(none)")
-        for key in ("provider", "model", "feature")
-    }

@@ -1,22 +1,78 @@
-"""Altair chart builders: the pages hand them DataFrames, they return charts with tooltips."""
+"""Altair chart builders: the pages hand them DataFrames, they return charts with tooltips.
+
+Each provider keeps one colour on every chart, whatever the filters leave in the frame, and a
+dollar axis has as many decimals as its range needs.
+"""
 
 from __future__ import annotations
+
+import zlib
 
 import altair as alt
 import pandas as pd
 
-MONEY = "$,.2f"
+from dashboard.formats import axis_format
+
+MONEY = "$,.4~f"  # tooltips: cents, and fractions of a cent where there are any
+# Tableau 10, one colour per well-known provider; any other provider is hashed onto it
+PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+)
+PROVIDER_COLOURS = {
+    "openai": "#59a14f",
+    "anthropic": "#f28e2b",
+    "google": "#4e79a7",
+    "mistral": "#e15759",
+    "cohere": "#b07aa1",
+    "deepseek": "#76b7b2",
+    "xai": "#9c755f",
+    "groq": "#edc948",
+    "perplexity": "#ff9da7",
+    "azure": "#bab0ac",
+    "aws": "#499894",
+}
+
+
+def provider_colour(provider: str) -> str:
+    """The provider's own colour: fixed for the well-known ones, a stable hash for others."""
+    found = PROVIDER_COLOURS.get(provider.lower())
+    return found or PALETTE[zlib.crc32(provider.encode()) % len(PALETTE)]
+
+
+def _colour(frame: pd.DataFrame, key: str) -> alt.Color:
+    title = key.capitalize()
+    if key != "provider":
+        return alt.Color(f"{key}:N", title=title)
+    domain = sorted(frame[key].unique())
+    scale = alt.Scale(domain=domain, range=[provider_colour(p) for p in domain])
+    return alt.Color(f"{key}:N", title=title, scale=scale)
+
+
+def _top(values: pd.Series) -> float:
+    return float(values.max()) if len(values) and pd.notna(values.max()) else 0.0
 
 
 def daily_cost_stacked(frame: pd.DataFrame, color: str = "provider") -> alt.Chart:
     """Cost per day, stacked by ``color`` (the provider by default)."""
+    highest = _top(frame.groupby("day")["cost_usd"].sum()) if len(frame) else 0.0
     return (
         alt.Chart(frame)
         .mark_bar()
         .encode(
             x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d")),
-            y=alt.Y("sum(cost_usd):Q", title="Cost (USD)", axis=alt.Axis(format="$,.2~f")),
-            color=alt.Color(f"{color}:N", title=color.capitalize()),
+            y=alt.Y(
+                "sum(cost_usd):Q", title="Cost (USD)", axis=alt.Axis(format=axis_format(highest))
+            ),
+            color=_colour(frame, color),
             tooltip=[
                 alt.Tooltip("day:T", title="Day", format="%a %b %d, %Y"),
                 alt.Tooltip(f"{color}:N", title=color.capitalize()),
@@ -29,13 +85,18 @@ def daily_cost_stacked(frame: pd.DataFrame, color: str = "provider") -> alt.Char
 
 
 def cost_bars(frame: pd.DataFrame, key: str, top: int = 15) -> alt.Chart:
-    """Horizontal bars of the ``top`` most expensive groups."""
-    shown = frame.nlargest(top, "cost_usd")
+    """Horizontal bars of the ``top`` most expensive groups (groups of unknown cost have no
+    bar: the tables list them as unpriced)."""
+    shown = frame.dropna(subset=["cost_usd"]).nlargest(top, "cost_usd")
     return (
         alt.Chart(shown)
         .mark_bar()
         .encode(
-            x=alt.X("cost_usd:Q", title="Cost (USD)", axis=alt.Axis(format="$,.2~f")),
+            x=alt.X(
+                "cost_usd:Q",
+                title="Cost (USD)",
+                axis=alt.Axis(format=axis_format(_top(shown["cost_usd"])), tickCount=5),
+            ),
             y=alt.Y(f"{key}:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
             tooltip=[
                 alt.Tooltip(f"{key}:N", title=key.capitalize()),
@@ -48,6 +109,18 @@ def cost_bars(frame: pd.DataFrame, key: str, top: int = 15) -> alt.Chart:
     )
 
 
+def bars_caption(frame: pd.DataFrame, key: str, top: int = 15) -> str | None:
+    """What a bar chart leaves out: the groups past its top ``top`` and those of unknown cost."""
+    priced = int(frame["cost_usd"].notna().sum())
+    unknown = len(frame) - priced
+    parts = []
+    if priced > top:
+        parts.append(f"the {top} costliest of {priced:,} {key}s")
+    if unknown:
+        parts.append(f"{unknown:,} {key}{'s' if unknown > 1 else ''} of unknown cost not drawn")
+    return ("Chart: " + "; ".join(parts) + ".") if parts else None
+
+
 def cost_line(frame: pd.DataFrame) -> alt.Chart:
     """Cost per day as a line (the Costs page grouped by day)."""
     return (
@@ -55,7 +128,11 @@ def cost_line(frame: pd.DataFrame) -> alt.Chart:
         .mark_line(point=True)
         .encode(
             x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d")),
-            y=alt.Y("cost_usd:Q", title="Cost (USD)", axis=alt.Axis(format="$,.2~f")),
+            y=alt.Y(
+                "cost_usd:Q",
+                title="Cost (USD)",
+                axis=alt.Axis(format=axis_format(_top(frame["cost_usd"]))),
+            ),
             tooltip=[
                 alt.Tooltip("day:T", title="Day", format="%a %b %d, %Y"),
                 alt.Tooltip("cost_usd:Q", title="Cost", format=MONEY),

@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 Z_90 = 1.645  # two-sided 90% band of a normal distribution
+MIN_HISTORY_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,12 @@ class Projection:
     high: float
     daily_rate: float  # the recent average day the projection extends
     days_left: float  # what is left of the month, today's unelapsed part included
+    history_days: int  # complete days since the first call that the rate comes from
+
+    @property
+    def enough_history(self) -> bool:
+        """A week of complete days at least: fewer give a band that means nothing."""
+        return self.history_days >= MIN_HISTORY_DAYS
 
 
 def month_to_date(costs: Mapping[date, Decimal], today: date) -> Decimal:
@@ -62,11 +69,13 @@ def project_month_end(costs: Mapping[date, Decimal], now: datetime, window: int 
         high=expected + margin,
         daily_rate=rate,
         days_left=days_left,
+        history_days=len(seen),
     )
 
 
 def change(current: Decimal, previous: Decimal) -> float | None:
-    """Relative change from ``previous`` to ``current``; None when there is nothing to compare."""
-    if previous == 0:
+    """Relative change from ``previous`` to ``current``; None when there is nothing to compare
+    (``previous`` under a cent: a percentage of almost nothing says nothing)."""
+    if abs(previous) < Decimal("0.01"):
         return None
     return float((current - previous) / previous)

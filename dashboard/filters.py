@@ -1,80 +1,102 @@
-"""The shared sidebar filters: drawn by the entry script on every page, read by the pages.
+"""The shared sidebar filters: drawn by the entry script on the pages that use them, read by the
+pages.
 
-The widgets live in the entry script, which runs before every page, so their values (kept by
-Streamlit under their keys) carry over when the user switches pages.
+The widgets live in the entry script, which runs before every page. Their values are kept under
+their keys in the session state, and re-set on every run so that Streamlit keeps them while a
+page that does not show the filters is open.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
+import pandas as pd
 import streamlit as st
 
-from dashboard.queries import Filters, StoreSpan
+from dashboard.filter_model import Filters, today
+from dashboard.filter_text import parse_ids
 
 STATE_KEY = "filters"
 DEFAULT_DAYS = 30
-PROJECTION_DAYS = 15  # complete days before today the month-end projection looks at
+EARLIEST = date(2000, 1, 1)  # the date box accepts dates from here to a year ahead
+WIDGET_KEYS = ("f_dates", "f_providers", "f_models", "f_features", "f_users")
+CHOICES = (("Provider", "provider", "f_providers"), ("Model", "model", "f_models"))
+CHOICES += (("Feature", "feature", "f_features"),)
 
 
-def today() -> date:
-    return datetime.now(UTC).date()
-
-
-def default_range(span: StoreSpan) -> tuple[date, date]:
-    """The last 30 days, ending today (or at the last day with calls, if that is later)."""
-    end = max(span.last_day or today(), today())
+def default_range() -> tuple[date, date]:
+    """The last 30 days, ending today: a call dated in the future never moves it."""
+    end = today()
     return end - timedelta(days=DEFAULT_DAYS - 1), end
 
 
-def frame_window(f: Filters, now: date) -> tuple[date, date]:
-    """The days one ``day_frame`` read covers for a page: the date range, plus this month and
-    the days the projection needs, so the Overview's calendar figures come from the same read."""
-    start = min(f.start, now.replace(day=1), now - timedelta(days=PROJECTION_DAYS))
-    return start, max(f.end, now)
+def keep_values() -> None:
+    """Re-set each filter's value, so that Streamlit keeps it on pages without the sidebar."""
+    for key in WIDGET_KEYS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
 
 
-def split_ids(text: str) -> tuple[str, ...]:
-    """'u_1, u_2' -> ('u_1', 'u_2'): user ids typed by hand (there can be far too many to list)."""
-    return tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+def options(frame: pd.DataFrame, chosen: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:
+    """The providers, models and features to offer: for each, those present in the rows that
+    the other two choices select, so that every combination offered has calls."""
+    offered: dict[str, list[str]] = {}
+    for key in ("provider", "model", "feature"):
+        rows = frame
+        for other, values in chosen.items():
+            if other != key and values:
+                rows = rows[rows[other].isin(values)]
+        offered[key] = sorted(v for v in rows[key].unique() if v and v != "(none)")
+    return offered
 
 
-def sidebar(span: StoreSpan, options_for: Callable[[Filters], dict[str, list[str]]]) -> Filters:
+def sidebar(frame_for: Callable[[Filters], pd.DataFrame] | None) -> Filters:
     """Draw the filters in the sidebar and remember what they select for the pages.
 
-    ``options_for(dates_only)`` gives the providers, models and features to choose from.
+    ``frame_for(dates_only)`` gives the day frame the providers, models and features are
+    offered from (None: a store with nothing to offer yet).
     """
     bar = st.sidebar
     bar.header("Filters")
-    picked = bar.date_input("Dates", value=default_range(span), key="f_dates")
-    start, end = _dates(picked, span)
-    options = options_for(Filters(start, end))
-
-    def choose(label: str, name: str, key: str) -> tuple[str, ...]:
-        chosen = st.session_state.get(key) or []
-        choices = sorted({*options.get(name, []), *chosen})  # a choice never vanishes under it
-        return tuple(bar.multiselect(label, choices, key=key))
-
-    providers = choose("Provider", "provider", "f_providers")
-    models = choose("Model", "model", "f_models")
-    features = choose("Feature", "feature", "f_features")
-    users = bar.text_input("User ids", key="f_users", placeholder="user_0001, user_0002")
-    filters = Filters(start, end, providers, models, features, split_ids(users))
+    st.session_state.setdefault("f_dates", default_range())
+    latest = today() + timedelta(days=365)
+    picked = bar.date_input(
+        "Dates",
+        key="f_dates",
+        min_value=EARLIEST,
+        max_value=latest,
+        help=f"Dates from {EARLIEST} to {latest}; the box refuses others.",
+    )
+    start, end, why = read_dates(picked)
+    bar.caption(f"Showing {start} to {end}{why}.")
+    chosen = {name: tuple(st.session_state.get(key) or ()) for _, name, key in CHOICES}
+    offered = options(frame_for(Filters(start, end)), chosen) if frame_for else {}
+    picks: dict[str, tuple[str, ...]] = {}
+    for label, name, key in CHOICES:
+        choices = sorted({*offered.get(name, []), *chosen[name]})  # a choice never vanishes
+        picks[name] = tuple(bar.multiselect(label, choices, key=key))
+    typed = bar.text_input("User ids", key="f_users", placeholder="user_0001, user_0002")
+    users = parse_ids(typed)
+    for note in users.notes:
+        bar.caption(note)
+    filters = Filters(start, end, picks["provider"], picks["model"], picks["feature"], users.values)
     st.session_state[STATE_KEY] = filters
     return filters
 
 
-def _dates(picked: object, span: StoreSpan) -> tuple[date, date]:
+def read_dates(picked: object) -> tuple[date, date, str]:
+    """The range a date box's value selects, and why, when that is not simply what it shows."""
     if isinstance(picked, tuple | list):
         chosen = [d for d in picked if isinstance(d, date)]
         if len(chosen) == 2:
-            return min(chosen), max(chosen)
+            return min(chosen), max(chosen), ""
         if len(chosen) == 1:  # the second click of a range is still to come
-            return chosen[0], chosen[0]
+            return chosen[0], chosen[0], " (pick an end date for a longer range)"
     if isinstance(picked, date):
-        return picked, picked
-    return default_range(span)
+        return picked, picked, ""
+    start, end = default_range()
+    return start, end, f" (the last {DEFAULT_DAYS} days: no range picked)"
 
 
 def current() -> Filters:
@@ -82,14 +104,4 @@ def current() -> Filters:
     found = st.session_state.get(STATE_KEY)
     if isinstance(found, Filters):
         return found
-    return Filters(today() - timedelta(days=DEFAULT_DAYS - 1), today())
-
-
-def parse_tags(text: str) -> tuple[tuple[str, str], ...]:
-    """'plan=pro, team=growth' -> (('plan', 'pro'), ('team', 'growth')); malformed parts ignored."""
-    found: list[tuple[str, str]] = []
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if sep and key.strip() and value.strip():
-            found.append((key.strip(), value.strip()))
-    return tuple(found)
+    return Filters(*default_range())

@@ -11,8 +11,8 @@ summed in SQL, exactly.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -27,12 +27,14 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    tablesample,
     text,
 )
 from sqlalchemy.sql import ColumnElement
 
 from dashboard.breakdown import Totals, finish_table
+from dashboard.filter_model import Filters, dimensions, filtered
+from dashboard.raw_calls import GROUP_COLUMN as _GROUP_COLUMN
+from dashboard.raw_calls import GROUPS, calls_where
 from tracking.schema import (
     PAGE_COUNTS,
     calls,
@@ -41,49 +43,9 @@ from tracking.schema import (
     daily_user_rollups,
     rollup_keys,
 )
-from tracking.sqltypes import to_nanos
+from tracking.sqltypes import from_nanos, to_nanos
 
-GROUPS = ("user", "feature", "provider", "model", "day")
-_GROUP_COLUMN = {"user": "user_id", "feature": "feature", "provider": "provider", "model": "model"}
 MAX_GROUPS = 1000  # rows a group-by returns at most (the most expensive first)
-LATENCY_SAMPLE = 50_000  # raw calls read at most for latency percentiles
-DRILL_PAGE = 50
-
-
-@dataclass(frozen=True)
-class Filters:
-    """What the sidebar (and the Costs page) narrows the data to. Empty tuples mean "all"."""
-
-    start: date
-    end: date  # inclusive
-    providers: tuple[str, ...] = ()
-    models: tuple[str, ...] = ()
-    features: tuple[str, ...] = ()
-    users: tuple[str, ...] = ()
-    tags: tuple[tuple[str, str], ...] = field(default=())  # (key, value): raw calls only
-
-    def with_dates(self, start: date, end: date) -> Filters:
-        return Filters(
-            start, end, self.providers, self.models, self.features, self.users, self.tags
-        )
-
-
-_FILTERED = (
-    ("providers", "provider"),
-    ("models", "model"),
-    ("features", "feature"),
-    ("users", "user_id"),
-)
-
-
-def _filtered(f: Filters) -> dict[str, tuple[str, ...]]:
-    """{column: values} of the provider, model, feature and user filters that are set."""
-    return {column: getattr(f, name) for name, column in _FILTERED if getattr(f, name)}
-
-
-def _dimensions(f: Filters, cols: Any) -> list[ColumnElement[bool]]:
-    """The provider, model, feature and user filters, over a rollup's or the calls' columns."""
-    return [cols[column].in_(values) for column, values in _filtered(f).items()]
 
 
 # The rollup tables, fewest rows first: (day, feature, provider, model) has a few hundred rows a
@@ -95,7 +57,7 @@ def rollup_for(f: Filters, *grouped: str) -> Table:
     """The one rule for which rollup a read uses: the smallest whose keys hold every column the
     read filters (``f``) or groups by (``grouped``). All hold the same calls, so all give the same
     sums; ``daily_rollups`` holds every key and answers any mix (a user and a feature, say)."""
-    needed = {*_filtered(f), *grouped}
+    needed = {*filtered(f), *grouped}
     for table in ROLLUPS_SMALLEST_FIRST:
         if needed <= set(rollup_keys(table)):
             return table
@@ -103,7 +65,7 @@ def rollup_for(f: Filters, *grouped: str) -> Table:
 
 
 def _rollup_where(f: Filters, r: Any) -> list[ColumnElement[bool]]:
-    return [r.day >= f.start, r.day <= f.end, *_dimensions(f, r)]
+    return [r.day >= f.start, r.day <= f.end, *dimensions(f, r)]
 
 
 # A constant planner setting for one transaction: no parameters, nothing a caller passed.
@@ -119,17 +81,6 @@ def _read(engine: Engine, query: Any, source: Table) -> Sequence[Row[Any]]:
         if source is daily_user_rollups and conn.dialect.name == "postgresql":
             conn.execute(_SERIAL)
         return conn.execute(query).all()
-
-
-def _calls_where(f: Filters, c: Any = calls.c) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = [
-        c.occurred_at >= datetime.combine(f.start, time(), UTC),
-        c.occurred_at < datetime.combine(f.end + timedelta(days=1), time(), UTC),
-    ]
-    where += _dimensions(f, c)
-    for key, value in f.tags:
-        where.append(c.tags[key].as_string() == value)
-    return where
 
 
 def _money(value: Any) -> Decimal:
@@ -199,6 +150,21 @@ def day_frame(engine: Engine, f: Filters) -> pd.DataFrame:
 # --- totals and breakdowns from the rollups --------------------------------------------------
 
 
+def unpriced_models(engine: Engine, f: Filters) -> pd.DataFrame:
+    """The models with unpriced calls in the range, most such calls first."""
+    r = rollup_for(f, "provider", "model").c
+    unpriced = func.sum(r.unpriced_calls)
+    query = (
+        select(r.provider, r.model, unpriced)
+        .where(*_rollup_where(f, r), r.unpriced_calls > 0)
+        .group_by(r.provider, r.model)
+        .order_by(unpriced.desc(), r.provider, r.model)
+    )
+    with engine.connect() as conn:
+        rows = [(p, m, int(n)) for p, m, n in conn.execute(query)]
+    return pd.DataFrame(rows, columns=["provider", "model", "unpriced"])
+
+
 def totals(engine: Engine, f: Filters) -> Totals:
     r = rollup_for(f).c
     query = select(
@@ -214,21 +180,37 @@ def totals(engine: Engine, f: Filters) -> Totals:
     return Totals(int(row[0]), int(row[1]), int(row[2]), _money(row[3]), int(row[4]), int(row[5]))
 
 
-def cost_by(engine: Engine, f: Filters, group: str, limit: int = MAX_GROUPS) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Grouped:
+    """A group-by as a page shows it: the costliest groups (at most ``MAX_GROUPS``), how many
+    groups there are in all, and the exact totals over all of them, whatever the table holds."""
+
+    table: pd.DataFrame
+    groups: int
+    totals: Totals
+
+
+def cost_by(engine: Engine, f: Filters, group: str, limit: int | None = None) -> Grouped:
     """Calls, errors, unpriced calls, tokens and cost per group, most expensive first.
+
+    The totals over every group come from the same query, as window sums over all the groups
+    before the limit, so they are exact however many groups the table leaves out.
 
     With tag filters the rollups cannot answer (they have no tags), so the raw calls of the date
     range are grouped instead: slower, and said so on the page.
     """
     if group not in GROUPS:
         raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+    limit = MAX_GROUPS if limit is None else limit
     if f.tags:
         return _cost_by_from_calls(engine, f, group, limit)
     column = "day" if group == "day" else _GROUP_COLUMN[group]
     source = rollup_for(f, column)
     r = source.c
     sums = _rollup_sums(r)
-    query = _grouped(r[column], group, sums, func.sum(r.cost_usd), _rollup_where(f, r), limit)
+    query = _grouped(
+        r[column], group, sums, func.sum(r.cost_usd), _rollup_where(f, r), limit, overall=True
+    )
     return _group_frame(_read(engine, query, source), group)
 
 
@@ -244,13 +226,14 @@ def top_users(engine: Engine, f: Filters, n: int = 8) -> pd.DataFrame:
     sums = _rollup_sums(r)
     query = _grouped(r.user_id, "user", sums, func.sum(r.cost_usd), _rollup_where(f, r), n)
     rows = _read(engine, query, source)
-    return pd.DataFrame(
-        [(u or "(none)", int(calls_), float(_money(c))) for u, calls_, *_, c in rows],
-        columns=["user", "calls", "cost_usd"],
-    )
+    frame = pd.DataFrame(
+        [(u or "(none)", *_totals(*sums)) for u, *sums in rows],
+        columns=["user", *TOTAL_COLUMNS],
+    ).astype({"cost_nanos": "int64"})
+    return finish_table(frame)
 
 
-def _cost_by_from_calls(engine: Engine, f: Filters, group: str, limit: int) -> pd.DataFrame:
+def _cost_by_from_calls(engine: Engine, f: Filters, group: str, limit: int) -> Grouped:
     c = calls.c
     key: Any
     if group != "day":
@@ -266,18 +249,27 @@ def _cost_by_from_calls(engine: Engine, f: Filters, group: str, limit: int) -> p
         func.coalesce(func.sum(c.input_tokens), 0),
         func.coalesce(func.sum(c.output_tokens), 0),
     )
-    cost = func.coalesce(func.sum(c.cost_usd), literal(0))  # unpriced-only groups: $0, not NULL
-    query = _grouped(key, group, totals, cost, _calls_where(f), limit)
+    cost = func.coalesce(func.sum(c.cost_usd), literal(0))  # unpriced-only groups sort as $0
+    where = calls_where(f, engine.dialect.name)
+    query = _grouped(key, group, totals, cost, where, limit, overall=True)
     return _group_frame(_read(engine, query, calls), group)
 
 
 def _grouped(
-    key: Any, group: str, totals: tuple[Any, ...], cost: Any, where: list[Any], limit: int
+    key: Any,
+    group: str,
+    totals: tuple[Any, ...],
+    cost: Any,
+    where: list[Any],
+    limit: int,
+    overall: bool = False,
 ) -> Any:
     """One row per group: calls, errors, unpriced, input and output tokens, cost (the columns
-    ``_group_frame`` reads), by day in order or the costliest groups first."""
+    ``_group_frame`` reads), by day in order or the costliest groups first. ``overall`` adds the
+    number of groups and the sums over all of them (window sums, taken before the limit)."""
+    over = (func.count().over(), *(func.sum(t).over() for t in (*totals, cost))) if overall else ()
     return (
-        select(key.label(group), *totals, cost)
+        select(key.label(group), *totals, cost, *over)
         .where(*where)
         .group_by(key)
         .order_by(key if group == "day" else cost.desc(), key)
@@ -285,105 +277,22 @@ def _grouped(
     )
 
 
-def _group_frame(rows: Sequence[Row[Any]], group: str) -> pd.DataFrame:
+def _group_frame(rows: Sequence[Row[Any]], group: str) -> Grouped:
+    width = 1 + len(TOTAL_COLUMNS)
     frame = pd.DataFrame(
-        [(_day(k) if group == "day" else (k or "(none)"), *_totals(*sums)) for k, *sums in rows],
+        [
+            (_day(k) if group == "day" else (k or "(none)"), *_totals(*sums))
+            for k, *sums in (row[:width] for row in rows)
+        ],
         columns=[group, *TOTAL_COLUMNS],
     ).astype({"cost_nanos": "int64"})
-    return finish_table(frame)
+    if not rows:
+        return Grouped(finish_table(frame), 0, Totals(0, 0, 0, Decimal(0), 0, 0))
+    groups, *overall = rows[0][width:]
+    n, errors, unpriced, inp, out, nanos = _totals(*overall)
+    totals = Totals(n, errors, unpriced, from_nanos(nanos), inp, out)
+    return Grouped(finish_table(frame), int(groups), totals)
 
 
 def _day(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
-
-
-# --- raw calls: bounded reads -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Latency:
-    p50_ms: float | None
-    p95_ms: float | None
-    sampled: int  # calls the percentiles were computed from
-    exact: bool  # False when they come from a sample of the range
-
-
-def latency(engine: Engine, f: Filters, in_range: int, sample: int = LATENCY_SAMPLE) -> Latency:
-    """p50 and p95 of ``duration_ms`` over the calls of the range.
-
-    ``in_range`` is the rollups' count of those calls: up to ``sample`` calls are read exactly;
-    beyond that PostgreSQL reads a repeatable page sample (TABLESAMPLE SYSTEM) sized to about
-    ``sample`` calls, and SQLite the first ``sample`` calls found. Either way the read is bounded.
-    """
-    c = calls.c
-    source: Any = calls
-    exact = in_range <= sample
-    if not exact and engine.dialect.name == "postgresql":
-        percent = max(0.01, min(100.0, 100.0 * sample / in_range))
-        source = tablesample(calls, func.system(percent), name="sampled", seed=literal(7))
-        c = source.c
-    query = (
-        select(c.duration_ms)
-        .select_from(source)
-        .where(*_calls_where(f, c), c.duration_ms.is_not(None))
-        .limit(None if exact else sample * 2)
-    )
-    with engine.connect() as conn:
-        values = [int(v) for v in conn.execute(query).scalars()]
-    if not values:
-        return Latency(None, None, 0, exact)
-    series = pd.Series(values, dtype="float64")
-    return Latency(float(series.quantile(0.5)), float(series.quantile(0.95)), len(values), exact)
-
-
-def group_condition(group: str, value: Any) -> tuple[str, Any]:
-    """The (column, value) a group's drill-down adds to the filters."""
-    if group not in GROUPS:
-        raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
-    return ("day" if group == "day" else _GROUP_COLUMN[group]), value
-
-
-DRILL_COLUMNS = (
-    "occurred_at",
-    "provider",
-    "model",
-    "feature",
-    "user_id",
-    "status",
-    "error_type",
-    "duration_ms",
-    "input_tokens",
-    "cache_read_tokens",
-    "output_tokens",
-    "cost_usd",
-)
-
-
-def drill_down(
-    engine: Engine, f: Filters, group: str, value: Any, page: int = 0, size: int = DRILL_PAGE
-) -> pd.DataFrame:
-    """One page of the raw calls of one group, newest first."""
-    column, value = group_condition(group, value)
-    c = calls.c
-    narrowed = f
-    where = _calls_where(f)
-    if column == "day":
-        day = _day(value)
-        narrowed = f.with_dates(max(f.start, day), min(f.end, day))
-        where = _calls_where(narrowed)
-    elif value in ("", "(none)") and column in ("user_id", "feature"):
-        where.append(c[column].is_(None))
-    else:
-        where.append(c[column] == value)
-    query = (
-        select(*(c[name] for name in DRILL_COLUMNS))
-        .where(*where)
-        .order_by(c.occurred_at.desc(), c.id)
-        .limit(size)
-        .offset(max(0, page) * size)
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    frame = pd.DataFrame([tuple(r) for r in rows], columns=list(DRILL_COLUMNS))
-    frame["cost_usd"] = [None if v is None else float(v) for v in frame["cost_usd"]]
-    return frame

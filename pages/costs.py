@@ -6,68 +6,76 @@ from dataclasses import replace
 
 import streamlit as st
 
-from dashboard import breakdown, charts, data
+from dashboard import charts, data, formats, notices, tables
 from dashboard.db import store_url
-from dashboard.filters import current, frame_window, parse_tags, today
-from dashboard.queries import DRILL_PAGE, GROUPS, MAX_GROUPS
+from dashboard.filter_text import parse_tags
+from dashboard.filters import current
+from dashboard.raw_calls import DRILL_PAGE, GROUPS
 
 st.title("Costs")
 url = store_url()
+state = data.store_state(url)
+if state.kind == "missing":
+    notices.missing_store(state)
+    st.stop()
+if state.kind == "empty":
+    st.info("No calls logged yet: the Overview page can load demo data.")
+    st.stop()
+notices.future_calls(state)
 base = current()
 
-left, right = st.columns([2, 3])
+left, right = st.columns([3, 2])
 group = left.radio(
-    "Group by", GROUPS, index=GROUPS.index("feature"), horizontal=True, key="costs_group"
+    "Group by",
+    GROUPS,
+    index=GROUPS.index("feature"),
+    horizontal=True,
+    key="costs_group",
+    format_func=str.capitalize,
 )
-tags = parse_tags(right.text_input("Tags", key="costs_tags", placeholder="plan=pro, team=growth"))
-f = replace(base, tags=tags)
-if tags:
+typed = parse_tags(right.text_input("Tags", key="costs_tags", placeholder="plan=pro, team=growth"))
+if message := typed.message("the tags"):
+    st.warning(message)
+f = replace(base, tags=typed.values)
+if f.tags:
     st.caption("Tag filters read the raw calls of the range (the rollups have no tags): slower.")
 
-window = None
-if not tags:  # one rollup read per filter set, cached and shared with the Overview
-    window = breakdown.between(
-        data.day_frame(url, base.with_dates(*frame_window(base, today()))), f.start, f.end
+view = data.cost_view(url, f, group)
+if view.totals.calls == 0:
+    span = state.span
+    st.info(
+        f"No calls from {f.start} to {f.end} for these filters "
+        f"(the store has calls from {span.first_day} to {span.last_day})."
     )
-if window is not None and group != "user":
-    frame = breakdown.group_table(window, group)
-else:  # the rollups' per-user grain, or the raw calls for tags
-    frame = data.cost_by(url, f, group)
-if frame.empty:
-    st.info(f"No calls from {f.start} to {f.end} for these filters.")
     st.stop()
 
-totals = breakdown.totals(window) if window is not None else None
 cols = st.columns(4)
-cols[0].metric("Cost", f"${totals.cost_usd:,.2f}" if totals else f"${frame['cost_usd'].sum():,.2f}")
-cols[1].metric("Calls", f"{totals.calls if totals else int(frame['calls'].sum()):,}")
-cols[2].metric("Groups", f"{len(frame):,}")
-cols[3].metric(
-    "Unpriced calls", f"{totals.unpriced_calls if totals else int(frame['unpriced'].sum()):,}"
-)
+cols[0].metric("Cost", formats.cost_text(view.totals))
+cols[1].metric("Calls", f"{view.totals.calls:,}")
+cols[2].metric("Groups", f"{view.groups:,}")
+cols[3].metric("Unpriced calls", f"{view.totals.unpriced_calls:,}")
+if note := formats.unpriced_note(view.totals):
+    st.caption(note)
 
-if len(frame) >= MAX_GROUPS:
-    st.caption(f"The {MAX_GROUPS:,} most expensive groups; narrow the filters to see others.")
-chart = charts.cost_line(frame) if group == "day" else charts.cost_bars(frame, group)
+frame = view.table
+if view.capped:
+    st.caption(
+        f"The table holds the {len(frame):,} most expensive of {view.groups:,} groups; the "
+        "figures above count them all. Narrow the filters to see the others."
+    )
+if group == "day":
+    chart = charts.cost_line(frame)
+else:
+    chart = charts.cost_bars(frame, group)
+    if caption := charts.bars_caption(frame, group):
+        st.caption(caption)
 st.altair_chart(chart, width="stretch")
 
-st.dataframe(
-    frame,
-    hide_index=True,
-    width="stretch",
-    column_config={
-        "cost_usd": st.column_config.NumberColumn("Cost", format="$%.2f"),
-        "share_pct": st.column_config.NumberColumn("Share", format="%.1f%%"),
-        "calls": st.column_config.NumberColumn("Calls", format="%d"),
-        "errors": st.column_config.NumberColumn("Errors", format="%d"),
-        "unpriced": st.column_config.NumberColumn("Unpriced", format="%d"),
-        "input_tokens": st.column_config.NumberColumn("Input tokens", format="%d"),
-        "output_tokens": st.column_config.NumberColumn("Output tokens", format="%d"),
-    },
-)
+shown, config = tables.cost_table(frame, group)
+st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
 st.download_button(
     "Download CSV",
-    data=frame.to_csv(index=False),
+    data=formats.csv_table(frame, group),
     file_name=f"unitwise_costs_by_{group}_{f.start}_{f.end}.csv",
     mime="text/csv",
 )
@@ -79,18 +87,16 @@ choice = st.selectbox(
 if choice is not None:
     count = int(frame.loc[frame[group] == choice, "calls"].iloc[0])
     pages = max(1, -(-count // DRILL_PAGE))
-    page = st.number_input(f"Page (of {pages:,})", 1, pages, 1, key=f"drill_page_{group}")
+    page = st.number_input(
+        f"Page (1 to {pages:,})",
+        min_value=1,
+        max_value=pages,
+        value=1,
+        key=f"drill_page_{group}",
+        help=f"{count:,} calls, {DRILL_PAGE} to a page: pages 1 to {pages:,}.",
+    )
     rows = data.drill_down(url, f, group, choice, int(page) - 1)
     first = (int(page) - 1) * DRILL_PAGE + 1
     st.caption(f"Calls {first:,} to {first + len(rows) - 1:,} of {count:,}, newest first.")
-    st.dataframe(
-        rows,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "occurred_at": st.column_config.DatetimeColumn(
-                "When (UTC)", format="YYYY-MM-DD HH:mm:ss"
-            ),
-            "cost_usd": st.column_config.NumberColumn("Cost", format="$%.6f"),
-        },
-    )
+    shown_calls, calls_config = tables.calls_table(rows)
+    st.dataframe(shown_calls, hide_index=True, width="stretch", column_config=calls_config)

@@ -50,7 +50,22 @@ def test_group_table_sorts_by_cost_and_shares_sum_to_100() -> None:
         breakdown.group_table(frame(), "user")
 
 
-def test_daily_by_provider_and_options() -> None:
+def test_a_group_of_unpriced_calls_has_no_cost_not_zero() -> None:
+    table = breakdown.group_table(frame(), "feature")
+    unpriced = table.set_index("feature").loc["summarize"]
+    assert pd.isna(unpriced["cost_usd"]) and pd.isna(unpriced["share_pct"])
+    assert unpriced["cost_nanos"] == 0 and unpriced["unpriced"] == 5
+    assert table.set_index("feature").loc["chat", "cost_usd"] == pytest.approx(0.300000003)
+    all_unpriced = breakdown.totals(frame()[frame()["feature"] == "summarize"])
+    assert all_unpriced.all_unpriced and not breakdown.totals(frame()).all_unpriced
+
+
+def test_shares_of_a_top_table_are_of_the_whole() -> None:
+    table = breakdown.group_table(frame(), "feature").head(1)
+    shared = breakdown.share_of(table, Decimal("0.600000003"))
+    assert shared["share_pct"].iloc[0] == pytest.approx(50)
+
+
+def test_daily_by_provider() -> None:
     daily = breakdown.daily_by(frame(), "provider")
     assert len(daily) == 3 and daily["cost_usd"].sum() == pytest.approx(0.600000003)
-    assert breakdown.options(frame())["model"] == ["claude", "gpt-4o", "whisper-1"]

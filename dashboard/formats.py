@@ -1,0 +1,100 @@
+"""How figures read on the pages and in exports: money to enough digits to tell it from zero,
+unknown cost as "unpriced" (never $0), and CSV with exact decimals as text.
+
+Plain functions over Decimals and DataFrames, no Streamlit, so they are unit-tested alone.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import pandas as pd
+
+from dashboard.breakdown import Totals
+from tracking.sqltypes import from_nanos
+
+UNPRICED = "unpriced"
+CENT = Decimal("0.01")
+
+
+def usd(amount: Decimal | float) -> str:
+    """'$1,234.57'; an amount under a cent with two significant digits ('$0.0042'), so that it
+    is never shown as $0.00. A float (an estimate, such as a projection) is shown as its
+    shortest decimal."""
+    if isinstance(amount, float):
+        amount = Decimal(repr(amount))
+    if amount == 0 or abs(amount) >= CENT:
+        return f"${amount:,.2f}".replace("$-", "-$")
+    digits = 1 - amount.adjusted()  # two significant digits
+    return f"${amount:,.{digits}f}".replace("$-", "-$")
+
+
+def cost_text(totals: Totals) -> str:
+    """The cost of a set of calls: 'unpriced' when none has a known cost."""
+    return UNPRICED if totals.all_unpriced else usd(totals.cost_usd)
+
+
+def unpriced_note(totals: Totals) -> str | None:
+    """What a cost figure leaves out: the calls whose cost is unknown."""
+    if not totals.unpriced_calls:
+        return None
+    if totals.all_unpriced:
+        return f"All {totals.calls:,} calls are unpriced: their cost is unknown, not $0."
+    return f"Plus {totals.unpriced_calls:,} unpriced calls of unknown cost, not counted."
+
+
+def money_decimals(costs: pd.Series) -> int:
+    """Decimals a column of dollar costs needs so that its smallest nonzero cost shows a
+    nonzero digit: 2, or up to 6 for costs under a cent."""
+    nonzero = costs[(costs.notna()) & (costs != 0)].abs()
+    if nonzero.empty or nonzero.min() >= 0.01:
+        return 2
+    return min(6, 1 - math.floor(math.log10(float(nonzero.min()))))
+
+
+def axis_format(top: float) -> str:
+    """A d3 format for a dollar axis from 0 to ``top``: enough decimals that its ticks (about
+    five) read apart ('$0.002 $0.004', not '$0 $0 $0.01'), trailing zeros trimmed."""
+    if not top or top <= 0 or not math.isfinite(top):
+        return "$,.2~f"
+    step = top / 5
+    decimals = max(0, min(6, -math.floor(math.log10(step))))
+    return f"$,.{max(decimals, 0)}~f"
+
+
+def exact_usd(nanos: int) -> str:
+    """Exact dollars as decimal text for a CSV: '0.000012345', never '1.2345e-05'."""
+    amount = from_nanos(nanos).normalize()
+    if amount == amount.to_integral():
+        amount = amount.quantize(Decimal(1))
+    return f"{amount:f}"
+
+
+CSV_NAMES = {
+    "user": "User",
+    "feature": "Feature",
+    "provider": "Provider",
+    "model": "Model",
+    "day": "Day",
+    "calls": "Calls",
+    "errors": "Errors",
+    "unpriced": "Unpriced calls",
+    "input_tokens": "Input tokens",
+    "output_tokens": "Output tokens",
+}
+
+
+def csv_table(table: pd.DataFrame, group: str) -> str:
+    """The Costs table as CSV: readable column names, the cost as exact decimal text (empty for
+    a group whose calls are all unpriced, with the unpriced count beside it), shares rounded."""
+    unknown = table["unpriced"] >= table["calls"]
+    out = table[[group, *(n for n in CSV_NAMES if n in table and n != group)]].copy()
+    out["Cost (USD)"] = [
+        "" if u else exact_usd(int(n)) for n, u in zip(table["cost_nanos"], unknown, strict=True)
+    ]
+    out["Share (%)"] = [
+        "" if pd.isna(s) else str(Decimal(repr(s)).quantize(Decimal("0.1"), ROUND_HALF_EVEN))
+        for s in table["share_pct"]
+    ]
+    return out.rename(columns=CSV_NAMES).to_csv(index=False)

@@ -1,0 +1,46 @@
+"""Messages the pages share: a store that cannot be read yet, calls dated in the future, and
+unpriced models with how to price them. Worded once so every page says the same."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.data import StoreState
+
+ADD_PRICE = (
+    "python -m tracking prices add --url URL --provider PROVIDER --model MODEL "
+    "--input 2.50 --output 10.00"
+)
+
+
+def missing_store(state: StoreState) -> None:
+    st.error(
+        "The store has no tables yet (or cannot be read). Run "
+        "`python -m tracking migrate --url URL` (or `make run`)."
+        + (f"\n\nThe store said: {state.error}" if state.error else "")
+    )
+
+
+def future_calls(state: StoreState) -> None:
+    if state.future_calls:
+        st.warning(
+            f"{state.future_calls:,} calls are dated more than a day ahead (the latest "
+            f"{state.latest_future:%Y-%m-%d %H:%M} UTC): a wrong clock or a typo in "
+            "`occurred_at`. They are left out of the default range."
+        )
+
+
+def unpriced_models(models: pd.DataFrame, calls: int) -> None:
+    """The unpriced warning: which models, how many calls, and how to price them."""
+    if not calls:
+        return
+    listed = ", ".join(
+        f"{row.provider}/{row.model} ({row.unpriced:,})" for row in models.head(8).itertuples()
+    )
+    more = f" and {len(models) - 8:,} more" if len(models) > 8 else ""
+    st.warning(
+        f"{calls:,} calls in this range are unpriced: their models are not in the price table, "
+        f"so their cost is unknown (not $0). Models: {listed}{more}.\n\n"
+        f"Add a price (per million tokens) from the command line: `{ADD_PRICE}`"
+    )

@@ -1,0 +1,188 @@
+"""Reads of the raw ``calls``: always bounded (a page of calls, a sample) or narrowed by tags.
+
+The rollups have no tags, so a tag filter reads the calls. A tag value is matched as a user
+means it, the same on both stores: ``demo=true`` finds the JSON boolean ``true`` and the string
+``"true"``, ``n=1`` the number 1 (or 1.0) and the string ``"1"``, ``plan=pro`` the string.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, Numeric, and_, case, cast, false, func, literal, or_, select
+from sqlalchemy import tablesample as sampled_table
+from sqlalchemy.sql import ColumnElement
+
+from dashboard.filter_model import Filters, dimensions
+from tracking.schema import calls
+
+LATENCY_SAMPLE = 50_000  # raw calls read at most for latency percentiles
+DRILL_PAGE = 50
+
+
+def calls_where(f: Filters, dialect: str, c: Any = calls.c) -> list[ColumnElement[bool]]:
+    """The filters over the calls' columns: dates, dimensions and tags, as bound parameters."""
+    where: list[ColumnElement[bool]] = [
+        c.occurred_at >= datetime.combine(f.start, time(), UTC),
+        c.occurred_at < datetime.combine(f.end + timedelta(days=1), time(), UTC),
+    ]
+    where += dimensions(f, c)
+    values: dict[str, list[str]] = defaultdict(list)
+    for key, value in f.tags:
+        values[key].append(value)
+    for key, wanted in values.items():  # one key given twice: either value
+        where.append(or_(*(tag_equals(c.tags, key, v, dialect) for v in wanted)))
+    return where
+
+
+def _number(text: str) -> Decimal | None:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() else None
+
+
+def tag_equals(tags: Any, key: str, text: str, dialect: str) -> ColumnElement[bool]:
+    """Whether tag ``key`` holds ``text`` as a string, or as the boolean or number it spells."""
+    if dialect == "sqlite":
+        path = f'$."{key}"'  # keys with '"' are refused by the filter's parser
+        kind: Any = func.json_type(tags, path)
+        value: Any = func.json_extract(tags, path)
+        string, true, false_, numbers = "text", "true", "false", ("integer", "real")
+    else:
+        element = tags[key]
+        kind, value = func.json_typeof(element), element.as_string()
+        string, true, false_, numbers = "string", "boolean", "boolean", ("number",)
+    matches = [and_(kind == string, value == text)]
+    spelled = text.strip().lower()
+    if spelled in ("true", "false"):
+        if dialect == "sqlite":
+            matches.append(kind == (true if spelled == "true" else false_))
+        else:
+            matches.append(and_(kind == true, value == spelled))
+    number = _number(text.strip())
+    if number is not None:
+        if dialect == "sqlite":  # json_extract gives the number itself
+            as_number: Any = float(number) if number != number.to_integral() else int(number)
+            matches.append(and_(kind.in_(numbers), value == as_number))
+        else:  # CASE: the text is cast only where it is a JSON number
+            matches.append(case((kind.in_(numbers), cast(value, Numeric) == number), else_=false()))
+    return or_(*matches)
+
+
+@dataclass(frozen=True)
+class Latency:
+    p50_ms: float | None
+    p95_ms: float | None
+    sampled: int  # calls the percentiles were computed from
+    exact: bool  # False when they come from a sample of the range
+
+
+def latency(engine: Engine, f: Filters, in_range: int, sample: int = LATENCY_SAMPLE) -> Latency:
+    """p50 and p95 of ``duration_ms`` over the calls of the range.
+
+    ``in_range`` is the rollups' count of those calls: up to ``sample`` calls are read exactly;
+    beyond that PostgreSQL reads a repeatable page sample (TABLESAMPLE SYSTEM) sized to about
+    ``sample`` calls, and SQLite the first ``sample`` calls found. Either way the read is bounded.
+    """
+    c = calls.c
+    source: Any = calls
+    exact = in_range <= sample
+    dialect = engine.dialect.name
+    if not exact and dialect == "postgresql":
+        percent = max(0.01, min(100.0, 100.0 * sample / in_range))
+        source = sampled_table(calls, func.system(percent), name="sampled", seed=literal(7))
+        c = source.c
+    query = (
+        select(c.duration_ms)
+        .select_from(source)
+        .where(*calls_where(f, dialect, c), c.duration_ms.is_not(None))
+        .limit(None if exact else sample * 2)
+    )
+    with engine.connect() as conn:
+        values = [int(v) for v in conn.execute(query).scalars()]
+    if not values:
+        return Latency(None, None, 0, exact)
+    series = pd.Series(values, dtype="float64")
+    return Latency(float(series.quantile(0.5)), float(series.quantile(0.95)), len(values), exact)
+
+
+GROUP_COLUMN = {"user": "user_id", "feature": "feature", "provider": "provider", "model": "model"}
+GROUPS = ("user", "feature", "provider", "model", "day")
+
+
+def group_condition(group: str, value: Any) -> tuple[str, Any]:
+    """The (column, value) a group's drill-down adds to the filters."""
+    if group not in GROUPS:
+        raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+    return ("day" if group == "day" else GROUP_COLUMN[group]), value
+
+
+DRILL_COLUMNS = (
+    "occurred_at",
+    "provider",
+    "model",
+    "feature",
+    "user_id",
+    "status",
+    "error_type",
+    "duration_ms",
+    "input_tokens",
+    "cache_read_tokens",
+    "output_tokens",
+    "cost_usd",
+)
+
+
+def drill_down(
+    engine: Engine, f: Filters, group: str, value: Any, page: int = 0, size: int = DRILL_PAGE
+) -> pd.DataFrame:
+    """One page of the raw calls of one group, newest first. ``cost_usd`` is exact (a Decimal),
+    None where the call is unpriced."""
+    column, value = group_condition(group, value)
+    c = calls.c
+    dialect = engine.dialect.name
+    where = calls_where(f, dialect)
+    if column == "day":
+        day = value if isinstance(value, date) else date.fromisoformat(str(value))
+        where = calls_where(f.with_dates(max(f.start, day), min(f.end, day)), dialect)
+    elif value in ("", "(none)") and column in ("user_id", "feature"):
+        where.append(c[column].is_(None))
+    else:
+        where.append(c[column] == value)
+    query = (
+        select(*(c[name] for name in DRILL_COLUMNS))
+        .where(*where)
+        .order_by(c.occurred_at.desc(), c.id)
+        .limit(size)
+        .offset(max(0, page) * size)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=list(DRILL_COLUMNS))
+
+
+def calls_after(engine: Engine, moment: datetime) -> tuple[int, datetime | None]:
+    """How many calls are dated after ``moment``, and the latest date among them (calls logged
+    with a wrong clock or a typo: the app says so instead of opening on their dates)."""
+    c = calls.c
+    query = select(func.count(), func.max(c.occurred_at)).where(c.occurred_at > moment)
+    with engine.connect() as conn:
+        count, last = conn.execute(query).one()
+    return int(count), last
+
+
+def cost_between(engine: Engine, f: Filters, start: datetime, end: datetime) -> tuple[int, Any]:
+    """The calls and exact cost of the filtered calls from ``start`` up to ``end`` (a part of a
+    day: the rollups hold whole days only). One day's calls at most, through the time index."""
+    c = calls.c
+    where = [*calls_where(f, engine.dialect.name), c.occurred_at >= start, c.occurred_at < end]
+    with engine.connect() as conn:
+        count, cost = conn.execute(select(func.count(), func.sum(c.cost_usd)).where(*where)).one()
+    return int(count), cost if cost is not None else Decimal(0)
