@@ -18,6 +18,11 @@ UNPRICED = "unpriced"
 CENT = Decimal("0.01")
 
 
+def plural(count: int, word: str) -> str:
+    """'1 call', '2,345 calls'."""
+    return f"{count:,} {word}" + ("" if count == 1 else "s")
+
+
 def usd(amount: Decimal | float) -> str:
     """'$1,234.57'; an amount under a cent with two significant digits ('$0.0042'), so that it
     is never shown as $0.00. A float (an estimate, such as a projection) is shown as its
@@ -40,8 +45,10 @@ def unpriced_note(totals: Totals) -> str | None:
     if not totals.unpriced_calls:
         return None
     if totals.all_unpriced:
-        return f"All {totals.calls:,} calls are unpriced: their cost is unknown, not $0."
-    return f"Plus {totals.unpriced_calls:,} unpriced calls of unknown cost, not counted."
+        every = "The call is" if totals.calls == 1 else f"All {totals.calls:,} calls are"
+        return f"{every} unpriced: their cost is unknown, not $0."
+    left_out = plural(totals.unpriced_calls, "unpriced call")
+    return f"Plus {left_out} of unknown cost, not counted."
 
 
 def money_decimals(costs: pd.Series) -> int:

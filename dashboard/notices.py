@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.data import StoreState
+from dashboard.formats import plural
 
 ADD_PRICE = (
     "python -m tracking prices add --url URL --provider PROVIDER --model MODEL "
@@ -25,7 +26,8 @@ def missing_store(state: StoreState) -> None:
 def future_calls(state: StoreState) -> None:
     if state.future_calls:
         st.warning(
-            f"{state.future_calls:,} calls are dated more than a day ahead (the latest "
+            f"{plural(state.future_calls, 'call')} {'is' if state.future_calls == 1 else 'are'} "
+            "dated more than a day ahead (the latest "
             f"{state.latest_future:%Y-%m-%d %H:%M} UTC): a wrong clock or a typo in "
             "`occurred_at`. They are left out of the default range."
         )
@@ -40,7 +42,8 @@ def unpriced_models(models: pd.DataFrame, calls: int) -> None:
     )
     more = f" and {len(models) - 8:,} more" if len(models) > 8 else ""
     st.warning(
-        f"{calls:,} calls in this range are unpriced: their models are not in the price table, "
+        f"{plural(calls, 'call')} in this range {'is' if calls == 1 else 'are'} unpriced: "
+        "their models are not in the price table, "
         f"so their cost is unknown (not $0). Models: {listed}{more}.\n\n"
         f"Add a price (per million tokens) from the command line: `{ADD_PRICE}`"
     )

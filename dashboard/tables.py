@@ -8,7 +8,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard.formats import money_decimals
+from dashboard.formats import UNPRICED, money_decimals, plural
+
+Shown = Any  # a pandas Styler over the shown frame: what st.dataframe takes
+# st.dataframe draws a missing number as "None" whatever a Styler says, so in the frame a page
+# shows (never in the data) an unknown cost, or its share, is this number, displayed in words.
+UNKNOWN = -1.0
 
 LABELS = {
     "user": "User",
@@ -23,26 +28,46 @@ def _count(label: str) -> Any:
     return st.column_config.NumberColumn(label, format="localized", width="small")
 
 
-def _money(label: str, costs: pd.Series) -> Any:
-    step = 10.0 ** -money_decimals(costs)
-    return st.column_config.NumberColumn(label, format="dollar", step=step, width="small")
+def _dollars(costs: pd.Series) -> Any:
+    """A formatter showing every cost of the column to the digits its smallest one needs."""
+    decimals = money_decimals(costs)
+    return lambda value: f"${value:,.{decimals}f}"
 
 
-def cost_table(table: pd.DataFrame, group: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+def _display(shown: pd.DataFrame, unknown: str, money: list[str]) -> Shown:
+    """Costs as text over their numbers (sorting stays numeric, unknown costs below $0):
+    unknown ones in words, not "None"; shares to a tenth of a percent, blank where unknown."""
+    known = {name: shown[name].mask(shown[name] == UNKNOWN) for name in money}
+    styler = shown.style.format(
+        {name: _or_unknown(_dollars(known[name]), unknown) for name in money}, subset=money
+    )
+    if "share_pct" in shown:
+        styler = styler.format(_or_unknown("{:.1f}%".format, ""), subset=["share_pct"])
+    return styler
+
+
+def _or_unknown(show: Any, unknown: str) -> Any:
+    return lambda value: unknown if value == UNKNOWN else show(value)
+
+
+def cost_table(table: pd.DataFrame, group: str) -> tuple[Shown, dict[str, Any]]:
     """The Costs table and its column settings: a group of unpriced calls has no cost and says
     so, a partly unpriced one says how many calls its cost leaves out."""
     unknown = table["unpriced"] >= table["calls"]
     partial = (table["unpriced"] > 0) & ~unknown
     shown = table[[group, "cost_usd", "share_pct", "calls", "errors", "unpriced"]].copy()
+    shown[["cost_usd", "share_pct"]] = shown[["cost_usd", "share_pct"]].fillna(UNKNOWN)
     shown["note"] = ""
     shown.loc[unknown, "note"] = "unpriced: cost unknown"
-    shown.loc[partial, "note"] = [f"{n:,} calls unpriced" for n in table.loc[partial, "unpriced"]]
+    shown.loc[partial, "note"] = [
+        f"{plural(n, 'call')} unpriced" for n in table.loc[partial, "unpriced"]
+    ]
     shown["input_tokens"] = table["input_tokens"]
     shown["output_tokens"] = table["output_tokens"]
     config = {
         group: st.column_config.Column(LABELS[group]),
-        "cost_usd": _money("Cost", table["cost_usd"]),
-        "share_pct": st.column_config.NumberColumn("Share", format="%.1f%%", width="small"),
+        "cost_usd": st.column_config.Column("Cost", width="small"),
+        "share_pct": st.column_config.Column("Share", width="small"),
         "calls": _count("Calls"),
         "errors": _count("Errors"),
         "unpriced": _count("Unpriced"),
@@ -52,7 +77,7 @@ def cost_table(table: pd.DataFrame, group: str) -> tuple[pd.DataFrame, dict[str,
     }
     if group == "day":
         config[group] = st.column_config.DateColumn("Day", format="YYYY-MM-DD")
-    return shown, config
+    return _display(shown, UNPRICED, ["cost_usd"]), config
 
 
 DRILL_LABELS = {
@@ -65,17 +90,14 @@ DRILL_LABELS = {
 }
 
 
-def calls_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A page of raw calls: no "None" (an unpriced call's cost is empty and its note says so,
-    a missing user or feature reads "(none)", no error is blank)."""
+def calls_table(rows: pd.DataFrame) -> tuple[Shown, dict[str, Any]]:
+    """A page of raw calls: no "None" (an unpriced call's cost reads "unpriced", a missing user
+    or feature "(none)", no error is blank)."""
     shown = rows.copy()
-    unpriced = shown["cost_usd"].isna()
-    shown["cost_usd"] = [None if pd.isna(v) else float(v) for v in rows["cost_usd"]]
+    shown["cost_usd"] = [UNKNOWN if pd.isna(v) else float(v) for v in rows["cost_usd"]]
     for column in ("user_id", "feature"):
         shown[column] = shown[column].fillna("(none)")
     shown["error_type"] = shown["error_type"].fillna("")
-    shown.insert(shown.columns.get_loc("cost_usd") + 1, "note", "")
-    shown.loc[unpriced, "note"] = "unpriced"
     config: dict[str, Any] = {
         "occurred_at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss"),
         **{name: st.column_config.TextColumn(label) for name, label in DRILL_LABELS.items()},
@@ -83,7 +105,6 @@ def calls_table(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
         "input_tokens": _count("Input tokens"),
         "cache_read_tokens": _count("Cached"),
         "output_tokens": _count("Output tokens"),
-        "cost_usd": st.column_config.NumberColumn("Cost", format="dollar", step=1e-6),
-        "note": st.column_config.TextColumn("Cost note", width="small"),
+        "cost_usd": st.column_config.Column("Cost", width="small"),
     }
-    return shown, config
+    return _display(shown, UNPRICED, ["cost_usd"]), config

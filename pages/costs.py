@@ -64,12 +64,12 @@ if view.capped:
         "figures above count them all. Narrow the filters to see the others."
     )
 if group == "day":
-    chart = charts.cost_line(frame)
+    st.altair_chart(charts.cost_line(frame), width="stretch")
 else:
-    chart = charts.cost_bars(frame, group)
     if caption := charts.bars_caption(frame, group):
         st.caption(caption)
-st.altair_chart(chart, width="stretch")
+    if frame["cost_usd"].notna().any():  # no bars to draw when every cost is unknown
+        st.altair_chart(charts.cost_bars(frame, group), width="stretch")
 
 shown, config = tables.cost_table(frame, group)
 st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
@@ -82,7 +82,12 @@ st.download_button(
 
 st.subheader("Calls of one group")
 choice = st.selectbox(
-    f"Pick a {group}", [None, *frame[group].tolist()], key=f"drill_{group}", format_func=str
+    f"Pick a {group}",
+    frame[group].tolist(),
+    index=None,
+    placeholder=f"Choose a {group} to list its calls",
+    key=f"drill_{group}",
+    format_func=str,
 )
 if choice is not None:
     count = int(frame.loc[frame[group] == choice, "calls"].iloc[0])

@@ -108,6 +108,7 @@ tables = {
 }
 for column, (title, (group, table)) in zip(columns, tables.items(), strict=True):
     column.subheader(title)
-    column.altair_chart(charts.cost_bars(table, group, top=8), width="stretch")
+    if table["cost_usd"].notna().any():
+        column.altair_chart(charts.cost_bars(table, group, top=8), width="stretch")
     if caption := charts.bars_caption(table, group, top=8):
         column.caption(caption)

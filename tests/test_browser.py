@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,9 @@ import pytest
 from dashboard import demo
 from tests.conftest import CI, add_test_prices
 from tracking.db import make_engine
+from tracking.events import CallEvent, uuid7
 from tracking.migrate import upgrade
+from tracking.store import write_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(os.environ.get("UNITWISE_CHROMIUM", "/usr/bin/chromium"))
@@ -45,6 +47,8 @@ PAGES = [
     ("pricing", "Pricing", "Coming soon."),
     ("budgets", "Budgets & what-if", "Coming soon."),
 ]
+
+FAR_AHEAD = datetime(2099, 1, 1, tzinfo=UTC)
 
 if not CHROMIUM.exists():
     if CI:
@@ -74,6 +78,8 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     add_test_prices(url)
     engine = make_engine(url)
     demo.load(engine, calls=5_000, days=30, seed=4, end=datetime.now(UTC))
+    with engine.begin() as conn:  # a call logged with a wrong clock, years ahead
+        write_batch(conn, [CallEvent(uuid7(), FAR_AHEAD, "openai", "gpt-4o", input_tokens=5)])
     engine.dispose()
     port = free_port()
     env = {
@@ -150,5 +156,50 @@ def test_every_page_renders_without_an_exception(app_url: str) -> None:
                 page.screenshot(path=str(SHOTS / f"{path or 'overview'}.png"), full_page=True)
             # the sidebar names the store the app reads
             expect(page.get_by_text("Store: SQLite at").first).to_be_visible()
+        finally:
+            browser.close()
+
+
+def test_what_a_new_user_trips_over_is_said_in_the_browser(app_url: str) -> None:
+    """Unpriced costs read "unpriced" (not $0), a far-future call neither moves the default
+    range nor hides the data, malformed tag parts are named, and the range shown is said."""
+    from playwright.sync_api import expect, sync_playwright
+
+    today = datetime.now(UTC).date()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(app_url, wait_until="domcontentloaded")
+            expect(page.get_by_text("dated more than a day ahead").first).to_be_visible(
+                timeout=45_000
+            )
+            expect(page.get_by_text("2099-01-01").first).to_be_visible()
+            start = today - timedelta(days=29)
+            expect(page.get_by_text(f"Showing {start} to {today}.")).to_be_visible()
+            expect(page.get_by_text("5,000", exact=True).first).to_be_visible()  # the calls
+
+            page.goto(f"{app_url}/costs", wait_until="domcontentloaded")
+            tags = page.get_by_label("Tags")
+            expect(tags).to_be_visible(timeout=45_000)
+            tags.fill("plan:pro, =x")
+            tags.press("Enter")
+            warning = page.get_by_text("Ignored in the tags")
+            expect(warning).to_be_visible(timeout=45_000)
+            expect(warning).to_contain_text("plan:pro")
+            expect(warning).to_contain_text("no key before")
+
+            # google's demo models have no price here: their cost is unknown, never $0
+            providers = page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]')
+            providers.first.click()
+            page.keyboard.type("google")
+            page.keyboard.press("Enter")
+            page.keyboard.press("Escape")
+            cost = page.locator('[data-testid="stMetric"]').filter(has_text="Cost").first
+            expect(cost.locator('[data-testid="stMetricValue"]')).to_have_text(
+                "unpriced", timeout=45_000
+            )
+            expect(page.get_by_text("their cost is unknown, not $0").first).to_be_visible()
+            page.screenshot(path=str(SHOTS / "costs_unpriced.png"), full_page=True)
         finally:
             browser.close()

@@ -74,3 +74,27 @@ def test_the_csv_has_exact_costs_as_text_and_leaves_unknown_costs_empty() -> Non
     assert rows[1]["Cost (USD)"] == "0.000012345"  # not 1.2345e-05
     assert rows[2]["Cost (USD)"] == "" and rows[2]["Unpriced calls"] == "2"
     assert rows[2]["Share (%)"] == ""
+
+
+def test_the_shown_table_says_unpriced_where_a_cost_is_unknown() -> None:
+    from dashboard import tables
+
+    table = finish_table(
+        pd.DataFrame(
+            {
+                "model": ["gpt-4o", "house-model"],
+                "calls": [10, 2],
+                "errors": [0, 0],
+                "unpriced": [3, 2],
+                "input_tokens": [1000, 20],
+                "output_tokens": [100, 5],
+                "cost_nanos": [4_200_000, 0],
+            }
+        )
+    )
+    styler, _ = tables.cost_table(table, "model")
+    shown = styler.to_string(delimiter="|").splitlines()
+    assert shown[1].split("|")[2:5] == ["$0.0042", "100.0%", "10"]
+    assert shown[2].split("|")[2:4] == ["unpriced", ""]
+    assert "3 calls unpriced" in shown[1] and "unpriced: cost unknown" in shown[2]
+    assert "None" not in styler.to_string()

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import streamlit as st
 from sqlalchemy import Engine, func, select
@@ -18,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import demo
 from dashboard.queries import MAX_GROUPS
+from dashboard.tables import UNKNOWN
 from tests.conftest import add_test_prices
 from tracking.db import make_engine
 from tracking.schema import calls, daily_rollups
@@ -101,7 +101,7 @@ def test_costs_table_by_feature_and_a_filter_changes_it(loaded: Engine) -> None:
     for row in table.itertuples():
         assert row.calls == expected[row.feature][0]
         if row.feature in unpriced:  # unknown, not $0
-            assert pd.isna(row.cost_usd) and row.note == "unpriced: cost unknown"
+            assert row.cost_usd == UNKNOWN and row.note == "unpriced: cost unknown"
         else:
             assert row.cost_usd == pytest.approx(float(expected[row.feature][1]))
     assert metrics(at)["Groups"] == str(len(expected))
@@ -266,15 +266,15 @@ def test_unpriced_calls_are_never_shown_as_zero(fresh: str, tmp_path: Path) -> N
     at = run("costs")
     at.radio(key="costs_group").set_value("model").run()
     table = at.dataframe[0].value.set_index("model")
-    assert pd.isna(table.loc["house-model", "cost_usd"])
+    assert table.loc["house-model", "cost_usd"] == UNKNOWN  # shown as "unpriced"
     assert table.loc["house-model", "note"] == "unpriced: cost unknown"
-    assert pd.isna(table.loc["house-model", "share_pct"])
+    assert table.loc["house-model", "share_pct"] == UNKNOWN  # shown blank
     assert table.loc["gpt-4o", "cost_usd"] > 0 and table.loc["gpt-4o", "note"] == ""
     assert metrics(at)["Unpriced calls"] == "4"
     assert any("Plus 4 unpriced calls" in c.value for c in at.caption)
     at.radio(key="costs_group").set_value("provider").run()
     by_provider = at.dataframe[0].value.set_index("provider")
-    assert by_provider.loc["openai", "note"] == "1 calls unpriced"  # partly unpriced
+    assert by_provider.loc["openai", "note"] == "1 call unpriced"  # partly unpriced
     at.multiselect(key="f_providers").select("acme").run()
     assert metrics(at)["Cost"] == "unpriced"  # none of these calls has a known cost
     overview = run()
@@ -298,7 +298,7 @@ def test_a_call_dated_far_ahead_is_counted_not_followed(fresh: str) -> None:
     at = run()
     assert at.date_input(key="f_dates").value == (now.date() - timedelta(days=29), now.date())
     assert metrics(at)["Calls"] == "1"
-    assert any("1 calls are dated more than a day ahead" in w.value for w in at.warning)
+    assert any("1 call is dated more than a day ahead" in w.value for w in at.warning)
     assert any("2099-01-01" in w.value for w in at.warning)
 
 
