@@ -31,8 +31,10 @@ from tracking.events import (
     tags_of,
     units_of,
 )
+from tracking.price_cache import price_event
+from tracking.ratelog import RateLimitedLog
 from tracking.schema import TOKEN_FIELDS
-from tracking.writer import RateLimitedLog, Writer, price_event
+from tracking.writer import Writer
 
 log = logging.getLogger("unitwise")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -100,7 +102,7 @@ class Tracker:
         return cached or None
 
     def emit(self, event: CallEvent) -> None:
-        book = self.writer.book
+        book = self.writer.prices.value
         if book is not None and not event.priced:
             price_event(book, event)
         self.writer.put(event)
