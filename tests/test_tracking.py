@@ -236,6 +236,41 @@ def test_bad_input_is_counted_not_raised_outside_strict(configured, monkeypatch,
     assert "input_tokens must not be negative" in caplog.text
 
 
+def test_stats_keeps_the_last_few_rejection_reasons_naming_the_field(configured, monkeypatch):
+    monkeypatch.setenv("UNITWISE_STRICT", "0")
+    tracking.configure(url=configured, flush_interval=0.05)
+    tracking.record(provider="openai", model="gpt-4o", input_tokens=-5)
+    tracking.record(provider="openai", model="", input_tokens=1)
+    tracking.record(provider="openai", model="gpt-4o", tags={"x": float("nan")})
+    for n in range(6):
+        tracking.record(provider="openai", model="gpt-4o", output_tokens=1.5 + n)
+    s = tracking.stats()
+    assert s["rejected"] == 9
+    recent = s["recent_rejections"]
+    assert len(recent) == 5  # the last five, newest last
+    assert all(r["field"] == "output_tokens" for r in recent)
+    assert recent[-1]["message"] == "output_tokens must be a whole number of tokens, got 6.5"
+    tracking.record(provider="openai", model="", input_tokens=1)
+    assert tracking.stats()["recent_rejections"][-1] == {
+        "field": "model",
+        "message": "model must not be empty",
+    }
+
+
+def test_rejections_are_counted_exactly_across_threads(configured, monkeypatch) -> None:
+    from tests.conftest import run_together
+
+    monkeypatch.setenv("UNITWISE_STRICT", "0")
+    tracking.configure(url=configured, flush_interval=0.05)
+
+    def hammer() -> None:
+        for _ in range(2_000):
+            tracking.record(provider="openai", model="gpt-4o", input_tokens=-1)
+
+    run_together(hammer)
+    assert tracking.stats()["rejected"] == 8_000
+
+
 def test_full_queue_drops_and_counts(store_url, tmp_path) -> None:
     tracking.configure(
         url=store_url,

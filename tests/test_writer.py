@@ -601,9 +601,7 @@ def test_a_batch_stuck_past_the_write_timeout_goes_to_the_journal(pg_url, tmp_pa
 def test_rate_limited_log_is_safe_across_threads(monkeypatch) -> None:
     """Two delivery lanes failing together both report to one RateLimitedLog: its check and its
     count must be one step, or one of them raises KeyError (and loses its batch, below)."""
-    import sys
-    import threading
-
+    from tests.conftest import run_together
     from tracking import ratelog
 
     class Quiet:
@@ -613,26 +611,15 @@ def test_rate_limited_log_is_safe_across_threads(monkeypatch) -> None:
     monkeypatch.setattr(ratelog, "log", Quiet())
     logs = ratelog.RateLimitedLog(interval=0.0)
     errors: list[BaseException] = []
-    start = threading.Barrier(4)
 
     def hammer() -> None:
-        start.wait()
         try:
             for _ in range(20_000):
                 logs.warning("store", "x %s", 1)
         except BaseException as exc:
             errors.append(exc)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=hammer) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_together(hammer)
     assert errors == []
 
 

@@ -3,12 +3,12 @@ background refresher and the counters, with a fake clock and a fake write (no st
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import UTC, datetime
 
 import pytest
 
+from tests.conftest import run_together
 from tracking.counters import Counters
 from tracking.events import CallEvent
 from tracking.health import FIRST_BACKOFF, MAX_BACKOFF, StoreHealth
@@ -181,19 +181,13 @@ def test_the_refreshers_backoff_never_exceeds_its_interval_nor_the_bound() -> No
 
 def test_counters_add_exactly_across_threads() -> None:
     counters = Counters(("rejected", "written"))
-    start = threading.Barrier(4)
 
     def hammer() -> None:
-        start.wait()
         for _ in range(10_000):
             counters.add("rejected")
             counters.add("written", 2)
 
-    threads = [threading.Thread(target=hammer) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_together(hammer)
     assert counters.snapshot() == {"rejected": 40_000, "written": 80_000}
     assert counters["written"] == 80_000
     with pytest.raises(KeyError):
