@@ -5,6 +5,10 @@ waiting); a daemon thread writes batches by size or interval. A failed batch goe
 at once and the store is retried with backoff; when it answers again the journal is replayed in
 order before anything newer. After ``fork()`` a child starts with an empty queue and its own
 thread and connections, while the parent keeps and writes what it had queued.
+
+The parts it uses: ``sink`` (the store: engine, writes, partitions, its health), ``lanes`` (the
+preparer and delivery threads), ``undelivered`` (journal and refused file), ``price_cache``
+(the price book, reloaded by a ``Refresher``) and ``counters``.
 """
 
 from __future__ import annotations
