@@ -232,3 +232,27 @@ def assert_rollups_equal_the_calls(engine: Engine) -> None:
             for key, row in want.items():
                 got = {name: have[key][name] for name in ROLLUP_TOTALS}
                 assert got == dict(row), (table.name, key)
+
+
+def run_together(work, threads: int = 4) -> None:
+    """Run ``work`` in several threads started at once, switching between them as often as the
+    interpreter allows: a step that is not atomic shows it here."""
+    import sys
+    import threading
+
+    start = threading.Barrier(threads)
+
+    def run() -> None:
+        start.wait()
+        work()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        running = [threading.Thread(target=run) for _ in range(threads)]
+        for t in running:
+            t.start()
+        for t in running:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)

@@ -98,3 +98,19 @@ def test_instrument_example_runs_and_logs_its_call(tmp_path, stub) -> None:
     )
     assert (row.user_id, row.feature, row.tags) == ("u_42", "summarize", {"team": "growth"})
     assert (row.input_tokens, row.cache_read_tokens, row.output_tokens) == (1200, 1000, 300)
+
+
+def settings_table() -> set[str]:
+    """The names in the first column of README's settings table."""
+    table = README.split("| setting | environment | default |", 1)[1].split("\n\n", 1)[0]
+    first_column = [line.split("|")[1] for line in table.splitlines() if line.startswith("|")]
+    return {name for cell in first_column for name in re.findall(r"`(\w+)`", cell)}
+
+
+def test_every_setting_configure_accepts_is_in_the_settings_table() -> None:
+    from dataclasses import fields
+
+    from tracking.config import Settings
+
+    accepted = {f.name for f in fields(Settings)}  # configure()'s arguments and **options
+    assert accepted - settings_table() == set()

@@ -168,6 +168,7 @@ def test_attribution_across_asyncio_tasks(configured: str) -> None:
         ({"input_tokens": 10, "cache_read_tokens": 11}, "cache_read_tokens"),
         ({"cost_usd": "-1"}, "cost_usd"),
         ({"occurred_at": datetime(9999, 12, 31, tzinfo=UTC)}, "occurred_at"),
+        ({"occurred_at": datetime(2099, 1, 1)}, "occurred_at"),  # the app would open on 2099
         ({"batch": "false"}, "batch"),
         ({"occurred_at": "yesterday"}, "occurred_at"),
         # values the store would refuse, failing every call written with them
@@ -234,6 +235,59 @@ def test_bad_input_is_counted_not_raised_outside_strict(configured, monkeypatch,
     assert tracking.stats()["rejected"] == 2
     assert rows(configured, calls.c.id) == []
     assert "input_tokens must not be negative" in caplog.text
+
+
+def test_stats_keeps_the_last_few_rejection_reasons_naming_the_field(configured, monkeypatch):
+    monkeypatch.setenv("UNITWISE_STRICT", "0")
+    tracking.configure(url=configured, flush_interval=0.05)
+    tracking.record(provider="openai", model="gpt-4o", input_tokens=-5)
+    tracking.record(provider="openai", model="", input_tokens=1)
+    tracking.record(provider="openai", model="gpt-4o", tags={"x": float("nan")})
+    for n in range(6):
+        tracking.record(provider="openai", model="gpt-4o", output_tokens=1.5 + n)
+    s = tracking.stats()
+    assert s["rejected"] == 9
+    recent = s["recent_rejections"]
+    assert len(recent) == 5  # the last five, newest last
+    assert all(r["field"] == "output_tokens" for r in recent)
+    assert recent[-1]["message"] == "output_tokens must be a whole number of tokens, got 6.5"
+    tracking.record(provider="openai", model="", input_tokens=1)
+    assert tracking.stats()["recent_rejections"][-1] == {
+        "field": "model",
+        "message": "model must not be empty",
+    }
+
+
+def test_rejections_are_counted_exactly_across_threads(configured, monkeypatch) -> None:
+    from tests.conftest import run_together
+
+    monkeypatch.setenv("UNITWISE_STRICT", "0")
+    tracking.configure(url=configured, flush_interval=0.05)
+
+    def hammer() -> None:
+        for _ in range(2_000):
+            tracking.record(provider="openai", model="gpt-4o", input_tokens=-1)
+
+    run_together(hammer)
+    assert tracking.stats()["rejected"] == 8_000
+
+
+def test_a_call_dated_ahead_of_now_is_refused_and_counted(configured, monkeypatch) -> None:
+    from datetime import timedelta
+
+    monkeypatch.setenv("UNITWISE_STRICT", "0")
+    tracking.configure(url=configured, flush_interval=0.05)
+    now = datetime.now(UTC)
+    for when in (datetime(2099, 1, 1), now + timedelta(days=2)):
+        assert tracking.record(provider="openai", model="gpt-4o", occurred_at=when) is None
+    soon = now + timedelta(hours=20)  # a host clock ahead, a time zone mixed up: still taken
+    assert tracking.record(provider="openai", model="gpt-4o", occurred_at=soon) is not None
+    assert tracking.flush(10)
+    s = tracking.stats()
+    assert s["rejected"] == 2
+    assert s["recent_rejections"][-1]["field"] == "occurred_at"
+    assert "more than a day ahead" in s["recent_rejections"][-1]["message"]
+    assert len(rows(configured, calls.c.id)) == 1
 
 
 def test_full_queue_drops_and_counts(store_url, tmp_path) -> None:

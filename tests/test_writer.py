@@ -314,8 +314,8 @@ def test_prices_added_later_are_used_after_the_background_refresh(store_url, tmp
         assert wait_for(
             lambda: (
                 tracking.stats()["prices_loaded"]
-                and tracking.client.get().writer.book is not None
-                and len(tracking.client.get().writer.book) > 0
+                and tracking.client.get().writer.prices.value is not None
+                and len(tracking.client.get().writer.prices.value) > 0
             ),
             10,
         )
@@ -484,12 +484,15 @@ def test_a_call_recorded_after_shutdown_goes_to_the_journal(store_url, tmp_path)
 
 
 def test_a_late_success_does_not_undo_a_newer_failure(store_url, tmp_path) -> None:
+    from tracking.store import PreparedBatch
+
     writer = writer_for(store_url, tmp_path)
-    began = writer._downs  # a slow batch starts writing...
-    writer._store_down(ConnectionError("cut"))  # ...another fails meanwhile...
-    writer._write([call("slow")], {(datetime.now(UTC).year, datetime.now(UTC).month)}, began)
+    health = writer.sink.health
+    began = health.downs  # a slow batch starts writing...
+    health.down()  # ...another fails meanwhile...
+    writer.sink.write(PreparedBatch.of_plain([call("slow")]), began)
     assert not writer.stats()["store_ok"]  # ...the slow one's success proves nothing newer
-    writer._write([call("fresh")], set(), writer._downs)
+    writer.sink.write(PreparedBatch.of_plain([call("fresh")]), health.downs)
     assert writer.stats()["store_ok"]
     writer.shutdown()
 
@@ -598,38 +601,25 @@ def test_a_batch_stuck_past_the_write_timeout_goes_to_the_journal(pg_url, tmp_pa
 def test_rate_limited_log_is_safe_across_threads(monkeypatch) -> None:
     """Two delivery lanes failing together both report to one RateLimitedLog: its check and its
     count must be one step, or one of them raises KeyError (and loses its batch, below)."""
-    import sys
-    import threading
-
-    from tracking import writer as writer_module
+    from tests.conftest import run_together
+    from tracking import ratelog
 
     class Quiet:
         def warning(self, *args: object) -> None:
             pass
 
-    monkeypatch.setattr(writer_module, "log", Quiet())
-    logs = writer_module.RateLimitedLog(interval=0.0)
+    monkeypatch.setattr(ratelog, "log", Quiet())
+    logs = ratelog.RateLimitedLog(interval=0.0)
     errors: list[BaseException] = []
-    start = threading.Barrier(4)
 
     def hammer() -> None:
-        start.wait()
         try:
             for _ in range(20_000):
                 logs.warning("store", "x %s", 1)
         except BaseException as exc:
             errors.append(exc)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=hammer) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        sys.setswitchinterval(old)
+    run_together(hammer)
     assert errors == []
 
 
@@ -704,7 +694,7 @@ def test_a_silent_store_is_given_up_by_the_kernel_within_a_minute(pg_url, tmp_pa
 
     writer = writer_for(pg_url, tmp_path)
     try:
-        with writer.engine.connect() as conn:
+        with writer.sink.engine.connect() as conn:
             raw = conn.connection.dbapi_connection
             assert raw is not None
             sock = socket.socket(fileno=os.dup(raw.fileno()))
@@ -801,31 +791,31 @@ def test_a_refused_call_in_the_journal_is_set_aside_and_the_rest_replayed(
     assert [line["call"]["id"] for line in refused_lines(writer)] == [str(refused.id)]
 
 
-def test_a_store_failing_while_a_refused_batch_is_split_journals_the_rest(tmp_path) -> None:
+def test_a_store_failing_while_a_refused_batch_is_split_journals_the_rest() -> None:
     """Splitting stops at the first failure that is not a refusal: what was stored stays, the
     refused calls found so far are set aside, the rest goes back (to the journal) in order."""
     import sqlite3
 
-    writer = writer_for(f"sqlite:///{tmp_path}/s.db", tmp_path)
+    from tracking.refused import write_apart
+
     events = [call(f"u{i}") for i in range(16)]
     bad = {events[3].id, events[11].id}
     written: list[list[CallEvent]] = []
 
-    def write(part: list[CallEvent], months: set, downs: int) -> None:
+    def write(part: list[CallEvent]) -> None:
         if bad & {e.id for e in part}:
             raise sqlite3.IntegrityError("refused")
         if len(written) == 3:
             raise sqlite3.OperationalError("database is locked")
         written.append(part)
 
-    writer._write = write  # type: ignore[method-assign]
-    try:
-        unwritten, failure = writer._write_apart(events, set(), 0, sqlite3.DataError("refused"))
-    finally:
-        writer.shutdown(1)
+    def refuses(exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError)
+
+    apart = write_apart(events, write, refuses, sqlite3.DataError("refused"))
     assert [e.id for part in written for e in part] == [e.id for e in events[:8] if e.id not in bad]
-    assert [line["call"]["id"] for line in refused_lines(writer)] == [str(events[3].id)]
-    assert unwritten == events[8:] and isinstance(failure, sqlite3.OperationalError)
+    assert [e.id for e, _ in apart.refused] == [events[3].id]
+    assert apart.unwritten == events[8:] and isinstance(apart.failure, sqlite3.OperationalError)
 
 
 @pytest.mark.postgres

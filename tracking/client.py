@@ -11,14 +11,17 @@ import atexit
 import functools
 import inspect
 import logging
+import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from tracking import context
 from tracking.config import Settings, build_settings, env_flag
+from tracking.counters import Counters
 from tracking.events import (
     COUNT_CHECKS,
     CallEvent,
@@ -31,19 +34,26 @@ from tracking.events import (
     tags_of,
     units_of,
 )
+from tracking.price_cache import price_event
+from tracking.ratelog import RateLimitedLog
 from tracking.schema import TOKEN_FIELDS
-from tracking.writer import RateLimitedLog, Writer, price_event
+from tracking.writer import WRITER_COUNTS, Writer
 
 log = logging.getLogger("unitwise")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+RECENT_REJECTIONS = 5  # kept for stats(): what was refused lately, not only how often
+
+
 class Tracker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.writer = Writer(settings)
-        self.rejected = 0
-        self.internal_errors = 0
+        # one set of counts for the caller's side and the writer's, under one lock
+        self.counters = Counters((*WRITER_COUNTS, "rejected", "internal_errors"))
+        self.writer = Writer(settings, counters=self.counters)
+        self._recent: deque[dict[str, str | None]] = deque(maxlen=RECENT_REJECTIONS)
+        self._recent_lock = threading.Lock()
         self._logs = RateLimitedLog()
 
     def build(self, provider: object, model: object, fields: Mapping[str, Any]) -> CallEvent:
@@ -100,19 +110,22 @@ class Tracker:
         return cached or None
 
     def emit(self, event: CallEvent) -> None:
-        book = self.writer.book
+        book = self.writer.prices.value
         if book is not None and not event.priced:
             price_event(book, event)
         self.writer.put(event)
 
     def reject(self, exc: ValueError) -> None:
-        self.rejected += 1
+        self.counters.add("rejected")
+        message = str(exc)
+        with self._recent_lock:  # a deque copied while another thread appends raises
+            self._recent.append({"field": rejected_field(message), "message": message})
         if self.settings.strict:
             raise exc
         self._logs.warning("reject", "unitwise: call not logged, bad input: %s", exc)
 
     def internal_error(self, exc: BaseException) -> None:
-        self.internal_errors += 1
+        self.counters.add("internal_errors")
         if self.settings.strict:
             raise exc
         log.exception("unitwise: internal error, call not logged: %s", exc)
@@ -129,12 +142,18 @@ class Tracker:
         return None
 
     def stats(self) -> dict[str, Any]:
-        return {
-            **self.writer.stats(),
-            "rejected": self.rejected,
-            "internal_errors": self.internal_errors,
-            "enabled": True,
-        }
+        with self._recent_lock:
+            recent = list(self._recent)
+        return {**self.writer.stats(), "recent_rejections": recent, "enabled": True}
+
+
+def rejected_field(message: str) -> str | None:
+    """The field a validation message names: each starts with it ("input_tokens must ...")."""
+    found = _FIELD.match(message)
+    return found.group(1) if found else None
+
+
+_FIELD = re.compile(r"([A-Za-z_][A-Za-z0-9_]*) ")
 
 
 # The optional fields checked only when a call gives them (the others keep their defaults).

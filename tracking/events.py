@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
@@ -243,7 +243,16 @@ def moment(value: object) -> datetime:
         raise ValueError(f"occurred_at must be a datetime, got {type(value).__name__}")
     if value.year >= 9999:  # its month's partition would end past what a datetime can hold
         raise ValueError(f"occurred_at must be before the year 9999, got {value.isoformat()}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    when = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    # a call cannot have happened tomorrow: a clock or unit mistake would open the app there
+    if when - datetime.now(UTC) > MAX_AHEAD:
+        raise ValueError(
+            f"occurred_at must not be more than a day ahead of now, got {when.isoformat()}"
+        )
+    return when
+
+
+MAX_AHEAD = timedelta(days=1)
 
 
 def tags_of(value: object, limit: int) -> dict[str, Any] | None:

@@ -115,6 +115,18 @@ class PreparedBatch:
     events: list[CallEvent]
     months: set[Month]
     copy_text: str | None = None
+    plain: bool = False  # the events as given: ``write_batch`` prepares them itself
+
+    @classmethod
+    def of_plain(cls, events: Sequence[CallEvent]) -> PreparedBatch:
+        """Events not deduplicated nor serialised: a batch whose preparing failed (a bug: it is
+        written as it came), a part of a refused batch, a journal's batch."""
+        return cls(list(events), {month_of(e.occurred_at) for e in events}, plain=True)
+
+    @property
+    def size(self) -> int:
+        """How many distinct calls the batch holds."""
+        return len({e.id for e in self.events}) if self.plain else len(self.events)
 
 
 def prepare_batch(events: Sequence[CallEvent], for_postgres: bool) -> PreparedBatch:
@@ -140,7 +152,10 @@ def write_batch(
     then forget ``known_months``, as the writer does).
     """
     postgres = conn.dialect.name == "postgresql"
-    batch = events if isinstance(events, PreparedBatch) else prepare_batch(events, postgres)
+    if not isinstance(events, PreparedBatch):
+        batch = prepare_batch(events, postgres)
+    else:
+        batch = prepare_batch(events.events, postgres) if events.plain else events
     if not batch.events:
         return 0
     if known_months is None or not batch.months <= known_months:

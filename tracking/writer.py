@@ -5,137 +5,70 @@ waiting); a daemon thread writes batches by size or interval. A failed batch goe
 at once and the store is retried with backoff; when it answers again the journal is replayed in
 order before anything newer. After ``fork()`` a child starts with an empty queue and its own
 thread and connections, while the parent keeps and writes what it had queued.
+
+The parts it uses: ``sink`` (the store: engine, writes, partitions, its health), ``lanes`` (the
+preparer and delivery threads), ``undelivered`` (journal and refused file), ``price_cache``
+(the price book, reloaded by a ``Refresher``) and ``counters``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import UTC, datetime
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from tracking.config import Settings
-from tracking.db import make_engine, normalize_url
+from tracking.counters import Counters
 from tracking.events import CallEvent
 from tracking.journal import Journal
-from tracking.partitions import Month, ensure_months, month_of, next_month
-from tracking.pricing import PriceBook, load_price_book
-from tracking.store import PreparedBatch, prepare_batch, store_refused, write_batch
+from tracking.lanes import DeliveryLanes, Preparer, settle
+from tracking.price_cache import PriceCache
+from tracking.ratelog import RateLimitedLog
+from tracking.refused import Apart
+from tracking.sink import StoreSink
+from tracking.store import PreparedBatch
+from tracking.undelivered import Undelivered
 
 log = logging.getLogger("unitwise")
 
-MAX_BACKOFF = 30.0
-PARTITION_LOCK_TIMEOUT = "2s"
-_SET_LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :timeout, true)")  # SET LOCAL
-_SET_STATEMENT_TIMEOUT = text("SELECT set_config('statement_timeout', :timeout, true)")
-
-
-class RateLimitedLog:
-    """Log a recurring problem at most once per interval, with how often it happened since."""
-
-    def __init__(self, interval: float = 60.0) -> None:
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self._count: dict[str, int] = {}
-        self._lock = threading.Lock()  # host threads and both lanes report problems at once
-
-    def warning(self, key: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._count[key] = self._count.get(key, 0) + 1
-            if now - self._last.get(key, -self.interval) < self.interval:
-                return
-            times = self._count.pop(key)
-            self._last[key] = now
-        log.warning(message + " (%d time(s) in the last minute)", *args, times)
-
-
-REFUSALS_PER_BATCH = 16
-
-
-class RefusesEveryCall(Exception):
-    """The store refused more calls of one batch than bad input would explain."""
-
-    def __init__(self, last: BaseException) -> None:
-        super().__init__(
-            f"the store refused more than {REFUSALS_PER_BATCH} calls of one batch, the last "
-            f"with: {error_text(last)}; they wait in the journal (is its schema up to date?)"
-        )
-
-
-class DeliveryLanes:
-    """A fixed set of daemon threads that run the batches handed to them, in any free lane.
-
-    Not a ThreadPoolExecutor: Python joins its threads at exit, so a delivery stuck on a store
-    that stopped answering would hold the host's exit forever. Daemon lanes leave the bound to
-    the exit flush (``shutdown_timeout``), which journals what is still in flight.
-    """
-
-    def __init__(self, size: int, name: str) -> None:
-        self.size = size
-        self._jobs: queue.SimpleQueue[tuple[Future[None], Callable[..., None], tuple[Any, ...]]] = (
-            queue.SimpleQueue()
-        )
-        for lane in range(size):
-            threading.Thread(target=self._run, name=f"{name}-{lane}", daemon=True).start()
-
-    def submit(self, fn: Callable[..., None], *args: Any) -> Future[None]:
-        future: Future[None] = Future()
-        self._jobs.put((future, fn, args))
-        return future
-
-    def _run(self) -> None:
-        while True:
-            future, fn, args = self._jobs.get()
-            if fn is _stop_lane:
-                return
-            future.set_running_or_notify_cancel()
-            try:
-                future.set_result(fn(*args))
-            except BaseException as exc:  # handed to whoever waits on the future
-                future.set_exception(exc)
-
-    def shutdown(self) -> None:
-        """Let each lane end once the batches handed to it are done."""
-        for _ in range(self.size):
-            self._jobs.put((Future(), _stop_lane, ()))
-
-
-def _stop_lane() -> None:
-    """The job that ends a lane."""
+# what the writer counts (stats() shows them; the tracker adds its own to the same Counters)
+WRITER_COUNTS = (
+    "enqueued",
+    "written",
+    "duplicates",
+    "spilled",
+    "replayed",
+    "dropped",
+    "write_failures",
+    "refused",
+)
 
 
 class Writer:
-    def __init__(self, settings: Settings, engine_factory: Callable[[str], Engine] | None = None):
+    """The queue, its thread and the pipeline that drains it; ``sink`` is the store it writes
+    to (with the store's health), ``prices`` the price book it reloads in the background."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine_factory: Callable[[str], Engine] | None = None,
+        counters: Counters | None = None,
+    ):
         self.settings = settings
-        self._engine_factory = engine_factory or make_engine
         self.journal = Journal(settings.journal_path)
-        self.book: PriceBook | None = None
-        self.counters = {
-            "enqueued": 0,
-            "written": 0,
-            "duplicates": 0,
-            "spilled": 0,
-            "replayed": 0,
-            "dropped": 0,
-            "write_failures": 0,
-            "refused": 0,
-        }
-        self.last_error: str | None = None
+        self.counters = counters or Counters(WRITER_COUNTS)
         self.logs = RateLimitedLog()
-        self._postgres = normalize_url(settings.url).get_backend_name() == "postgresql"
-        # SQLite has one writer at a time, so a second connection would only wait for the lock
-        self._lanes = max(1, settings.write_connections) if self._postgres else 1
-        self._write_timeout = f"{max(1, round(settings.write_timeout * 1000))}ms"
+        self.sink = StoreSink(settings, self.counters, self.logs, engine_factory)
+        self.prices = PriceCache(self.sink.load_prices, settings.price_refresh_interval, self.logs)
+        self.undelivered = Undelivered(self.journal, self.counters, self.logs)
         self._init_runtime()
         _live_writers.add(self)
 
@@ -151,17 +84,8 @@ class Writer:
         self._inflight = 0
         self._held: list[list[CallEvent]] = []  # batches taken from the queue, not yet stored
         self._writing: set[Future[None]] = set()  # batches in the delivery lanes (writer thread)
-        self._engine: Engine | None = None
-        self._known_months: set[Month] = set()
-        self._store_ok = True
-        self._downs = 0  # store-down events so far: a late success must not undo a newer one
-        self._next_retry = 0.0
-        self._backoff = 0.5
-        self._next_price_refresh = 0.0
-        self._pool: ThreadPoolExecutor | None = None  # prepares the next batch
+        self._preparer = Preparer(self.prices.price, self.sink.postgres)  # the next batch
         self._delivery_pool: DeliveryLanes | None = None  # writes batches, one per connection
-        self._lock = threading.Lock()  # counters and store state, shared by delivery threads
-        self._migrated = False
 
     # -- the caller's side: no I/O -------------------------------------------------------------
     def put(self, event: CallEvent) -> bool:
@@ -169,11 +93,10 @@ class Writer:
         if self._pid != os.getpid():
             self._after_fork()
         if self._stopping:  # a host thread still holding a writer that was shut down (rare)
-            self._spill([event])
+            self.undelivered.spill([event])
             return True
         if len(self._queue) >= self.settings.queue_size:
-            with self._lock:
-                self.counters["dropped"] += 1
+            self.counters.add("dropped")
             self.logs.warning("drop", "unitwise: queue full (%d), call dropped", len(self._queue))
             return False
         self._queue.append(event)
@@ -183,10 +106,9 @@ class Writer:
             except ValueError:
                 pass  # the drain took it
             else:
-                self._spill([event])
+                self.undelivered.spill([event])
                 return True
-        with self._lock:  # exact across host threads: += on a dict item is not atomic
-            self.counters["enqueued"] += 1
+        self.counters.add("enqueued")
         if self._thread is None:
             self._start()
         if len(self._queue) >= self.settings.batch_size:
@@ -202,17 +124,11 @@ class Writer:
                 self._thread.start()
 
     def _after_fork(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose(close=False)  # the parent's connections stay the parent's
+        self.sink.after_fork()
+        self.prices.make_due()
         self._init_runtime()
 
     # -- the writer thread ---------------------------------------------------------------------
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = self._engine_factory(self.settings.url)
-        return self._engine
-
     def _run(self) -> None:
         while True:
             self._wake.wait(self.settings.flush_interval)
@@ -223,18 +139,22 @@ class Writer:
                 log.exception("unitwise: writer cycle failed: %s", exc)
             if self._stopping and not self._queue:
                 break
-        _settle(self._writing)
+        settle(self._writing)
         if self._delivery_pool is not None:
             self._delivery_pool.shutdown()
 
     def _cycle(self) -> None:
-        now = time.monotonic()
-        if now >= self._next_price_refresh:
-            self.refresh_prices()
-        if self._store_ok and self._postgres:
-            self._prepare_partitions()
-        if self.journal.pending() and self._may_try_store():
-            _settle(self._writing)  # batches in flight may add to the journal: they go first
+        if not self.sink.ready and self.sink.health.may_try() and self.sink.prepare():
+            self.prices.make_due()  # the store is ready now: load its prices at once
+        if self.sink.ready:
+            self.prices.refresh_if_due()
+        if self.sink.health.ok and self.sink.postgres:
+            try:
+                self.sink.prepare_partitions()
+            except Exception as exc:  # the batches will try again, and journal on failure
+                self.logs.warning("partitions", "unitwise: could not create partitions: %s", exc)
+        if self.journal.pending() and self.sink.health.may_try():
+            settle(self._writing)  # batches in flight may add to the journal: they go first
             self._replay_journal()
         self._drain()
         with self._idle:
@@ -250,22 +170,14 @@ class Writer:
         waits for its reply (bench/ingest, alternating runs: about +20%, medians 37k -> 46k).
         """
         taken = self._take() if self._queue else None
-        upcoming = self._submit_prepare(taken) if taken is not None else None
+        upcoming = self._preparer.submit(taken) if taken is not None else None
         while taken is not None and upcoming is not None:
             current, batch = taken, upcoming.result()
             taken = self._take() if self._queue else None
-            upcoming = self._submit_prepare(taken) if taken is not None else None
+            upcoming = self._preparer.submit(taken) if taken is not None else None
             self._dispatch(current, batch)
 
-    def _submit_prepare(self, events: list[CallEvent]) -> Future[PreparedBatch | list[CallEvent]]:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="unitwise-prepare")
-        try:
-            return self._pool.submit(self._prepare, events)
-        except RuntimeError:  # interpreter shutting down: prepare here instead
-            return _done_future(self._prepare(events))
-
-    def _dispatch(self, taken: list[CallEvent], batch: PreparedBatch | list[CallEvent]) -> None:
+    def _dispatch(self, taken: list[CallEvent], batch: PreparedBatch) -> None:
         """Hand a batch to a free delivery lane, or journal it while the store is down.
 
         Journaled calls go to the store before anything taken after them: when the journal
@@ -273,144 +185,57 @@ class Writer:
         replayed here. A batch already in flight on the other lane may still land before an
         older one that failed and went to the journal.
         """
-        events = batch.events if isinstance(batch, PreparedBatch) else batch
         handed_over = False
         try:
-            if self.journal.pending() and self._may_try_store():
-                _settle(self._writing)
+            if self.journal.pending() and self.sink.health.may_try():
+                settle(self._writing)
                 self._replay_journal()
-            if self.journal.pending() or not self._may_try_store():
-                self._spill(events)
+            if self.journal.pending() or not self.sink.health.may_try():
+                self.undelivered.spill(batch.events)
                 return
-            months = batch.months if isinstance(batch, PreparedBatch) else _months(events)
             try:
-                self._ensure_partitions(months)
+                self.sink.ensure_partitions(batch.months)
             except Exception as exc:
-                self._store_down(exc)
-                self._spill(events)
+                self.sink.down(exc)
+                self.undelivered.spill(batch.events)
                 return
             self._writing = {f for f in self._writing if not f.done()}
-            if len(self._writing) >= self._lanes:  # the first free lane, not the oldest batch's
+            if len(self._writing) >= self.sink.lanes:  # the first free lane, not the oldest's
                 wait(self._writing, return_when=FIRST_COMPLETED)
-            self._writing.add(self._delivery().submit(self._deliver, taken, batch, months))
+            self._writing.add(self._delivery().submit(self._deliver, taken, batch))
             handed_over = True
         except Exception as exc:  # a bug: journal the batch rather than lose it
             log.exception("unitwise: handing out a batch failed, journaling it: %s", exc)
-            self._spill(events)
+            self.undelivered.spill(batch.events)
         finally:
             if not handed_over:
                 self._finished(taken)
 
-    def _may_try_store(self) -> bool:
-        return self._store_ok or time.monotonic() >= self._next_retry
-
-    def _ensure_partitions(self, months: set[Month]) -> None:
-        """Create the months' partitions before a batch is handed out, in a transaction of
-        their own: delivery transactions then never run DDL, nor race each other for it.
-
-        Creating a partition locks all of ``calls`` and waits for the writes in flight, while
-        readers queue behind it; so it gives up after ``PARTITION_LOCK_TIMEOUT`` (the batch then
-        goes to the journal, to be replayed), instead of stalling every reader of the store.
-        """
-        missing = months - self._known_months
-        if missing and self._postgres:
-            with self.engine.begin() as conn:
-                conn.execute(_SET_LOCK_TIMEOUT, {"timeout": PARTITION_LOCK_TIMEOUT})
-                ensure_months(conn, missing)
-        self._known_months |= missing
-
-    def _prepare_partitions(self) -> None:
-        """This month's and next month's partitions, made ahead of the calls that need them:
-        at a month's turn no batch waits for the lock on ``calls``."""
-        this = month_of(datetime.now(UTC))
-        try:
-            self._ensure_partitions({this, next_month(this)})
-        except Exception as exc:  # the batches will try again, and journal on failure
-            self.logs.warning("partitions", "unitwise: could not create partitions: %s", exc)
-
     def _delivery(self) -> DeliveryLanes:
         if self._delivery_pool is None:
-            self._delivery_pool = DeliveryLanes(self._lanes, "unitwise-deliver")
+            self._delivery_pool = DeliveryLanes(self.sink.lanes, "unitwise-deliver")
         return self._delivery_pool
 
-    def _deliver(
-        self, taken: list[CallEvent], batch: PreparedBatch | list[CallEvent], months: set[Month]
-    ) -> None:
+    def _deliver(self, taken: list[CallEvent], batch: PreparedBatch) -> None:
         """Write one batch (a delivery thread); a failed batch goes to the journal at once,
         but for the calls the store refused, which are set aside."""
-        downs = self._downs
-        unwritten = batch.events if isinstance(batch, PreparedBatch) else batch
+        downs = self.sink.health.downs
+        unwritten = batch.events
         try:
-            unwritten, failure = self._write_or_set_aside(batch, months, downs)
-            if failure is not None:
-                self._store_down(failure)
+            apart = self._store(batch, downs)
+            unwritten = apart.unwritten
+            if apart.failure is not None:
+                self.sink.down(apart.failure)
         finally:  # whatever reporting the failure does, what was not written reaches the journal
             if unwritten:
-                self._spill(unwritten)
+                self.undelivered.spill(unwritten)
             self._finished(taken)
 
-    def _write_or_set_aside(
-        self, batch: PreparedBatch | list[CallEvent], months: set[Month], downs: int
-    ) -> tuple[list[CallEvent], BaseException | None]:
-        """Write a batch; should the store refuse some of its calls, set those aside and store
-        the rest. Returns what was not written (for the journal) and the store's failure, or
-        ``([], None)`` when every call was stored or set aside."""
-        events = batch.events if isinstance(batch, PreparedBatch) else batch
-        try:
-            self._write(batch, set(months), downs)
-        except Exception as exc:
-            if not self._refuses(exc):
-                return events, exc
-            return self._write_apart(events, months, downs, exc)
-        return [], None
-
-    def _refuses(self, exc: BaseException) -> bool:
-        return store_refused(exc, self.engine.dialect.loaded_dbapi)
-
-    def _write_apart(
-        self, events: list[CallEvent], months: set[Month], downs: int, error: BaseException
-    ) -> tuple[list[CallEvent], BaseException | None]:
-        """Write a batch the store refused (``error``) in halves, and the halves that fail in
-        halves, until each refused call stands alone: those are set aside, the others stored.
-
-        Only a batch with a refused call pays for this: some 2 x log2(size) writes per refused
-        call. Should the store fail otherwise meanwhile (unreachable, a timeout), this stops
-        and returns the calls not yet written, with that failure, for the journal. So it does
-        when more than ``REFUSALS_PER_BATCH`` calls of one batch are refused: then the store
-        refuses calls wholesale (a schema older than this tracking, say), and splitting a batch
-        into thousands of one-call writes would only fill the queue; the calls wait in the
-        journal, none set aside, until the store takes them.
-        """
-        refused: list[tuple[CallEvent, str]] = []
-        parts = [events]  # a stack: the next part to write last
-        failed: BaseException | None = error  # the error of the part on top, already tried
-        try:
-            while parts:
-                part = parts.pop()
-                if failed is None:
-                    try:
-                        self._write(part, set(months), downs)
-                        continue
-                    except Exception as exc:
-                        if not self._refuses(exc):
-                            parts.append(part)
-                            return [e for p in reversed(parts) for e in p], exc
-                        failed = exc
-                if len(part) == 1:
-                    refused.append((part[0], error_text(failed)))
-                    if len(refused) > REFUSALS_PER_BATCH:  # not one bad call: every call
-                        unwritten = [e for e, _ in refused] + [
-                            e for p in reversed(parts) for e in p
-                        ]
-                        refused.clear()
-                        return unwritten, RefusesEveryCall(failed)
-                else:
-                    middle = len(part) // 2
-                    parts += (part[middle:], part[:middle])
-                failed = None
-            return [], None
-        finally:
-            self._set_aside(refused)
+    def _store(self, batch: PreparedBatch, downs: int) -> Apart:
+        """Deliver a batch to the sink and set aside the calls the store refused."""
+        apart = self.sink.deliver(batch, downs)
+        self.undelivered.set_aside(apart.refused)
+        return apart
 
     def _take(self) -> list[CallEvent]:
         batch: list[CallEvent] = []
@@ -427,148 +252,30 @@ class Writer:
             self._held = [held for held in self._held if held is not batch]
             self._idle.notify_all()
 
-    def _prepare(self, events: list[CallEvent]) -> PreparedBatch | list[CallEvent]:
-        """Price and serialise a batch; on any bug, hand back the plain events (never lose them)."""
-        try:
-            self._price(events)
-            return prepare_batch(events, self._postgres)
-        except Exception as exc:
-            log.exception("unitwise: preparing a batch failed, writing it plainly: %s", exc)
-            return events
-
-    def _write(
-        self, batch: PreparedBatch | list[CallEvent], known_months: set[Month], downs: int
-    ) -> int:
-        with self.engine.begin() as conn:
-            if self._postgres:  # a batch stuck on a lock goes to the journal after a bound
-                conn.execute(_SET_STATEMENT_TIMEOUT, {"timeout": self._write_timeout})
-            new = write_batch(conn, batch, known_months)
-        size = (
-            len(batch.events) if isinstance(batch, PreparedBatch) else len(set(e.id for e in batch))
-        )
-        with self._lock:
-            self.counters["written"] += new
-            self.counters["duplicates"] += size - new
-        self._store_up(downs)
-        return new
-
     def _replay_journal(self) -> None:
         def write(events: list[CallEvent]) -> None:
             """A batch of the journal to the store; its refused calls are set aside at once,
             so they never hold up the calls after them (a replay that fails later on repeats
             them: the refused file may then hold a call twice, with one id)."""
-            self._price(events)
-            months = _months(events)
-            self._ensure_partitions(months)
-            failure = self._write_or_set_aside(events, months, self._downs)[1]
+            self.prices.price(events)
+            batch = PreparedBatch.of_plain(events)
+            self.sink.ensure_partitions(batch.months)
+            failure = self._store(batch, self.sink.health.downs).failure
             if failure is not None:
                 raise failure
-            with self._lock:
-                self.counters["replayed"] += len(events)
+            self.counters.add("replayed", len(events))
 
         try:
             replayed = self.journal.replay(write, self.settings.batch_size)
             if replayed:
                 log.info("unitwise: replayed %d call(s) from %s", replayed, self.journal.path)
         except Exception as exc:
-            self._store_down(exc)
-
-    def _spill(self, batch: list[CallEvent]) -> None:
-        try:
-            self.journal.append(batch)  # flock'd: two delivery threads may spill at once
-            with self._lock:
-                self.counters["spilled"] += len(batch)
-        except OSError as exc:
-            with self._lock:
-                self.counters["dropped"] += len(batch)
-            log.error(
-                "unitwise: journal %s failed, %d call(s) lost: %s",
-                self.journal.path,
-                len(batch),
-                exc,
-            )
-
-    def _set_aside(self, refused: list[tuple[CallEvent, str]]) -> None:
-        """Calls the store refused to the refused file beside the journal (counted, logged)."""
-        if not refused:
-            return
-        try:
-            self.journal.set_aside(refused)
-        except OSError as exc:
-            with self._lock:
-                self.counters["dropped"] += len(refused)
-            path, n = self.journal.refused_path, len(refused)
-            log.error("unitwise: %s failed, %d refused call(s) lost: %s", path, n, exc)
-            return
-        with self._lock:
-            self.counters["refused"] += len(refused)
-        self.logs.warning(
-            "refused",
-            "unitwise: the store refused %d call(s), set aside in %s: %s",
-            len(refused),
-            self.journal.refused_path,
-            refused[-1][1],
-        )
-
-    def _store_down(self, exc: BaseException) -> None:
-        error = error_text(exc)
-        if "does not exist" in error or "no such table" in error:
-            error += " (run: python -m tracking migrate --url ...)"
-        with self._lock:
-            self.counters["write_failures"] += 1
-            self._downs += 1
-            self.last_error = error
-            if self._store_ok:
-                self._backoff = 0.5
-            else:
-                self._backoff = min(self._backoff * 2, MAX_BACKOFF)
-            self._store_ok = False
-            self._next_retry = time.monotonic() + self._backoff
-            # the store may have lost partitions meanwhile (recreated, or a month dropped)
-            self._known_months.clear()
-        self.logs.warning(
-            "store", "unitwise: store unavailable, calls go to the journal: %s", error
-        )
-
-    def _store_up(self, downs: int) -> None:
-        """Mark the store up after a write that began after the last failure (``downs``, read
-        before it): a slow batch that succeeds after another failed must not undo that."""
-        if self._store_ok:
-            return
-        with self._lock:
-            if self._store_ok or self._downs != downs:
-                return
-            log.info("unitwise: store reachable again")
-            self._store_ok = True
-            self._backoff = 0.5
+            self.sink.down(exc)
 
     def refresh_prices(self) -> None:
-        """Reload the price book (at most a refresh interval stale); keep the old one on error."""
-        self._next_price_refresh = time.monotonic() + self.settings.price_refresh_interval
-        try:
-            if not self._postgres and not self._migrated:
-                self._migrate_embedded()
-            with self.engine.connect() as conn:
-                self.book = load_price_book(conn)
-        except Exception as exc:
-            self._next_price_refresh = time.monotonic() + min(self._backoff * 2, MAX_BACKOFF)
-            self.logs.warning("prices", "unitwise: could not load prices: %s", exc)
-
-    def _migrate_embedded(self) -> None:
-        """The embedded SQLite store keeps its own schema current; a shared PostgreSQL store is
-        migrated by whoever runs it (``python -m tracking migrate``)."""
-        from tracking.migrate import upgrade
-
-        upgrade(self.engine)
-        self._migrated = True
-
-    def _price(self, events: list[CallEvent]) -> None:
-        book = self.book
-        if book is None:
-            return
-        for e in events:
-            if not e.priced:
-                price_event(book, e)
+        """Reload the price book now (the writer thread does every ``price_refresh_interval``);
+        the old book is kept on error."""
+        self.prices.refresh()
 
     # -- control -------------------------------------------------------------------------------
     def flush(self, timeout: float = 5.0) -> bool:
@@ -584,8 +291,9 @@ class Writer:
             self._start()
         deadline = time.monotonic() + timeout
         self._wake.set()
+        health = self.sink.health
         with self._idle:
-            while self._queue or self._inflight or (self._store_ok and self.journal.pending()):
+            while self._queue or self._inflight or (health.ok and self.journal.pending()):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -611,11 +319,10 @@ class Writer:
         while self._queue:
             leftover.append(self._queue.popleft())
         if leftover:
-            self._spill(leftover)
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)  # the lanes end with the writer thread
-        if self._engine is not None and (self._thread is None or not self._thread.is_alive()):
-            self._engine.dispose()
+            self.undelivered.spill(leftover)
+        self._preparer.shutdown()  # the lanes end with the writer thread
+        if self._thread is None or not self._thread.is_alive():
+            self.sink.dispose()
         _live_writers.discard(self)
         return done and not leftover
 
@@ -626,47 +333,18 @@ class Writer:
             self._wake.set()
 
     def stats(self) -> dict[str, Any]:
+        """The counts, the queue, the store's health and how fresh the price book is:
+        ``prices_loaded`` is a book with prices in memory, ``prices_empty`` a store read and
+        found without any (every call unpriced), ``refreshers["prices"]`` its age and error."""
         return {
-            **self.counters,
+            **self.counters.snapshot(),
             "queued": len(self._queue) + self._inflight,
             "journal_pending": self.journal.pending(),
-            "store_ok": self._store_ok,
-            "last_error": self.last_error,
-            "prices_loaded": self.book is not None,
+            "store_ok": self.sink.health.ok,
+            "last_error": self.sink.last_error,
+            **self.prices.stats(),
+            "refreshers": {"prices": self.prices.status()},
         }
-
-
-def price_event(book: PriceBook, event: CallEvent) -> None:
-    """Price an event with the book (a provider-reported cost is kept as it is)."""
-    if event.cost_source == "provider":
-        event.priced = True
-        return
-    quote = book.quote(event.provider, event.model, event.occurred_at, event.usage(), event.batch)
-    event.cost_usd = quote.cost
-    event.price_version_id = quote.version_id
-    event.cost_source = "computed" if quote.cost is not None else None
-    event.priced = True
-
-
-def error_text(exc: BaseException) -> str:
-    """An error in one line: its type and the first line of its message."""
-    return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-
-
-def _settle(writing: set[Future[None]]) -> None:
-    """Wait for the batches in flight (their delivery never raises: failures are journaled)."""
-    wait(writing)
-    writing.clear()
-
-
-def _months(events: list[CallEvent]) -> set[Month]:
-    return {month_of(e.occurred_at) for e in events}
-
-
-def _done_future(value: PreparedBatch | list[CallEvent]) -> Future[PreparedBatch | list[CallEvent]]:
-    future: Future[PreparedBatch | list[CallEvent]] = Future()
-    future.set_result(value)
-    return future
 
 
 _live_writers: weakref.WeakSet[Writer] = weakref.WeakSet()

@@ -1,0 +1,28 @@
+"""Counters of what happened to calls, shared by host threads and the writer's threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+
+class Counters:
+    """Named counts, each added to under one lock: ``+=`` on a shared dict item is not atomic,
+    and host threads, the writer thread and its delivery lanes all count at once."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._counts = dict.fromkeys(names, 0)
+        self._lock = threading.Lock()
+
+    def add(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to a known count (an unknown name is a bug: KeyError)."""
+        with self._lock:
+            self._counts[name] += n
+
+    def __getitem__(self, name: str) -> int:
+        return self._counts[name]
+
+    def snapshot(self) -> dict[str, int]:
+        """Every count as of one moment (read under the lock, so the counts agree)."""
+        with self._lock:
+            return dict(self._counts)

@@ -1,0 +1,29 @@
+"""Logging a recurring problem without flooding the host's log."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+log = logging.getLogger("unitwise")
+
+
+class RateLimitedLog:
+    """Log a recurring problem at most once per interval, with how often it happened since."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._count: dict[str, int] = {}
+        self._lock = threading.Lock()  # host threads and both lanes report problems at once
+
+    def warning(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._count[key] = self._count.get(key, 0) + 1
+            if now - self._last.get(key, -self.interval) < self.interval:
+                return
+            times = self._count.pop(key)
+            self._last[key] = now
+        log.warning(message + " (%d time(s) in the last minute)", *args, times)
