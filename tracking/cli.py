@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from tracking import price_cli
 from tracking.config import resolve_url
 from tracking.db import describe_url, make_engine
 
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     refresh = prices_sub.add_parser("refresh", help="reload the catalogue, print what changed")
     refresh.add_argument("--url", help=url_help)
     refresh.set_defaults(func=_prices_refresh)
+    price_cli.register(prices_sub, url_help)
 
     retention = sub.add_parser("retention", help="drop or archive calls of old months")
     retention.add_argument("--url", help=url_help)
