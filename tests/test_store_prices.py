@@ -68,3 +68,17 @@ def test_a_store_without_prices_says_so_once(pg_url, tmp_path, caplog) -> None:
     assert len(said) == 1, [r.getMessage() for r in said]
     assert "python -m tracking migrate" in said[0].getMessage()
     assert stored_costs(pg_url) == [("gpt-4o", None)]
+
+
+def test_the_embedded_migration_writes_no_alembic_lines_into_the_host_log(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO)  # a host app logging at INFO
+    tracking.configure(
+        url=f"sqlite:///{tmp_path / 'new.db'}", journal_path=str(tmp_path / "j.jsonl")
+    )
+    try:
+        tracking.record(provider="openai", model="gpt-4o", input_tokens=10)
+        assert tracking.flush(30)
+    finally:
+        tracking.shutdown()
+    assert not [r for r in caplog.records if r.name.startswith("alembic")]
+    assert logging.getLogger("alembic").level == logging.NOTSET  # left as the host had it

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from alembic import command
@@ -17,10 +20,24 @@ def alembic_config() -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run every pending migration in one transaction per migration run."""
+@contextmanager
+def _alembic_quiet() -> Iterator[None]:
+    """Keep Alembic's INFO lines ("Context impl SQLiteImpl", "Running upgrade ...") out of a
+    host app's log while tracking migrates its embedded store behind the app's back."""
+    logger = logging.getLogger("alembic")
+    level = logger.level
+    logger.setLevel(max(logging.WARNING, level))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def upgrade(engine: Engine, revision: str = "head", quiet: bool = False) -> None:
+    """Run every pending migration in one transaction per migration run. ``quiet``: Alembic
+    logs warnings only (the embedded store, migrated inside the host app)."""
     cfg = alembic_config()
-    with engine.begin() as connection:
+    with engine.begin() as connection, _alembic_quiet() if quiet else nullcontext():
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
 

@@ -98,7 +98,7 @@ class StoreSink:
 
         with self.engine.connect() as conn:
             created = not inspect(conn).has_table(price_versions.name)
-        upgrade(self.engine)
+        upgrade(self.engine, quiet=True)
         if created:
             self._load_catalogue()
 
