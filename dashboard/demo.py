@@ -7,8 +7,9 @@ and each feature its own model; traffic peaks in the afternoon, dips at weekends
 the period; a few calls fail, many chat calls hit the prompt cache, and one day has a spike of
 traffic and errors. The same seed, size and end time give the same calls (ids included).
 
-Speed: calls are generated a day at a time as numpy columns and priced column-wise with the
-exact rules of ``tracking.pricing`` (checked against it in tests). On PostgreSQL each chunk goes
+Speed: calls are generated a day at a time as numpy columns, priced column-wise by
+``tracking.pricing_columns`` and written as COPY text by ``tracking.pg_copy_columns`` (the
+engine's rules and ``copy_line``'s, column by column). On PostgreSQL each chunk goes
 through the writer's COPY path (``tracking.pg_copy.write_new_calls``: ids guarded, rollups
 upserted) on a second thread while the next chunk is generated; SQLite takes ``write_batch``.
 """
@@ -16,8 +17,6 @@ upserted) on a second thread while the next chunk is generated; SQLite takes ``w
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import math
 import uuid
 from collections import deque
@@ -25,7 +24,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -35,8 +33,9 @@ from tracking.config import resolve_url
 from tracking.db import describe_url, make_engine
 from tracking.events import CallEvent
 from tracking.partitions import Month, ensure_months, month_of
-from tracking.pg_copy import COPY_COLUMNS
-from tracking.pricing import INFORMATIONAL, TOKEN_PARTS, PriceBook, PriceVersion, load_price_book
+from tracking.pg_copy_columns import Coded, Ints, copy_text_of_columns
+from tracking.pricing import PriceBook, load_price_book
+from tracking.pricing_columns import UnitCounts, quote_columns, take
 from tracking.schema import call_ids
 from tracking.sqltypes import from_nanos
 from tracking.store import write_batch
@@ -193,133 +192,55 @@ def frames(
             yield day_frame(pop, day, start, rng, hours), pop
 
 
-# --- pricing, column-wise -----------------------------------------------------------------------
+# --- pricing -----------------------------------------------------------------------------------
 
 
-def _usage_columns(frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
-    """unit -> (whole-number counts, present mask, scale): audio seconds are counted in tenths."""
-    cols: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
-    for name in INT_COLUMNS:
-        arr = frame[name].array
-        cols[name] = (np.asarray(arr.fillna(0), dtype=np.int64), ~np.asarray(arr.isna()), 1)
+def usage_columns(frame: pd.DataFrame) -> dict[str, UnitCounts]:
+    """The frame's billable counts for the engine's column-wise pricing (audio in tenths)."""
+    cols = {name: UnitCounts(*_counts(frame[name].array)) for name in INT_COLUMNS}
     audio = frame["audio_seconds"].to_numpy()
-    cols["audio_seconds"] = (
-        np.nan_to_num(np.rint(audio * 10)).astype(np.int64),
-        ~np.isnan(audio),
-        10,
+    cols["audio_seconds"] = UnitCounts(
+        np.nan_to_num(np.rint(audio * 10)).astype(np.int64), ~np.isnan(audio), scale=10
     )
     chars = frame["characters"].to_numpy()
-    cols["characters"] = (np.maximum(chars, 0), chars >= 0, 1)
+    cols["characters"] = UnitCounts(np.maximum(chars, 0), chars >= 0)
     return cols
-
-
-def price_version_columns(
-    version: PriceVersion, cols: dict[str, tuple[np.ndarray, np.ndarray, int]], n: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact nano-dollar costs of ``n`` calls under ``version``, and which ones are priced.
-
-    The rules of ``tracking.pricing.price_usage``, column by column: cache parts priced on their
-    own come out of input; a tier applies when a call's input passes it; a unit with a count but
-    no rate makes the call unpriced (unless informational); the sum is rounded half-even to the
-    nano-dollar. The rates are the engine's own ``Plan`` (whole multiples of a common
-    denominator), so integer arithmetic keeps it exact.
-    """
-    plan = version.plan(batch=False)  # the engine's rates for a standard call, exact
-    priced_units = plan.tiers.keys()
-    counts = {u: c.copy() for u, (c, _, _) in cols.items()}
-    present = {u: p for u, (_, p, _) in cols.items()}
-    scale = {u: s for u, (_, _, s) in cols.items()}
-    input_tokens = cols["input_tokens"][0]
-    for part in TOKEN_PARTS:
-        if part in priced_units:
-            counts["input_tokens"] = counts["input_tokens"] - np.where(
-                present[part], counts[part], 0
-            )
-    ok = np.ones(n, dtype=bool)
-    terms: list[tuple[np.ndarray, list[Fraction], np.ndarray]] = []  # count, tier rates, tier
-    for unit, count in counts.items():
-        active = present[unit] & (count != 0)
-        tiers = plan.tiers.get(unit)
-        if not tiers:
-            if unit not in INFORMATIONAL and unit not in TOKEN_PARTS:
-                ok &= ~active
-            continue
-        # nano-dollars per counted unit (audio seconds are counted in tenths)
-        rates = [Fraction(multiple, plan.denominator * scale[unit]) for _, multiple in tiers]
-        choice = np.full(n, len(tiers) - 1)
-        for i in reversed(range(len(tiers))):
-            above = tiers[i][0]
-            applies = (above == 0) | (input_tokens > above)
-            choice = np.where(applies, i, choice)
-        terms.append((np.where(active, count, 0), rates, choice))
-    denominator = math.lcm(1, *(r.denominator for _, rates, _ in terms for r in rates))
-    largest = sum(
-        int(count.max(initial=0)) * max(int(r * denominator) for r in rates)
-        for count, rates, _ in terms
-    )
-    kind = np.int64 if largest < 2**62 else object  # exact either way; int64 when it fits
-    total = np.zeros(n, dtype=kind)
-    for count, rates, choice in terms:
-        numerators = np.array([int(r * denominator) for r in rates], dtype=kind)[choice]
-        total = total + count.astype(kind) * numerators
-    quotient, remainder = np.divmod(total, denominator)
-    twice = remainder * 2
-    round_up = (twice > denominator) | ((twice == denominator) & (quotient % 2 == 1))
-    nanos = (quotient + round_up).astype(np.int64)
-    return nanos, ok
 
 
 def price_frame(book: PriceBook, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(cost in nano-dollars or -1 when unpriced, price version id or -1) for every call."""
-    n = len(frame)
-    nanos = np.full(n, -1, dtype=np.int64)
-    versions = np.full(n, -1, dtype=np.int64)
-    if n == 0:
-        return nanos, versions
-    cols = _usage_columns(frame)
-    first = pd.Timestamp(frame["occurred_at"].iloc[0]).to_pydatetime().replace(tzinfo=UTC)
-    last = pd.Timestamp(frame["occurred_at"].iloc[-1]).to_pydatetime().replace(tzinfo=UTC)
+    nanos = np.full(len(frame), -1, dtype=np.int64)
+    versions = np.full(len(frame), -1, dtype=np.int64)
+    usage = usage_columns(frame)
+    occurred = frame["occurred_at"].to_numpy()
     feature_ix = frame["feature_ix"].to_numpy()
-    for ix, feature in enumerate(FEATURES):
+    for ix, f in enumerate(FEATURES):
         rows = np.flatnonzero(feature_ix == ix)
-        if not len(rows):
-            continue
-        at_first = book.version_at(feature.provider, feature.model, first)
-        at_last = book.version_at(feature.provider, feature.model, last)
-        if at_last is None:
-            continue
-        if at_first is None or at_first.id != at_last.id:  # a price change inside the day
-            _price_rows_one_by_one(book, feature, frame, rows, nanos, versions)
-            continue
-        sub = {u: (c[rows], p[rows], s) for u, (c, p, s) in cols.items()}
-        cost, ok = price_version_columns(at_last, sub, len(rows))
-        nanos[rows] = np.where(ok, cost, -1)
-        versions[rows] = np.where(ok, at_last.id, -1)
+        if len(rows):
+            nanos[rows], versions[rows] = quote_columns(
+                book, f.provider, f.model, occurred[rows], take(usage, rows)
+            )
     return nanos, versions
-
-
-def _price_rows_one_by_one(
-    book: PriceBook,
-    feature: Feature,
-    frame: pd.DataFrame,
-    rows: np.ndarray,
-    nanos: np.ndarray,
-    versions: np.ndarray,
-) -> None:
-    for row, event in zip(rows, events(frame.iloc[rows]), strict=True):
-        quote = book.quote(feature.provider, feature.model, event.occurred_at, event.usage())
-        if quote.cost is not None and quote.version_id is not None:
-            nanos[row] = int(quote.cost * 10**9)
-            versions[row] = quote.version_id
 
 
 # --- writing ------------------------------------------------------------------------------------
 
 
 def _optional(arr: pd.arrays.IntegerArray) -> list[int | None]:
+    values, present = _counts(arr)
+    return [int(v) if p else None for v, p in zip(values.tolist(), present.tolist(), strict=True)]
+
+
+def _counts(arr: pd.arrays.IntegerArray) -> tuple[np.ndarray, np.ndarray]:
+    """A nullable column as (whole numbers, 0 where missing; present mask)."""
+    return np.asarray(arr.fillna(0), dtype=np.int64), ~np.asarray(arr.isna())
+
+
+def _units(frame: pd.DataFrame) -> list[dict[str, int | float] | None]:
+    """Each call's other units: {"audio_seconds": 12.5}, {"characters": 300} or None."""
     return [
-        None if missing else int(v)
-        for v, missing in zip(arr.to_numpy(na_value=0), arr.isna(), strict=True)
+        {"audio_seconds": a} if not math.isnan(a) else {"characters": c} if c >= 0 else None
+        for a, c in zip(frame["audio_seconds"].tolist(), frame["characters"].tolist(), strict=True)
     ]
 
 
@@ -331,126 +252,77 @@ def events(
 ) -> list[CallEvent]:
     """The frame's rows as CallEvents (the SQLite path), priced when costs are given."""
     n = len(frame)
-    feature = frame["feature_ix"].tolist()
-    tokens = {name: _optional(frame[name].array) for name in INT_COLUMNS}
-    audio = frame["audio_seconds"].tolist()
-    chars = frame["characters"].tolist()
-    moments = frame["occurred_at"].dt.tz_localize(UTC).dt.to_pydatetime().tolist()
-    out = []
-    for i, (fx, hexid, user, failed, error, duration) in enumerate(
-        zip(
-            feature,
-            frame["id"].tolist(),
-            frame["user_ix"].tolist(),
-            frame["failed"].tolist(),
-            frame["error_ix"].tolist(),
-            frame["duration_ms"].tolist(),
-            strict=True,
+    if nanos is None or versions is None:
+        nanos = versions = np.full(n, -1)
+    costs = [None if v < 0 else from_nanos(v) for v in nanos.tolist()]
+    priced_by = [None if c is None else v for c, v in zip(costs, versions.tolist(), strict=True)]
+    tokens = zip(*(_optional(frame[name].array) for name in INT_COLUMNS), strict=True)
+    rows = zip(
+        *(frame[name].tolist() for name in ("feature_ix", "id", "user_ix", "failed", "error_ix")),
+        frame["duration_ms"].tolist(),
+        frame["occurred_at"].dt.tz_localize(UTC).dt.to_pydatetime().tolist(),
+        tokens,
+        _units(frame),
+        costs,
+        priced_by,
+        strict=True,
+    )
+    return [
+        CallEvent(
+            id=uuid.UUID(hex=hexid),
+            occurred_at=moment,
+            provider=FEATURES[fx].provider,
+            model=FEATURES[fx].model,
+            operation=FEATURES[fx].operation,
+            user_id=f"user_{user:04d}",
+            feature=FEATURES[fx].name,
+            status="error" if failed else "ok",
+            error_type=ERRORS[error] if failed else None,
+            duration_ms=duration,
+            units=unit,
+            cost_usd=cost,
+            cost_source="computed" if cost is not None else None,
+            price_version_id=version,
+            tags={"plan": PLANS[pop.plan[user]], "demo": True} if pop else None,
+            environment="demo",
+            priced=True,
+            **dict(zip(INT_COLUMNS, counts, strict=True)),
         )
-    ):
-        f = FEATURES[fx]
-        units: dict[str, int | float] = {}
-        if not math.isnan(audio[i]):
-            units["audio_seconds"] = audio[i]
-        if chars[i] >= 0:
-            units["characters"] = chars[i]
-        cost = version = None
-        if nanos is not None and versions is not None and nanos[i] >= 0:
-            cost, version = from_nanos(int(nanos[i])), int(versions[i])
-        out.append(
-            CallEvent(
-                id=uuid.UUID(hex=hexid),
-                occurred_at=moments[i],
-                provider=f.provider,
-                model=f.model,
-                operation=f.operation,
-                user_id=f"user_{user:04d}",
-                feature=f.name,
-                status="error" if failed else "ok",
-                error_type=ERRORS[error] if failed else None,
-                duration_ms=duration,
-                units=units or None,
-                cost_usd=cost,
-                cost_source="computed" if cost is not None else None,
-                price_version_id=version,
-                tags={"plan": PLANS[pop.plan[user]], "demo": True} if pop else None,
-                environment="demo",
-                priced=True,
-                **{name: tokens[name][i] for name in INT_COLUMNS},  # type: ignore[arg-type]
-            )
-        )
-    assert len(out) == n
-    return out
+        for fx, hexid, user, failed, error, duration, moment, counts, unit, cost, version in rows
+    ]
 
 
 def copy_text(frame: pd.DataFrame, pop: Population, nanos: np.ndarray, versions: np.ndarray) -> str:
-    """The frame in COPY's text format, columns in ``COPY_COLUMNS`` order."""
-    n = len(frame)
+    """The frame in COPY's text format: what ``tracking.pg_copy.copy_text`` makes of its events."""
     feature = frame["feature_ix"].to_numpy()
     failed = frame["failed"].to_numpy()
-
-    def pick(values: list[str]) -> np.ndarray:
-        return np.array(values, dtype=object)[feature]
-
-    audio = frame["audio_seconds"].to_numpy()
-    chars = frame["characters"].to_numpy()
-    units = np.full(n, None, dtype=object)
-    for i in np.flatnonzero(~np.isnan(audio)):
-        units[i] = f'{{"audio_seconds":{float(audio[i])!r}}}'
-    for i in np.flatnonzero(chars >= 0):
-        units[i] = f'{{"characters":{chars[i]}}}'
-    tags = np.array([f'{{"plan":"{p}","demo":true}}' for p in PLANS], dtype=object)
     user = frame["user_ix"].to_numpy()
     priced = nanos >= 0
-    dollars = np.char.add(
-        np.char.add((nanos // 10**9).astype(str), "."),
-        np.char.zfill((nanos % 10**9).astype(str), 9),
-    )
-    out = pd.DataFrame(
-        {
-            "id": frame["id"].to_numpy(),
-            "occurred_at": np.datetime_as_string(
-                frame["occurred_at"].to_numpy().astype("datetime64[s]"), timezone="UTC"
-            ),
-            "duration_ms": frame["duration_ms"].to_numpy(),
-            "ttft_ms": None,
-            "provider": pick([f.provider for f in FEATURES]),
-            "model": pick([f.model for f in FEATURES]),
-            "requested_model": None,
-            "operation": pick([f.operation for f in FEATURES]),
-            "user_id": np.char.add("user_", np.char.zfill(user.astype(str), 4)),
-            "feature": pick([f.name for f in FEATURES]),
-            "status": np.where(failed, "error", "ok"),
-            "error_type": np.where(
-                failed,
-                np.array(ERRORS, dtype=object)[np.maximum(frame["error_ix"].to_numpy(), 0)],
-                None,
-            ),
-            "request_id": None,
-            **{name: frame[name].array for name in INT_COLUMNS},
-            "reasoning_tokens": None,
-            "units": units,
-            "batch": "f",
-            "cost_usd": np.where(priced, dollars, None),
-            "cost_source": np.where(priced, "computed", None),
-            "price_version_id": pd.arrays.IntegerArray(versions, ~priced),
-            "tags": tags[pop.plan[user]],
-            "environment": "demo",
-        },
-        columns=list(COPY_COLUMNS),
-    )
-    buffer = io.StringIO()
-    out.to_csv(
-        buffer,
-        sep="\t",
-        header=False,
-        index=False,
-        na_rep="\\N",
-        quoting=csv.QUOTE_NONE,
-        quotechar="\x01",  # COPY text has no quoting; JSON's quotes must pass as they are
-        lineterminator="\n",
-    )
-    return buffer.getvalue()
+
+    def of_feature(attribute: str) -> Coded:
+        return Coded(feature, [getattr(f, attribute) for f in FEATURES])
+
+    columns = {
+        "id": frame["id"].to_numpy(),
+        "occurred_at": frame["occurred_at"].to_numpy(),
+        "duration_ms": Ints(frame["duration_ms"].to_numpy()),
+        "provider": of_feature("provider"),
+        "model": of_feature("model"),
+        "operation": of_feature("operation"),
+        "user_id": Coded(user, [f"user_{u:04d}" for u in range(len(pop.user_p))]),
+        "feature": of_feature("name"),
+        "status": Coded(failed.astype(np.int64), ["ok", "error"]),
+        "error_type": Coded(np.where(failed, frame["error_ix"].to_numpy(), -1), ERRORS),
+        **{name: Ints(*_counts(frame[name].array)) for name in INT_COLUMNS},
+        "units": np.array(_units(frame), dtype=object),
+        "batch": False,
+        "cost_usd": Ints(nanos, priced),
+        "cost_source": Coded(np.where(priced, 0, -1), ["computed"]),
+        "price_version_id": Ints(versions, priced),
+        "tags": Coded(pop.plan[user], [{"plan": p, "demo": True} for p in PLANS]),
+        "environment": "demo",
+    }
+    return copy_text_of_columns(len(frame), columns)
 
 
 class _PostgresSink:
@@ -551,7 +423,10 @@ def is_empty(engine: Engine) -> bool:
 def main(argv: list[str] | None = None) -> int:
     from tracking.migrate import upgrade
 
-    parser = argparse.ArgumentParser(prog="python -m dashboard.demo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m dashboard.demo",
+        description="Load a realistic, deterministic history of demo AI calls into a store.",
+    )
     parser.add_argument("--url", help="database URL (default: as tracking.configure)")
     parser.add_argument("--calls", type=int, default=APP_CALLS)
     parser.add_argument("--days", type=int, default=APP_DAYS)

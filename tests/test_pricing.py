@@ -346,6 +346,23 @@ def _reference_price(
     return total.quantize(NANO, rounding=ROUND_HALF_EVEN)
 
 
+def random_usage(rng: random.Random, units: list[str]) -> tuple[dict[str, object], bool]:
+    """A call's usage of every kind the engine meets (tiers, cache parts, None and 0, other
+    units with fractional counts), and whether it is a batch call."""
+    prompt = rng.choice((0, 7, 999, 128_001, 200_001, rng.randint(0, 2_000_000)))
+    usage: dict[str, object] = {
+        "input_tokens": prompt,
+        "cache_read_tokens": rng.choice((None, 0, prompt // 3)),
+        "cache_write_tokens": rng.choice((None, 0, prompt // 7)),
+        "output_tokens": rng.choice((None, 0, rng.randint(1, 100_000))),
+        "reasoning_tokens": rng.choice((None, 0, 5)),
+    }
+    for unit in units:
+        if unit not in usage and rng.random() < 0.3:
+            usage[unit] = rng.choice((1, 3, 330, 2500, 12.5, 0.1, 1 / 3, D("7.25")))
+    return usage, rng.random() < 0.3
+
+
 def test_every_catalogue_version_prices_as_the_plain_decimal_rules(catalogued: Engine) -> None:
     """Random usages of every unit, tier and variant, fractional counts included, priced by the
     engine and by the reference above: equal in value and in digits, for every version."""
@@ -358,18 +375,7 @@ def test_every_catalogue_version_prices_as_the_plain_decimal_rules(catalogued: E
     mismatches = []
     for v in versions:
         for _ in range(12):
-            prompt = rng.choice((0, 7, 999, 128_001, 200_001, rng.randint(0, 2_000_000)))
-            usage: dict[str, object] = {
-                "input_tokens": prompt,
-                "cache_read_tokens": rng.choice((None, 0, prompt // 3)),
-                "cache_write_tokens": rng.choice((None, 0, prompt // 7)),
-                "output_tokens": rng.choice((None, 0, rng.randint(1, 100_000))),
-                "reasoning_tokens": rng.choice((None, 0, 5)),
-            }
-            for unit in units:
-                if unit not in usage and rng.random() < 0.3:
-                    usage[unit] = rng.choice((1, 3, 330, 2500, 12.5, 0.1, 1 / 3, D("7.25")))
-            batch = rng.random() < 0.3
+            usage, batch = random_usage(rng, units)
             ours, plain = price_usage(v, usage, batch), _reference_price(v, usage, batch)
             if ours != plain or str(ours) != str(plain):
                 mismatches.append((v.provider, v.model, usage, batch, ours, plain))

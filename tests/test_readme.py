@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -114,3 +115,44 @@ def test_every_setting_configure_accepts_is_in_the_settings_table() -> None:
 
     accepted = {f.name for f in fields(Settings)}  # configure()'s arguments and **options
     assert accepted - settings_table() == set()
+
+
+def _command_paths(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """Every command of an argparse CLI, subcommands of subcommands included, as word tuples."""
+    yield path
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _command_paths(sub, (*path, name))
+
+
+def _help(*command: str) -> str:
+    """A command's --help, run as a user would, with this checkout's code first on the path."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [*command, "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env
+    )
+    assert done.returncode == 0, (command, done.stderr)
+    assert done.stdout.startswith("usage: "), (command, done.stdout)
+    return done.stdout
+
+
+def _assert_plain(text: str) -> None:
+    """Help is read in a terminal: no reST or Markdown markup, no escape sequences."""
+    for markup in ("``", "`", "\x1b[", "**", ":func:", ":class:", "\\n"):
+        assert markup not in text, (markup, text)
+
+
+def test_every_cli_command_has_a_plain_help_that_exits_0() -> None:
+    from tracking.cli import build_parser
+
+    commands = [" ".join(p) for p in _command_paths(build_parser())]
+    assert {"", "migrate", "prices", "prices refresh", "retention"} <= set(commands)
+    for command in commands:
+        _assert_plain(_help(sys.executable, "-m", "tracking", *command.split()))
+    demo = _help(sys.executable, "-m", "dashboard.demo")
+    assert "--calls" in demo and "--if-empty" in demo
+    _assert_plain(demo)
+    script = Path(sys.executable).parent / "unitwise"  # the console script, when installed
+    if script.exists():
+        _assert_plain(_help(str(script)))

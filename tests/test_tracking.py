@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -430,3 +433,42 @@ def test_shutdown_timeout_zero_is_still_a_setting(tmp_path) -> None:
         url=f"sqlite:///{tmp_path}/s.db", journal_path=str(tmp_path / "j.jsonl"), shutdown_timeout=0
     )
     tracking.shutdown(1)
+
+
+def test_import_tracking_loads_no_heavy_module_beyond_what_sqlalchemy_loads() -> None:
+    """The host pays for sqlalchemy and our own code at import, nothing more: not the PostgreSQL
+    dialect (an SQLite host never needs it; a PostgreSQL one loads it with its first engine),
+    no asyncio of our own (sqlalchemy 2.1 imports asyncio itself), no numpy, pandas, streamlit."""
+    from bench.import_time import LOADED
+
+    import_sqlalchemy = "import sys, json, sqlalchemy; print(json.dumps(sorted(sys.modules)))"
+    by_sqlalchemy = set(json.loads(python(import_sqlalchemy)))
+    added = json.loads(python(LOADED))
+    forbidden = ("asyncio", "sqlalchemy.connectors.asyncio", "sqlalchemy.dialects.postgresql")
+    forbidden += ("psycopg2", "numpy", "pandas", "streamlit")
+    loaded = [m for m in added for f in forbidden if m == f or m.startswith(f + ".")]
+    assert loaded == [], loaded
+    assert "tracking.writer" in added  # the probe did import tracking
+    if "asyncio" not in by_sqlalchemy:  # a sqlalchemy without it: then none of ours either
+        assert not [m for m in added if m.startswith("asyncio")]
+
+
+def python(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def test_postgresql_ddl_from_the_metadata_keeps_the_postgresql_options() -> None:
+    """They are set when DDL is first made for PostgreSQL, not at import (see schema)."""
+    ddl = python(
+        "import sys, tracking.schema as s; from sqlalchemy import create_mock_engine;"
+        "assert 'sqlalchemy.dialects.postgresql' not in sys.modules;"
+        "e = create_mock_engine('postgresql+psycopg2://', lambda sql, *a, **k: print(sql.compile("
+        "dialect=e.dialect), ';'));"
+        "s.metadata.create_all(e, checkfirst=False)"
+    )
+    assert "PARTITION BY RANGE (occurred_at)" in ddl
+    assert "ON calls USING brin (occurred_at)" in ddl
+    assert (
+        "INCLUDE (calls, error_calls, unpriced_calls, input_tokens, output_tokens, cost_usd)" in ddl
+    )

@@ -10,6 +10,9 @@ from tracking import price_cli
 from tracking.config import resolve_url
 from tracking.db import describe_url, make_engine
 
+# what --help says: plain text for a terminal (the module's docstring is reST)
+DESCRIPTION = "Migrate a Unitwise store, refresh its price catalogue, apply retention."
+
 
 def _migrate(args: argparse.Namespace) -> int:
     from tracking.migrate import upgrade
@@ -54,7 +57,7 @@ def _retention(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tracking", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tracking", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     url_help = "database URL (default: $UNITWISE_DATABASE_URL, $DATABASE_URL, the local SQLite)"
 

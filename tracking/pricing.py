@@ -206,6 +206,12 @@ class PriceBook:
             self._resolved[key] = found
         return found
 
+    def history(self, provider: str, model: str) -> list[PriceVersion]:
+        """Every version of the priced model that a call's model name stands for, oldest first
+        (what column-wise pricing searches instead of one ``version_at`` per call)."""
+        canonical = self.resolve(provider, model)
+        return [] if canonical is None else self._versions[(provider, canonical)]
+
     def version_at(self, provider: str, model: str, at: datetime) -> PriceVersion | None:
         canonical = self.resolve(provider, model)
         if canonical is None:
