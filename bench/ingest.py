@@ -18,8 +18,7 @@ from tracking.config import build_settings
 from tracking.db import make_engine
 from tracking.partitions import ensure_months, month_of
 from tracking.pg_copy import COPY_COLUMNS, copy_text
-from tracking.price_cache import price_event
-from tracking.pricing import load_price_book
+from tracking.pricing import load_price_book, price_event
 from tracking.writer import Writer
 
 

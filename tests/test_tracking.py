@@ -448,9 +448,21 @@ def test_import_tracking_loads_no_heavy_module_beyond_what_sqlalchemy_loads() ->
     forbidden += ("psycopg2", "numpy", "pandas", "streamlit")
     loaded = [m for m in added for f in forbidden if m == f or m.startswith(f + ".")]
     assert loaded == [], loaded
-    assert "tracking.writer" in added  # the probe did import tracking
+    assert "tracking.client" in added  # the probe did import tracking
+    # the writer and its parts load at configure() or the first call, not at import
+    assert not [m for m in added if m in ("tracking.writer", "tracking.sink", "tracking.journal")]
     if "asyncio" not in by_sqlalchemy:  # a sqlalchemy without it: then none of ours either
         assert not [m for m in added if m.startswith("asyncio")]
+
+
+def test_configure_loads_the_writer_that_import_left_out(tmp_path) -> None:
+    loaded = python(
+        "import sys, tracking; before = 'tracking.writer' in sys.modules;"
+        f"tracking.configure(url='sqlite:///{tmp_path / 'w.db'}', journal_path='{tmp_path / 'j'}');"
+        "tracking.record(provider='openai', model='gpt-4o', input_tokens=1);"
+        "print(before, 'tracking.writer' in sys.modules, tracking.flush(20))"
+    )
+    assert loaded.split() == ["False", "True", "True"]
 
 
 def python(code: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from tracking import context
 from tracking.config import Settings, build_settings, env_flag
-from tracking.counters import Counters
+from tracking.counters import WRITER_COUNTS, Counters
 from tracking.events import (
     COUNT_CHECKS,
     CallEvent,
@@ -34,10 +34,9 @@ from tracking.events import (
     tags_of,
     units_of,
 )
-from tracking.price_cache import price_event
+from tracking.pricing import price_event
 from tracking.ratelog import RateLimitedLog
 from tracking.schema import TOKEN_FIELDS
-from tracking.writer import WRITER_COUNTS, Writer
 
 log = logging.getLogger("unitwise")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,6 +50,9 @@ class Tracker:
         self.settings = settings
         # one set of counts for the caller's side and the writer's, under one lock
         self.counters = Counters((*WRITER_COUNTS, "rejected", "internal_errors"))
+        # the writer and its parts load here, at configure() or the first call, not at import
+        from tracking.writer import Writer
+
         self.writer = Writer(settings, counters=self.counters)
         self._recent: deque[dict[str, str | None]] = deque(maxlen=RECENT_REJECTIONS)
         self._recent_lock = threading.Lock()

@@ -26,3 +26,16 @@ class Counters:
         """Every count as of one moment (read under the lock, so the counts agree)."""
         with self._lock:
             return dict(self._counts)
+
+
+# what the writer counts (stats() shows them; the tracker adds its own to the same Counters)
+WRITER_COUNTS = (
+    "enqueued",
+    "written",
+    "duplicates",
+    "spilled",
+    "replayed",
+    "dropped",
+    "write_failures",
+    "refused",
+)

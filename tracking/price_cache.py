@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tracking.events import CallEvent
-from tracking.pricing import PriceBook
+from tracking.pricing import PriceBook, price_event
 from tracking.ratelog import RateLimitedLog
 from tracking.refresher import Refresher
 
@@ -56,15 +56,3 @@ class PriceCache(Refresher[PriceBook]):
             "prices_loaded": self.value is not None and not self.empty,
             "prices_empty": self.empty,
         }
-
-
-def price_event(book: PriceBook, event: CallEvent) -> None:
-    """Price an event with the book (a provider-reported cost is kept as it is)."""
-    if event.cost_source == "provider":
-        event.priced = True
-        return
-    quote = book.quote(event.provider, event.model, event.occurred_at, event.usage(), event.batch)
-    event.cost_usd = quote.cost
-    event.price_version_id = quote.version_id
-    event.cost_source = "computed" if quote.cost is not None else None
-    event.priced = True

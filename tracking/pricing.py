@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from sqlalchemy import Connection, select
 
+from tracking.events import CallEvent
 from tracking.schema import model_patterns, price_versions, prices
 from tracking.sqltypes import NANOS_PER_DOLLAR, from_nanos
 
@@ -254,3 +255,15 @@ def load_price_book(conn: Connection) -> PriceBook:
         (r.provider, r.pattern, r.model, r.position) for r in conn.execute(select(model_patterns))
     ]
     return PriceBook(versions.values(), patterns)
+
+
+def price_event(book: PriceBook, event: CallEvent) -> None:
+    """Price an event with the book (a provider-reported cost is kept as it is)."""
+    if event.cost_source == "provider":
+        event.priced = True
+        return
+    quote = book.quote(event.provider, event.model, event.occurred_at, event.usage(), event.batch)
+    event.cost_usd = quote.cost
+    event.price_version_id = quote.version_id
+    event.cost_source = "computed" if quote.cost is not None else None
+    event.priced = True

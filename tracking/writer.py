@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from tracking.config import Settings
-from tracking.counters import Counters
+from tracking.counters import WRITER_COUNTS, Counters
 from tracking.events import CallEvent
 from tracking.journal import Journal
 from tracking.lanes import DeliveryLanes, Preparer, settle
@@ -38,18 +38,6 @@ from tracking.store import PreparedBatch
 from tracking.undelivered import Undelivered
 
 log = logging.getLogger("unitwise")
-
-# what the writer counts (stats() shows them; the tracker adds its own to the same Counters)
-WRITER_COUNTS = (
-    "enqueued",
-    "written",
-    "duplicates",
-    "spilled",
-    "replayed",
-    "dropped",
-    "write_failures",
-    "refused",
-)
 
 
 class Writer:
