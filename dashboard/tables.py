@@ -24,8 +24,8 @@ LABELS = {
 }
 
 
-def _count(label: str) -> Any:
-    return st.column_config.NumberColumn(label, format="localized", width="small")
+def _count(label: str, help: str | None = None) -> Any:
+    return st.column_config.NumberColumn(label, format="localized", width="small", help=help)
 
 
 def _dollars(costs: pd.Series) -> Any:
@@ -90,9 +90,14 @@ DRILL_LABELS = {
 }
 
 
-def calls_table(rows: pd.DataFrame) -> tuple[Shown, dict[str, Any]]:
-    """A page of raw calls: no "None" (an unpriced call's cost reads "unpriced", a missing user
-    or feature "(none)", no error is blank)."""
+def calls_table(rows: pd.DataFrame, group: str) -> tuple[Shown, dict[str, Any], list[str]]:
+    """A page of the raw calls of one ``group``, its settings and the columns to show: no
+    "None" (an unpriced call's cost reads "unpriced", a missing user or feature "(none)", no
+    error is blank). The group's own column (the same in every row) and an error column with
+    no error are not shown, so that the table fits a 1,400-pixel window without scrolling
+    sideways."""
+    same = {"user": "user_id", "feature": "feature", "provider": "provider", "model": "model"}
+    hidden = {same.get(group), "error_type" if rows["error_type"].isna().all() else None}
     shown = rows.copy()
     shown["cost_usd"] = [UNKNOWN if pd.isna(v) else float(v) for v in rows["cost_usd"]]
     for column in ("user_id", "feature"):
@@ -101,10 +106,13 @@ def calls_table(rows: pd.DataFrame) -> tuple[Shown, dict[str, Any]]:
     config: dict[str, Any] = {
         "occurred_at": st.column_config.DatetimeColumn("When (UTC)", format="YYYY-MM-DD HH:mm:ss"),
         **{name: st.column_config.TextColumn(label) for name, label in DRILL_LABELS.items()},
-        "duration_ms": _count("Latency (ms)"),
-        "input_tokens": _count("Input tokens"),
-        "cache_read_tokens": _count("Cached"),
-        "output_tokens": _count("Output tokens"),
+        "provider": st.column_config.TextColumn("Provider", width="small"),
+        "status": st.column_config.TextColumn("Status", width="small"),
+        "duration_ms": _count("ms", "Latency in milliseconds"),
+        "input_tokens": _count("Input", "Input tokens, cached ones included"),
+        "cache_read_tokens": _count("Cached", "Input tokens read from the provider's cache"),
+        "output_tokens": _count("Output", "Output tokens"),
         "cost_usd": st.column_config.Column("Cost", width="small"),
     }
-    return _display(shown, UNPRICED, ["cost_usd"]), config
+    order = [name for name in shown.columns if name not in hidden]
+    return _display(shown, UNPRICED, ["cost_usd"]), config, order

@@ -103,5 +103,11 @@ if choice is not None:
     rows = data.drill_down(url, f, group, choice, int(page) - 1)
     first = (int(page) - 1) * DRILL_PAGE + 1
     st.caption(f"Calls {first:,} to {first + len(rows) - 1:,} of {count:,}, newest first.")
-    shown_calls, calls_config = tables.calls_table(rows)
-    st.dataframe(shown_calls, hide_index=True, width="stretch", column_config=calls_config)
+    shown_calls, calls_config, order = tables.calls_table(rows, group)
+    st.dataframe(
+        shown_calls,
+        hide_index=True,
+        width="stretch",
+        column_config=calls_config,
+        column_order=order,
+    )
