@@ -35,7 +35,7 @@ def fresh_pg(catalogue: bool = False) -> Iterator[str]:
     upgrade(engine)
     with engine.begin() as conn:
         if catalogue:
-            from tracking.catalogue import load_catalogue
+            from tracking.catalogue_store import load_catalogue
 
             load_catalogue(conn)
         else:  # the few models the benchmarks use, at their list prices

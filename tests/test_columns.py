@@ -26,7 +26,7 @@ from tracking.sqltypes import from_nanos, to_nanos
 
 @pytest.fixture(scope="module")
 def book() -> Iterator[PriceBook]:
-    from tracking.catalogue import load_catalogue
+    from tracking.catalogue_store import load_catalogue
     from tracking.migrate import upgrade
 
     engine = make_engine("sqlite://")

@@ -13,7 +13,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import pytest
 from sqlalchemy import Engine, select, update
 
-from tracking.catalogue import catalogue_models, load_catalogue, refresh_catalogue
+from tracking.catalogue import catalogue_models
+from tracking.catalogue_store import load_catalogue, refresh_catalogue
 from tracking.pricing import PriceBook, PriceVersion, Rate, load_price_book, price_usage
 from tracking.schema import price_versions, prices
 from tracking.sqltypes import NANO

@@ -23,7 +23,7 @@ def _migrate(args: argparse.Namespace) -> int:
     print(f"Migrated {describe_url(engine.url)} to the current schema.")
     with engine.begin() as conn:
         if version_count(conn) == 0 and not args.no_catalogue:
-            from tracking.catalogue import load_catalogue
+            from tracking.catalogue_store import load_catalogue
 
             written = load_catalogue(conn)
             print(f"Loaded the reference price catalogue: {written} price versions.")
@@ -32,7 +32,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _prices_refresh(args: argparse.Namespace) -> int:
-    from tracking.catalogue import refresh_catalogue
+    from tracking.catalogue_store import refresh_catalogue
 
     engine = make_engine(resolve_url(args.url))
     with engine.begin() as conn:

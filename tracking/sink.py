@@ -104,7 +104,7 @@ class StoreSink:
 
     def _load_catalogue(self) -> None:
         """The reference catalogue into an empty price table (heavy: the writer thread only)."""
-        from tracking.catalogue import load_catalogue
+        from tracking.catalogue_store import load_catalogue
         from tracking.price_store import version_count
 
         with self.engine.begin() as conn:
