@@ -97,7 +97,9 @@ def cost_view(url: str, f: Filters, group: str) -> CostView:
             table = breakdown.group_table(window, group)
             return CostView(table, len(table), breakdown.totals(window))
     grouped = _cost_by(url, f, group)
-    return CostView(grouped.table, grouped.groups, grouped.totals)
+    # shares of the cost of every group, not of the (possibly capped) table's own rows
+    table = breakdown.share_of(grouped.table, grouped.totals.cost_usd)
+    return CostView(table, grouped.groups, grouped.totals)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
