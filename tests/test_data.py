@@ -37,3 +37,17 @@ def test_shares_of_a_capped_table_are_of_every_groups_cost(
     total = int(view.totals.cost_usd * 10**9)
     assert view.table["share_pct"].tolist() == pytest.approx((100 * nanos / total).tolist())
     assert view.table["share_pct"].sum() < 100
+
+
+@pytest.mark.parametrize(
+    "dates",
+    [(END.date(), END.date()), (RANGE.start, RANGE.start + timedelta(days=2))],
+    ids=["today-only", "a-past-range"],
+)
+def test_yesterday_so_far_follows_the_calendar_not_the_date_range(
+    loaded: Engine, store_url: str, dates
+) -> None:
+    """ "Today so far" is read whatever the range; so is yesterday to set beside it."""
+    whole = data.yesterday_so_far(store_url, RANGE, END)
+    assert whole[0] > 0
+    assert data.yesterday_so_far(store_url, RANGE.with_dates(*dates), END) == whole
