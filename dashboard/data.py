@@ -97,7 +97,9 @@ def cost_view(url: str, f: Filters, group: str) -> CostView:
             table = breakdown.group_table(window, group)
             return CostView(table, len(table), breakdown.totals(window))
     grouped = _cost_by(url, f, group)
-    return CostView(grouped.table, grouped.groups, grouped.totals)
+    # shares of the cost of every group, not of the (possibly capped) table's own rows
+    table = breakdown.share_of(grouped.table, grouped.totals.cost_usd)
+    return CostView(table, grouped.groups, grouped.totals)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
@@ -134,8 +136,11 @@ def yesterday_so_far(url: str, f: Filters, now: datetime) -> tuple[int, Any]:
     """Yesterday's calls and cost up to the time of day it is now, to the minute (cached for
     the minute), to set beside today's so far."""
     now = now.replace(second=0, microsecond=0)
-    midnight = datetime.combine(now.date() - timedelta(days=1), datetime.min.time(), UTC)
-    return cost_between(url, f, midnight, now - timedelta(days=1))
+    yesterday = now.date() - timedelta(days=1)
+    midnight = datetime.combine(yesterday, datetime.min.time(), UTC)
+    # like "today so far", this follows the calendar, not the date range (which may leave
+    # yesterday out: the range of today alone, or a past week)
+    return cost_between(url, f.with_dates(yesterday, yesterday), midnight, now - timedelta(days=1))
 
 
 def load_demo(url: str, progress: Callable[[int, int], None]) -> None:

@@ -40,12 +40,27 @@ def calls_where(f: Filters, dialect: str, c: Any = calls.c) -> list[ColumnElemen
     return where
 
 
+NUMBER_EXPONENT = 300  # a typed number beyond 1e±300 is matched as text only (a double's range)
+_INT64 = 2**63
+
+
 def _number(text: str) -> Decimal | None:
+    """The number ``text`` spells, if a JSON number of either store can equal it: ``1e999`` or
+    ``1e-999`` (beyond a double, which SQLite's JSON numbers are) is text, not a number."""
     try:
         value = Decimal(text)
     except InvalidOperation:
         return None
-    return value if value.is_finite() else None
+    if not value.is_finite() or (value and abs(value.adjusted()) > NUMBER_EXPONENT):
+        return None
+    return value
+
+
+def _sqlite_number(number: Decimal) -> int | float:
+    """A number as SQLite's ``json_extract`` gives it: an integer within 64 bits, else a real."""
+    if number == number.to_integral() and -_INT64 <= number < _INT64:
+        return int(number)
+    return float(number)
 
 
 def tag_equals(tags: Any, key: str, text: str, dialect: str) -> ColumnElement[bool]:
@@ -69,8 +84,7 @@ def tag_equals(tags: Any, key: str, text: str, dialect: str) -> ColumnElement[bo
     number = _number(text.strip())
     if number is not None:
         if dialect == "sqlite":  # json_extract gives the number itself
-            as_number: Any = float(number) if number != number.to_integral() else int(number)
-            matches.append(and_(kind.in_(numbers), value == as_number))
+            matches.append(and_(kind.in_(numbers), value == _sqlite_number(number)))
         else:  # CASE: the text is cast only where it is a JSON number
             matches.append(case((kind.in_(numbers), cast(value, Numeric) == number), else_=false()))
     return or_(*matches)

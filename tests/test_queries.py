@@ -181,6 +181,38 @@ def test_totals_count_every_group_when_the_table_is_cut(loaded: Engine) -> None:
     assert cut.totals.cost_usd == sum((c for _, c in free if c is not None), Decimal(0))
 
 
+HUGE_TAGS = [{"n": 0}, {"n": 10**30}, {"n": 12345678901234567890}, {"n": "1e999"}]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1e999", {3}),  # beyond a double: matched as text (it crashed or hung SQLite)
+        ("1e999999", set()),  # PostgreSQL's numeric overflowed; SQLite built a 1M-digit int
+        ("1e-999", set()),  # not the number 0 (it was on SQLite)
+        ("1e30", {1}),
+        ("1000000000000000000000000000000", {1}),  # past 64 bits: a real in SQLite's JSON
+        ("12345678901234567890", {2}),
+        ("-0", {0}),
+        ("0x10", set()),
+        ("NaN", set()),
+    ],
+)
+def test_numbers_out_of_range_match_alike_on_both_stores(
+    configured: str, engine: Engine, value: str, expected: set[int]
+) -> None:
+    for i, tags in enumerate(HUGE_TAGS):
+        tracking.record(
+            provider="openai", model="gpt-4o", input_tokens=1, user_id=f"u{i}", tags=tags
+        )
+    assert tracking.flush(10)
+    f = Filters(
+        date.today() - timedelta(days=1), date.today() + timedelta(days=1), tags=(("n", value),)
+    )
+    found = queries.cost_by(engine, f, "user").table
+    assert {int(u[1:]) for u in found["user"]} == expected
+
+
 TYPED_TAGS = [
     {"demo": True, "n": 1, "plan": "pro"},
     {"demo": False, "n": 1.5, "plan": "1"},
