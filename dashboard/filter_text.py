@@ -57,8 +57,6 @@ def parse_tags(text: str) -> Parsed:
             ignored.append((part, "no value after `=`"))
         elif "=" in value:
             ignored.append((part, "more than one `=`; write one key=value per part"))
-        elif '"' in key:
-            ignored.append((part, 'a key cannot hold `"`'))
         elif (key, value) not in found:
             found.append((key, value))
     return Parsed(tuple(found), tuple(ignored))

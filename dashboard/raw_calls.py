@@ -14,7 +14,19 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, Numeric, and_, case, cast, false, func, literal, or_, select
+from sqlalchemy import (
+    Engine,
+    Numeric,
+    and_,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy import tablesample as sampled_table
 from sqlalchemy.sql import ColumnElement
 
@@ -64,11 +76,17 @@ def _sqlite_number(number: Decimal) -> int | float:
 
 
 def tag_equals(tags: Any, key: str, text: str, dialect: str) -> ColumnElement[bool]:
-    """Whether tag ``key`` holds ``text`` as a string, or as the boolean or number it spells."""
+    """Whether tag ``key`` holds ``text`` as a string, or as the boolean or number it spells.
+
+    On SQLite the tag is found through ``json_each``, whose keys are the unescaped text: a JSON
+    path (``$."café"``) is compared with the stored, escaped text by SQLite 3.40 and misses
+    keys with non-ASCII characters or backslashes, and cannot hold a ``"``.
+    """
+    tag: Any = None
     if dialect == "sqlite":
-        path = f'$."{key}"'  # keys with '"' are refused by the filter's parser
-        kind: Any = func.json_type(tags, path)
-        value: Any = func.json_extract(tags, path)
+        tag = func.json_each(tags).table_valued("key", "value", "type").alias()
+        kind: Any = tag.c.type
+        value: Any = tag.c.value
         string, true, false_, numbers = "text", "true", "false", ("integer", "real")
     else:
         element = tags[key]
@@ -87,7 +105,9 @@ def tag_equals(tags: Any, key: str, text: str, dialect: str) -> ColumnElement[bo
             matches.append(and_(kind.in_(numbers), value == _sqlite_number(number)))
         else:  # CASE: the text is cast only where it is a JSON number
             matches.append(case((kind.in_(numbers), cast(value, Numeric) == number), else_=false()))
-    return or_(*matches)
+    if tag is None:
+        return or_(*matches)
+    return exists().select_from(tag).where(tag.c.key == key, or_(*matches))
 
 
 @dataclass(frozen=True)

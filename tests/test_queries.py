@@ -248,3 +248,21 @@ def test_tag_values_match_as_a_user_means_them(
     f = Filters(date.today() - timedelta(days=1), date.today() + timedelta(days=1), tags=(tag,))
     found = queries.cost_by(engine, f, "user").table
     assert {int(u[1:]) for u in found["user"]} == expected
+
+
+ODD_KEYS = ["café", "emoji🙂", "k\\b", 'a"b', "a.b", "$", "[0]", "it's", "x' OR '1'='1"]
+
+
+def test_tag_keys_of_any_text_match_alike_on_both_stores(configured: str, engine: Engine) -> None:
+    """Non-ASCII keys, backslashes, quotes, JSON-path and SQL characters: each key finds its
+    own call and no other (before, a JSON path missed non-ASCII and backslash keys on SQLite)."""
+    for i, key in enumerate(ODD_KEYS):
+        tracking.record(
+            provider="openai", model="gpt-4o", input_tokens=1, user_id=f"u{i}", tags={key: "v"}
+        )
+    assert tracking.flush(10)
+    today = datetime.now(UTC).date()
+    for i, key in enumerate(ODD_KEYS):
+        f = Filters(today - timedelta(days=1), today + timedelta(days=1), tags=((key, "v"),))
+        found = queries.cost_by(engine, f, "user").table
+        assert list(found["user"]) == [f"u{i}"], key
