@@ -203,6 +203,41 @@ def test_forked_child_gets_its_own_writer_and_nothing_is_lost(configured: str) -
     assert by_feature == {"parent": 13, "child": 7}
 
 
+def test_a_child_forked_while_a_parent_thread_holds_a_lock_still_logs(configured: str) -> None:
+    """A delivery lane or a host thread inside ``counters.add`` at the fork: the child's lock
+    is a new one, or its first call would wait forever for a thread it does not have."""
+    from tracking import client
+
+    tracking.record(provider="openai", model="gpt-4o", input_tokens=1, feature="parent")
+    tracker = client.get()
+    assert tracker is not None
+    held = [tracker.counters._lock, tracker.writer.logs._lock, tracker.writer.prices._lock]
+    held.append(tracker._recent_lock)
+    for lock in held:
+        lock.acquire()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                tracking.record(provider="openai", model="gpt-4o", input_tokens=1, feature="child")
+                code = 0 if tracking.flush(15) and tracking.stats()["written"] >= 1 else 3
+            finally:
+                os._exit(code)
+    finally:
+        for lock in held:
+            lock.release()
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on a lock its parent held at the fork")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert tracking.flush(15)
+
+
 EXITING_HOST = textwrap.dedent(
     """
     import sys

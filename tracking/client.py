@@ -11,6 +11,7 @@ import atexit
 import functools
 import inspect
 import logging
+import os
 import re
 import threading
 import time
@@ -408,3 +409,18 @@ def _at_exit() -> None:
 
 
 atexit.register(_at_exit)
+
+
+def _locks_after_fork() -> None:
+    """New locks in a forked child: a thread of the parent may have held one at the fork, and
+    no thread of the child would ever release it (the writer renews its own)."""
+    global _lock
+    _lock = threading.Lock()
+    tracker = _tracker
+    if tracker is not None:
+        tracker._recent_lock = threading.Lock()
+        tracker._logs.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_locks_after_fork)

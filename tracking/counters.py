@@ -22,6 +22,11 @@ class Counters:
     def __getitem__(self, name: str) -> int:
         return self._counts[name]
 
+    def after_fork(self) -> None:
+        """A new lock in a forked child: a thread of the parent may have held the old one at
+        the fork, and no thread of the child would ever release it."""
+        self._lock = threading.Lock()
+
     def snapshot(self) -> dict[str, int]:
         """Every count as of one moment (read under the lock, so the counts agree)."""
         with self._lock:

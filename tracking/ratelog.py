@@ -18,6 +18,10 @@ class RateLimitedLog:
         self._count: dict[str, int] = {}
         self._lock = threading.Lock()  # host threads and both lanes report problems at once
 
+    def after_fork(self) -> None:
+        """A new lock in a forked child (the parent's may have been held at the fork)."""
+        self._lock = threading.Lock()
+
     def warning(self, key: str, message: str, *args: object) -> None:
         now = time.monotonic()
         with self._lock:

@@ -67,6 +67,10 @@ class Refresher(Generic[T]):
             self._backoff = FIRST_BACKOFF
         return True
 
+    def after_fork(self) -> None:
+        """A new lock in a forked child (the parent's may have been held at the fork)."""
+        self._lock = threading.Lock()
+
     def make_due(self) -> None:
         """Load at the next ``refresh_if_due`` (a forked child, a store just made ready)."""
         self._next = 0.0

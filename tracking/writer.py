@@ -112,6 +112,8 @@ class Writer:
                 self._thread.start()
 
     def _after_fork(self) -> None:
+        for part in (self.counters, self.logs, self.prices):  # locks a parent thread may hold
+            part.after_fork()
         self.sink.after_fork()
         self.prices.make_due()
         self._init_runtime()
