@@ -62,22 +62,21 @@ def _top(values: pd.Series) -> float:
 
 
 def daily_cost_stacked(frame: pd.DataFrame, color: str = "provider") -> alt.Chart:
-    """Cost per day, stacked by ``color`` (the provider by default)."""
+    """Cost per day, stacked by ``color`` (the provider by default): one row of ``frame`` per
+    day and ``color`` (``breakdown.daily_by``), unpriced costs undrawn and said in the tooltip."""
     highest = _top(frame.groupby("day")["cost_usd"].sum()) if len(frame) else 0.0
     return (
         alt.Chart(frame)
         .mark_bar()
         .encode(
             x=alt.X("day:T", title=None, axis=alt.Axis(format="%b %d")),
-            y=alt.Y(
-                "sum(cost_usd):Q", title="Cost (USD)", axis=alt.Axis(format=axis_format(highest))
-            ),
+            y=alt.Y("cost_usd:Q", title="Cost (USD)", axis=alt.Axis(format=axis_format(highest))),
             color=_colour(frame, color),
             tooltip=[
                 alt.Tooltip("day:T", title="Day", format="%a %b %d, %Y"),
                 alt.Tooltip(f"{color}:N", title=color.capitalize()),
-                alt.Tooltip("sum(cost_usd):Q", title="Cost", format=MONEY),
-                alt.Tooltip("sum(calls):Q", title="Calls", format=","),
+                alt.Tooltip("cost_label:N", title="Cost"),
+                alt.Tooltip("calls:Q", title="Calls", format=","),
             ],
         )
         .properties(height=300)
@@ -102,6 +101,7 @@ def cost_bars(frame: pd.DataFrame, key: str, top: int = 15) -> alt.Chart:
                 alt.Tooltip(f"{key}:N", title=key.capitalize()),
                 alt.Tooltip("cost_usd:Q", title="Cost", format=MONEY),
                 alt.Tooltip("calls:Q", title="Calls", format=","),
+                alt.Tooltip("unpriced:Q", title="Unpriced calls (not in the cost)", format=","),
                 alt.Tooltip("share_pct:Q", title="Share (%)", format=".1f"),
             ],
         )

@@ -42,20 +42,26 @@ frame = data.page_frame(url, f)
 costs = breakdown.daily_costs(frame)
 projection = project_month_end(costs, now)
 spent_today = costs.get(today, Decimal(0))
+today_totals = breakdown.totals(breakdown.between(frame, today, today))
+month_totals = breakdown.totals(breakdown.between(frame, today.replace(day=1), today))
 _, until_now_yesterday = data.yesterday_so_far(url, f, now)
-delta = change(spent_today, until_now_yesterday)
+delta = None if today_totals.all_unpriced else change(spent_today, until_now_yesterday)
 
 top = st.columns(3)
 top[0].metric(
     "Today so far",
-    formats.usd(spent_today),
+    formats.cost_text(today_totals),
     None
     if delta is None
     else f"{delta:+,.0%} vs yesterday by {now:%H:%M} ({formats.usd(until_now_yesterday)})",
     delta_color="inverse",
     help="Today up to now against yesterday up to the same time of day (UTC).",
 )
-top[1].metric("Month to date", formats.usd(projection.month_to_date))
+if note := formats.unpriced_note(today_totals):
+    top[0].caption(note)
+top[1].metric("Month to date", formats.cost_text(month_totals))
+if note := formats.unpriced_note(month_totals):
+    top[1].caption(note)
 if projection.enough_history:
     top[2].metric(
         "Projected month end",

@@ -280,6 +280,8 @@ def test_unpriced_calls_are_never_shown_as_zero(fresh: str, tmp_path: Path) -> N
     overview = run()
     overview.multiselect(key="f_providers").select("acme").run()
     assert metrics(overview)["Cost in range"] == "unpriced"
+    assert metrics(overview)["Today so far"] == "unpriced"  # the calls were logged today
+    assert metrics(overview)["Month to date"] == "unpriced"
     (warning,) = overview.warning
     assert "acme/house-model (3)" in warning.value and "prices add" in warning.value
 
