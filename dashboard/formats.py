@@ -28,6 +28,8 @@ def usd(amount: Decimal | float) -> str:
     is never shown as $0.00. A float (an estimate, such as a projection) is shown as its
     shortest decimal."""
     if isinstance(amount, float):
+        if not math.isfinite(amount):
+            return "n/a"
         amount = Decimal(repr(amount))
     if amount == 0 or abs(amount) >= CENT:
         return f"${amount:,.2f}".replace("$-", "-$")

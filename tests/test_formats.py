@@ -20,6 +20,7 @@ def test_usd_shows_small_costs_apart_from_zero() -> None:
     assert formats.usd(Decimal(0)) == "$0.00"
     assert formats.usd(Decimal("-0.5")) == "-$0.50"
     assert formats.usd(12.3456) == "$12.35"
+    assert formats.usd(float("nan")) == "n/a"
 
 
 def test_an_unknown_cost_is_said_in_words() -> None:
