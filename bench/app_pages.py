@@ -47,6 +47,7 @@ def overview_parts(engine: Engine, f: Filters, in_range: int) -> dict[str, Calla
         "store state (span, future-dated calls)": lambda: store_state(engine),
         "day_frame (range + this month)": lambda: queries.day_frame(engine, window),
         "yesterday up to now (raw calls)": lambda: yesterday_so_far(engine, f),
+        "  the same late in the day (all yesterday)": lambda: yesterday_so_far(engine, f, True),
         "latency (sampled raw calls)": lambda: raw_calls.latency(engine, f, in_range),
         "unpriced models": lambda: queries.unpriced_models(engine, f),
         "top_users": lambda: queries.top_users(engine, f),
@@ -59,17 +60,20 @@ def store_state(engine: Engine) -> None:
     raw_calls.calls_after(engine, datetime.now(UTC) + timedelta(days=1))
 
 
-def yesterday_so_far(engine: Engine, f: Filters) -> None:
+def yesterday_so_far(engine: Engine, f: Filters, whole_day: bool = False) -> None:
+    """Yesterday up to the time it is now (``whole_day``: as just before midnight UTC, the
+    most calls this read ever sums)."""
     now = datetime.now(UTC)
     midnight = datetime.combine(now.date() - timedelta(days=1), datetime.min.time(), UTC)
-    raw_calls.cost_between(engine, f, midnight, now - timedelta(days=1))
+    until = midnight + timedelta(days=1) if whole_day else now - timedelta(days=1)
+    raw_calls.cost_between(engine, f, midnight, until)
 
 
 def overview_sql(engine: Engine, f: Filters) -> None:
     """What the page runs, in its order: the calls in range come from the frame."""
     store_state(engine)
     frame = queries.day_frame(engine, f.with_dates(*frame_window(f, f.end)))
-    yesterday_so_far(engine, f)
+    yesterday_so_far(engine, f, whole_day=True)  # its worst case: late in the UTC day
     in_range = breakdown.totals(breakdown.between(frame, f.start, f.end)).calls
     raw_calls.latency(engine, f, in_range)
     queries.unpriced_models(engine, f)

@@ -35,7 +35,6 @@ from tracking.events import (
     tags_of,
     units_of,
 )
-from tracking.pricing import price_event
 from tracking.ratelog import RateLimitedLog
 from tracking.schema import TOKEN_FIELDS
 
@@ -52,9 +51,11 @@ class Tracker:
         # one set of counts for the caller's side and the writer's, under one lock
         self.counters = Counters((*WRITER_COUNTS, "rejected", "internal_errors"))
         # the writer and its parts load here, at configure() or the first call, not at import
+        from tracking.pricing import price_event
         from tracking.writer import Writer
 
         self.writer = Writer(settings, counters=self.counters)
+        self._price_event = price_event
         self._recent: deque[dict[str, str | None]] = deque(maxlen=RECENT_REJECTIONS)
         self._recent_lock = threading.Lock()
         self._logs = RateLimitedLog()
@@ -115,7 +116,7 @@ class Tracker:
     def emit(self, event: CallEvent) -> None:
         book = self.writer.prices.value
         if book is not None and not event.priced:
-            price_event(book, event)
+            self._price_event(book, event)
         self.writer.put(event)
 
     def reject(self, exc: ValueError) -> None:
