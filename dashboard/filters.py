@@ -69,7 +69,10 @@ def sidebar(frame_for: Callable[[Filters], pd.DataFrame] | None) -> Filters:
         help=f"Dates from {EARLIEST} to {latest}; the box refuses others.",
     )
     start, end, why = read_dates(picked)
-    bar.caption(f"Showing {start} to {end}{why}.")
+    bar.caption(
+        f"Showing {start} to {end}{why}. A date before {EARLIEST} or after {latest} is "
+        "refused by the box and may stay in view: this line says what the pages show."
+    )
     chosen = {name: tuple(st.session_state.get(key) or ()) for _, name, key in CHOICES}
     offered = options(frame_for(Filters(start, end)), chosen) if frame_for else {}
     picks: dict[str, tuple[str, ...]] = {}

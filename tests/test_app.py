@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,12 @@ def test_a_store_without_tables_says_how_to_migrate(
     at = AppTest.from_file(ENTRY, default_timeout=30).run()
     assert not at.exception
     assert "python -m tracking migrate" in at.error[0].value
+
+
+def test_the_sidebar_says_which_dates_are_shown_and_which_the_box_refuses(app_env: str) -> None:
+    at = AppTest.from_file(ENTRY, default_timeout=30).run()
+    at.date_input(key="f_dates").set_value((date(2026, 11, 20),)).run()  # a start, no end yet
+    (line,) = [c.value for c in at.sidebar.caption if c.value.startswith("Showing")]
+    assert line.startswith("Showing 2026-11-20 to 2026-11-20 (pick an end date")
+    assert "A date before 2000-01-01" in line and "refused by the box" in line
+    assert at.session_state["filters"].start == at.session_state["filters"].end

@@ -176,7 +176,9 @@ def test_what_a_new_user_trips_over_is_said_in_the_browser(app_url: str) -> None
             )
             expect(page.get_by_text("2099-01-01").first).to_be_visible()
             start = today - timedelta(days=29)
-            expect(page.get_by_text(f"Showing {start} to {today}.")).to_be_visible()
+            shown = page.get_by_text(f"Showing {start} to {today}.")
+            expect(shown).to_be_visible()
+            expect(shown).to_contain_text("refused by the box")
             expect(page.get_by_text("5,000", exact=True).first).to_be_visible()  # the calls
 
             page.goto(f"{app_url}/costs", wait_until="domcontentloaded")
