@@ -37,6 +37,13 @@ def usd(amount: Decimal | float) -> str:
     return f"${amount:,.{digits}f}".replace("$-", "-$")
 
 
+def latency_text(ms: float | None) -> str:
+    """'669 ms', '1.81 s': short enough for a metric in a 700-pixel window."""
+    if ms is None:
+        return "n/a"
+    return f"{ms:,.0f} ms" if ms < 999.5 else f"{ms / 1000:,.2f} s"
+
+
 def cost_text(totals: Totals) -> str:
     """The cost of a set of calls: 'unpriced' when none has a known cost."""
     return UNPRICED if totals.all_unpriced else usd(totals.cost_usd)

@@ -23,6 +23,12 @@ def test_usd_shows_small_costs_apart_from_zero() -> None:
     assert formats.usd(float("nan")) == "n/a"
 
 
+def test_latency_reads_short() -> None:
+    assert formats.latency_text(669.4) == "669 ms"
+    assert formats.latency_text(1808.0) == "1.81 s"
+    assert formats.latency_text(None) == "n/a"
+
+
 def test_an_unknown_cost_is_said_in_words() -> None:
     unknown = Totals(4, 0, 4, Decimal(0), 10, 0)
     assert formats.cost_text(unknown) == "unpriced"

@@ -70,7 +70,7 @@ def test_overview_totals_equal_the_store(loaded: Engine) -> None:
     assert cost > 0 and unpriced > 0
     (warning,) = at.warning
     assert warning.value.startswith(f"{unpriced:,} calls in this range are unpriced")
-    assert "p50 latency" in shown and shown["p50 latency"].endswith(" ms")
+    assert "p50 latency" in shown and shown["p50 latency"].endswith((" ms", " s"))
     assert any("Store: " in c.value for c in at.sidebar.caption)
 
 
