@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import pandas as pd
@@ -48,7 +48,7 @@ def store_state(url: str) -> StoreState:
         return StoreState("missing", StoreSpan(None, None), first[:300])
     if span.empty:
         return StoreState("empty", span)
-    future, latest = _future_calls(url, today())
+    future, latest = _future_calls(url)
     return StoreState("ready", span, None, future, latest)
 
 
@@ -58,9 +58,8 @@ def _span(url: str) -> StoreSpan:
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def _future_calls(url: str, day: date) -> tuple[int, datetime | None]:
-    now = datetime.combine(day, datetime.now(UTC).time(), UTC)
-    return raw_calls.calls_after(engine(url), now + AHEAD)
+def _future_calls(url: str) -> tuple[int, datetime | None]:
+    return raw_calls.calls_after(engine(url), datetime.now(UTC) + AHEAD)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

@@ -21,8 +21,11 @@ STATE_KEY = "filters"
 DEFAULT_DAYS = 30
 EARLIEST = date(2000, 1, 1)  # the date box accepts dates from here to a year ahead
 WIDGET_KEYS = ("f_dates", "f_providers", "f_models", "f_features", "f_users")
-CHOICES = (("Provider", "provider", "f_providers"), ("Model", "model", "f_models"))
-CHOICES += (("Feature", "feature", "f_features"),)
+CHOICES = (  # (label, the frame's column, the widget's key)
+    ("Provider", "provider", "f_providers"),
+    ("Model", "model", "f_models"),
+    ("Feature", "feature", "f_features"),
+)
 
 
 def default_range() -> tuple[date, date]:
