@@ -65,24 +65,11 @@ def daily_costs(frame: pd.DataFrame) -> dict[date, Decimal]:
 
 
 def daily_by(frame: pd.DataFrame, key: str = "provider") -> pd.DataFrame:
-    """One row per day and ``key`` with calls, unpriced calls and cost (float dollars, for
-    charts; NaN, no bar, where every call is unpriced) and the cost as a tooltip says it."""
+    """One row per day and ``key`` with calls, unpriced calls and cost (exact nano-dollars, and
+    float dollars for charts: NaN, no bar, where every call is unpriced)."""
     out = frame.groupby(["day", key], as_index=False)[["calls", "unpriced", "cost_nanos"]].sum()
     out["cost_usd"] = (out["cost_nanos"] / 1e9).mask(out["unpriced"] >= out["calls"])
-    out["cost_label"] = [
-        cost_label(int(n), int(c), int(u))
-        for n, c, u in zip(out["cost_nanos"], out["calls"], out["unpriced"], strict=True)
-    ]
-    return out.drop(columns="cost_nanos").sort_values(["day", key], ignore_index=True)
-
-
-def cost_label(nanos: int, calls: int, unpriced: int) -> str:
-    """A group's cost in words for a tooltip: "$1.23", "unpriced", "$1.23 + 4 unpriced"."""
-    if calls and unpriced >= calls:
-        return "unpriced"
-    amount = from_nanos(nanos)
-    text = f"${amount:,.2f}" if amount == 0 or amount >= Decimal("0.01") else f"${amount:.2g}"
-    return f"{text} + {unpriced:,} unpriced" if unpriced else text
+    return out.sort_values(["day", key], ignore_index=True)
 
 
 def group_table(frame: pd.DataFrame, group: str) -> pd.DataFrame:

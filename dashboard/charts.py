@@ -11,7 +11,7 @@ import zlib
 import altair as alt
 import pandas as pd
 
-from dashboard.formats import axis_format
+from dashboard.formats import axis_format, cost_label
 
 MONEY = "$,.4~f"  # tooltips: cents, and fractions of a cent where there are any
 # Tableau 10, one colour per well-known provider; any other provider is hashed onto it
@@ -65,6 +65,12 @@ def daily_cost_stacked(frame: pd.DataFrame, color: str = "provider") -> alt.Char
     """Cost per day, stacked by ``color`` (the provider by default): one row of ``frame`` per
     day and ``color`` (``breakdown.daily_by``), unpriced costs undrawn and said in the tooltip."""
     highest = _top(frame.groupby("day")["cost_usd"].sum()) if len(frame) else 0.0
+    frame = frame.assign(
+        cost_label=[
+            cost_label(int(n), int(c), int(u))
+            for n, c, u in zip(frame["cost_nanos"], frame["calls"], frame["unpriced"], strict=True)
+        ]
+    )
     return (
         alt.Chart(frame)
         .mark_bar()

@@ -60,6 +60,14 @@ def unpriced_note(totals: Totals) -> str | None:
     return f"Plus {left_out} of unknown cost, not counted."
 
 
+def cost_label(nanos: int, calls: int, unpriced: int) -> str:
+    """A group's cost in words for a tooltip: "$1.23", "unpriced", "$1.23 + 4 unpriced"."""
+    if calls and unpriced >= calls:
+        return UNPRICED
+    text = usd(from_nanos(nanos))
+    return f"{text} + {unpriced:,} unpriced" if unpriced else text
+
+
 def money_decimals(costs: pd.Series) -> int:
     """Decimals a column of dollar costs needs so that its smallest nonzero cost shows a
     nonzero digit: 2, or up to 6 for costs under a cent."""

@@ -23,6 +23,13 @@ def test_usd_shows_small_costs_apart_from_zero() -> None:
     assert formats.usd(float("nan")) == "n/a"
 
 
+def test_cost_labels_say_what_a_cost_leaves_out() -> None:
+    assert formats.cost_label(1_234_000_000, 5, 0) == "$1.23"
+    assert formats.cost_label(4_200_000, 5, 2) == "$0.0042 + 2 unpriced"
+    assert formats.cost_label(0, 3, 3) == "unpriced"
+    assert formats.cost_label(0, 0, 0) == "$0.00"
+
+
 def test_latency_reads_short() -> None:
     assert formats.latency_text(669.4) == "669 ms"
     assert formats.latency_text(1808.0) == "1.81 s"
