@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -81,13 +82,16 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with engine.begin() as conn:  # a call logged with a wrong clock, years ahead
         write_batch(conn, [CallEvent(uuid7(), FAR_AHEAD, "openai", "gpt-4o", input_tokens=5)])
     engine.dispose()
+    env = {"UNITWISE_DATABASE_URL": url, "UNITWISE_DATA_DIR": str(folder)}
+    with serve(folder, ROOT, env) as base:
+        yield base
+
+
+@contextmanager
+def serve(folder: Path, cwd: Path, env: dict[str, str]) -> Iterator[str]:
+    """`streamlit run` of the app from ``cwd`` (where it looks for `.streamlit/`) on a free
+    port, its log in ``folder``; yields the base URL once the server answers."""
     port = free_port()
-    env = {
-        **os.environ,
-        "UNITWISE_DATABASE_URL": url,
-        "UNITWISE_DATA_DIR": str(folder),
-        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
-    }
     log = (folder / "streamlit.log").open("w")
     server = subprocess.Popen(
         [
@@ -95,7 +99,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "-m",
             "streamlit",
             "run",
-            "dashboard/app.py",
+            str(ROOT / "dashboard" / "app.py"),
             "--server.headless",
             "true",
             "--server.port",
@@ -103,8 +107,13 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--server.address",
             "127.0.0.1",
         ],
-        cwd=ROOT,
-        env=env,
+        cwd=cwd,
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+            **env,
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -203,5 +212,35 @@ def test_what_a_new_user_trips_over_is_said_in_the_browser(app_url: str) -> None
             )
             expect(page.get_by_text("their cost is unknown, not $0").first).to_be_visible()
             page.screenshot(path=str(SHOTS / "costs_unpriced.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_a_changed_secrets_file_is_read_at_the_next_page_load(tmp_path: Path) -> None:
+    """README: a changed `.streamlit/secrets.toml` needs no restart."""
+    from playwright.sync_api import expect, sync_playwright
+
+    stores = [tmp_path / "first.db", tmp_path / "second.db"]
+    for store in stores:
+        engine = make_engine(f"sqlite:///{store}")
+        upgrade(engine)
+        engine.dispose()
+    secrets = tmp_path / ".streamlit" / "secrets.toml"
+    secrets.parent.mkdir()
+    secrets.write_text(f'[connections.sql]\nurl = "sqlite:///{stores[0]}"\n')
+    env = {"UNITWISE_DATA_DIR": str(tmp_path)}
+    with serve(tmp_path, tmp_path, env) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page()
+        try:
+            page.goto(base, wait_until="domcontentloaded")
+            line = page.get_by_text("Store: SQLite at").first
+            expect(line).to_contain_text("first.db", timeout=45_000)
+            secrets.write_text(f'[connections.sql]\nurl = "sqlite:///{stores[1]}"\n')
+            time.sleep(2)  # Streamlit watches the file
+            page.goto(base, wait_until="domcontentloaded")
+            expect(page.get_by_text("Store: SQLite at").first).to_contain_text(
+                "second.db", timeout=45_000
+            )
         finally:
             browser.close()
