@@ -133,3 +133,31 @@ def test_migration_0002_fills_the_narrower_rollups_of_a_0001_store(engine, monke
                 for r in conn.execute(select(table))
             }
             assert have == {key: dict(row) for key, row in want[table.name].items()}, table.name
+
+
+def test_migration_0003_adds_the_audit_log_to_a_0002_store(engine) -> None:
+    """A store at 0002 with calls in it, migrated: audit_log is there and empty, the calls and
+    rollups are as they were, and a change can be recorded (JSON before and after)."""
+    from tests.conftest import assert_rollups_equal_the_calls
+    from tests.test_store import varied_events
+    from tracking.audit import record_change
+    from tracking.migrate import downgrade, upgrade
+    from tracking.schema import audit_log
+    from tracking.store import write_batch
+
+    downgrade(engine, "0002")
+    try:
+        assert "audit_log" not in set(inspect(engine).get_table_names())
+        with engine.begin() as conn:
+            write_batch(conn, varied_events(50))
+    finally:
+        upgrade(engine)
+    assert_rollups_equal_the_calls(engine)
+    with engine.begin() as conn:
+        assert conn.execute(select(func.count()).select_from(audit_log)).scalar_one() == 0
+        record_change(conn, "cli", "reprice", "calls", "k", {"cost": "1.5"}, None, note="why")
+    with engine.connect() as conn:
+        row = conn.execute(select(audit_log)).one()
+    assert (row.who, row.action, row.table_name, row.key) == ("cli", "reprice", "calls", "k")
+    assert row.before == {"cost": "1.5"} and row.after is None and row.note == "why"
+    assert row.at.tzinfo is not None

@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tracking import price_cli
+from tracking import price_cli, reprice_cli
 from tracking.config import resolve_url
 from tracking.db import describe_url, make_engine
 
 # what --help says: plain text for a terminal (the module's docstring is reST)
-DESCRIPTION = "Migrate a Unitwise store, refresh its price catalogue, apply retention."
+DESCRIPTION = "Migrate a Unitwise store, keep its prices (refresh, add, reprice), apply retention."
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--url", help=url_help)
     refresh.set_defaults(func=_prices_refresh)
     price_cli.register(prices_sub, url_help)
+    reprice_cli.register(prices_sub, url_help)
 
     retention = sub.add_parser("retention", help="drop or archive calls of old months")
     retention.add_argument("--url", help=url_help)

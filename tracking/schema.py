@@ -200,6 +200,25 @@ model_patterns = Table(
 )
 
 
+# Who changed what, when and why: every edit of prices (later plans, customers, budgets) and every
+# reprice writes one row here, in the transaction of the change. ``before``/``after`` are JSON
+# (money as decimal strings, never floats).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("who", Text, nullable=False),
+    Column("action", Text, nullable=False),  # "reprice", "edit", "verify", ...
+    Column("table_name", Text, nullable=False),
+    Column("key", Text, nullable=False),  # which rows of table_name: a model, a selection
+    Column("before", JSON),
+    Column("after", JSON),
+    Column("note", Text),
+    Index(None, "at"),
+)
+
+
 def _index(table: Table, *columns: str) -> Index:
     return next(ix for ix in table.indexes if tuple(ix.columns.keys()) == columns)
 
