@@ -90,6 +90,7 @@ def test_unpriced_calls_repriced_as_new_calls_are_priced_once_and_audited(
     out, err = capsys.readouterr()
     assert "acme/house-7b" in out and "40 of 40 calls change." in out
     assert "unpriced 40 -> 0" in out
+    assert "calls  unpriced -> $" in out and "E-" not in out  # never "$0" for an unknown cost
     assert [line.split(":")[0] for line in err.splitlines()] == ["batch 1", "batch 2", "batch 3"]
     assert_rollups_equal_the_calls(engine)
 
@@ -115,7 +116,7 @@ def test_unpriced_calls_repriced_as_new_calls_are_priced_once_and_audited(
     (entry,) = audits(engine)
     assert (entry.who, entry.action, entry.table_name) == ("cli", "reprice", "calls")
     assert "unpriced only" in entry.key and entry.note is None
-    assert entry.before["total"] == {"calls": 40, "unpriced_calls": 40, "cost_usd": "0E-9"}
+    assert entry.before["total"] == {"calls": 40, "unpriced_calls": 40, "cost_usd": "0.000000000"}
     cost = sum((r.cost_usd for r in originals.values()), Decimal(0))
     assert entry.after["total"] == {"calls": 40, "unpriced_calls": 0, "cost_usd": str(cost)}
     assert entry.after["changed_calls"] == 40

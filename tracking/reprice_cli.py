@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date
+from decimal import Decimal
 
 from tracking.config import resolve_url
 from tracking.db import describe_url, make_engine
-from tracking.reprice_preview import Change, Preview, Selection
+from tracking.reprice_preview import Change, Preview, Selection, Totals
 
 
 def _day(text: str | None, option: str) -> date | None:
@@ -38,13 +39,27 @@ def selection_of(args: argparse.Namespace) -> Selection:
     )
 
 
+def _money(totals: Totals) -> str:
+    """Exact dollars as plain decimal text ('$0.18096'), or 'unpriced' when no call of the
+    set has a known cost: never $0 for a cost that is unknown."""
+    if totals.calls and totals.unpriced == totals.calls:
+        return "unpriced"
+    return f"${_plain(totals.cost)}"
+
+
+def _plain(amount: Decimal) -> str:
+    """'0.18096', '0', '12.5': no exponent, no trailing zeros."""
+    text = f"{amount:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _line(label: str, change: Change) -> str:
     before, after = change.before, change.after
     delta = after.cost - before.cost
     return (
-        f"  {label:<40} {before.calls:>9,} calls  ${before.cost} -> ${after.cost} "
-        f"({'+' if delta >= 0 else '-'}${abs(delta)}); unpriced {before.unpriced:,} -> "
-        f"{after.unpriced:,}"
+        f"  {label:<40} {before.calls:>9,} calls  {_money(before)} -> {_money(after)} "
+        f"({'+' if delta >= 0 else '-'}${_plain(abs(delta))} known cost); unpriced "
+        f"{before.unpriced:,} -> {after.unpriced:,}"
     )
 
 

@@ -83,7 +83,8 @@ class Totals:
 
     def to_json(self) -> dict[str, Any]:
         """For the audit log: the cost as a decimal string, never a float."""
-        return {"calls": self.calls, "unpriced_calls": self.unpriced, "cost_usd": str(self.cost)}
+        cost = f"{self.cost:f}"  # "0.000000000", not "0E-9"
+        return {"calls": self.calls, "unpriced_calls": self.unpriced, "cost_usd": cost}
 
 
 @dataclass(slots=True)
