@@ -13,6 +13,7 @@ ADD_PRICE = (
     "python -m tracking prices add --url URL --provider PROVIDER --model MODEL "
     "--input 2.50 --output 10.00"
 )
+REPRICE = "python -m tracking prices reprice --url URL --unpriced"
 
 
 def missing_store(state: StoreState) -> None:
@@ -45,5 +46,6 @@ def unpriced_models(models: pd.DataFrame, calls: int) -> None:
         f"{plural(calls, 'call')} in this range {'is' if calls == 1 else 'are'} unpriced: "
         "their models are not in the price table, "
         f"so their cost is unknown (not $0). Models: {listed}{more}.\n\n"
-        f"Add a price (per million tokens) from the command line: `{ADD_PRICE}`"
+        f"Add a price (per million tokens) from the command line: `{ADD_PRICE}`, then price "
+        f"the calls already stored: `{REPRICE}`"
     )

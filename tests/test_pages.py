@@ -284,6 +284,7 @@ def test_unpriced_calls_are_never_shown_as_zero(fresh: str, tmp_path: Path) -> N
     assert metrics(overview)["Month to date"] == "unpriced"
     (warning,) = overview.warning
     assert "acme/house-model (3)" in warning.value and "prices add" in warning.value
+    assert "prices reprice --url URL --unpriced" in warning.value
 
 
 def test_a_call_dated_far_ahead_is_counted_not_followed(fresh: str) -> None:
