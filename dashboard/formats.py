@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import pandas as pd
 
 from dashboard.breakdown import Totals
-from tracking.sqltypes import from_nanos
+from tracking.sqltypes import from_nanos, plain_decimal
 
 UNPRICED = "unpriced"
 CENT = Decimal("0.01")
@@ -89,10 +89,7 @@ def axis_format(top: float) -> str:
 
 def exact_usd(nanos: int) -> str:
     """Exact dollars as decimal text for a CSV: '0.000012345', never '1.2345e-05'."""
-    amount = from_nanos(nanos).normalize()
-    if amount == amount.to_integral():
-        amount = amount.quantize(Decimal(1))
-    return f"{amount:f}"
+    return plain_decimal(from_nanos(nanos))
 
 
 CSV_NAMES = {

@@ -161,6 +161,14 @@ def _replace_patterns(conn: Connection, models: list[CatalogueModel]) -> None:
         conn.execute(model_patterns.insert(), values[start : start + 1000])
 
 
+def load_catalogue_if_empty(conn: Connection) -> int:
+    """Load the catalogue into a store whose price table is empty (``migrate``, and the writer
+    of a SQLite store it has just made); returns the versions written, 0 if it had prices."""
+    from tracking.price_store import version_count
+
+    return load_catalogue(conn) if version_count(conn) == 0 else 0
+
+
 def load_catalogue(conn: Connection) -> int:
     """Load the catalogue into a store (normally an empty one); returns the versions written."""
     report = refresh_catalogue(conn)

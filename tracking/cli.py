@@ -16,16 +16,16 @@ DESCRIPTION = "Migrate a Unitwise store, keep its prices (refresh, add, reprice)
 
 def _migrate(args: argparse.Namespace) -> int:
     from tracking.migrate import upgrade
-    from tracking.price_store import version_count
 
     engine = make_engine(resolve_url(args.url))
     upgrade(engine)
     print(f"Migrated {describe_url(engine.url)} to the current schema.")
-    with engine.begin() as conn:
-        if version_count(conn) == 0 and not args.no_catalogue:
-            from tracking.catalogue_store import load_catalogue
+    if not args.no_catalogue:
+        from tracking.catalogue_store import load_catalogue_if_empty
 
-            written = load_catalogue(conn)
+        with engine.begin() as conn:
+            written = load_catalogue_if_empty(conn)
+        if written:
             print(f"Loaded the reference price catalogue: {written} price versions.")
     engine.dispose()
     return 0

@@ -43,14 +43,20 @@ def parse_rate(text: str) -> RateRow:
     return RateRow(unit, _amount(dollars.strip(), f"--rate {unit}"), int(count))
 
 
-def _effective(text: str | None) -> datetime:
+def day_option(text: str | None, option: str) -> date | None:
+    """A YYYY-MM-DD option of the price commands (None when not given); a bad one raises
+    ValueError naming the option (exit 2, nothing written)."""
     if text is None:
-        return datetime.now(UTC)
+        return None
     try:
-        day = date.fromisoformat(text)
+        return date.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"--from {text!r}: write a date as YYYY-MM-DD") from None
-    return datetime.combine(day, time(), UTC)
+        raise ValueError(f"{option} {text!r}: write a date as YYYY-MM-DD") from None
+
+
+def _effective(text: str | None) -> datetime:
+    day = day_option(text, "--from")
+    return datetime.now(UTC) if day is None else datetime.combine(day, time(), UTC)
 
 
 def rates_of(args: argparse.Namespace) -> list[RateRow]:

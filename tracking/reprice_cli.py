@@ -8,21 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date
-from decimal import Decimal
 
 from tracking.config import resolve_url
 from tracking.db import describe_url, make_engine
+from tracking.price_cli import day_option
 from tracking.reprice_preview import Change, Preview, Selection, Totals
-
-
-def _day(text: str | None, option: str) -> date | None:
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{option} {text!r}: write a date as YYYY-MM-DD") from None
+from tracking.sqltypes import plain_decimal
 
 
 def selection_of(args: argparse.Namespace) -> Selection:
@@ -33,8 +24,8 @@ def selection_of(args: argparse.Namespace) -> Selection:
     return Selection(
         args.provider,
         models,
-        _day(args.start, "--from"),
-        _day(args.end, "--to"),
+        day_option(args.start, "--from"),
+        day_option(args.end, "--to"),
         args.unpriced,
     )
 
@@ -44,13 +35,7 @@ def _money(totals: Totals) -> str:
     set has a known cost: never $0 for a cost that is unknown."""
     if totals.calls and totals.unpriced == totals.calls:
         return "unpriced"
-    return f"${_plain(totals.cost)}"
-
-
-def _plain(amount: Decimal) -> str:
-    """'0.18096', '0', '12.5': no exponent, no trailing zeros."""
-    text = f"{amount:f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    return f"${plain_decimal(totals.cost)}"
 
 
 def _line(label: str, change: Change) -> str:
@@ -58,7 +43,7 @@ def _line(label: str, change: Change) -> str:
     delta = after.cost - before.cost
     return (
         f"  {label:<40} {before.calls:>9,} calls  {_money(before)} -> {_money(after)} "
-        f"({'+' if delta >= 0 else '-'}${_plain(abs(delta))} known cost); unpriced "
+        f"({'+' if delta >= 0 else '-'}${plain_decimal(abs(delta))} known cost); unpriced "
         f"{before.unpriced:,} -> {after.unpriced:,}"
     )
 

@@ -104,13 +104,12 @@ class StoreSink:
 
     def _load_catalogue(self) -> None:
         """The reference catalogue into an empty price table (heavy: the writer thread only)."""
-        from tracking.catalogue_store import load_catalogue
-        from tracking.price_store import version_count
+        from tracking.catalogue_store import load_catalogue_if_empty
 
         with self.engine.begin() as conn:
-            if version_count(conn) == 0:
-                written = load_catalogue(conn)
-                log.info("unitwise: loaded the reference price catalogue (%d versions)", written)
+            written = load_catalogue_if_empty(conn)
+        if written:
+            log.info("unitwise: loaded the reference price catalogue (%d versions)", written)
 
     def load_prices(self) -> PriceBook:
         with self.engine.connect() as conn:

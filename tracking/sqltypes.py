@@ -30,6 +30,13 @@ def from_nanos(nanos: int) -> Decimal:
     return Decimal(nanos).scaleb(-9)
 
 
+def plain_decimal(amount: Decimal) -> str:
+    """Exact decimal text without exponent or trailing zeros: '0.000012345', '1000', '0',
+    never '1.2345E-5' or '0E-9' (a CSV cell, a CLI line)."""
+    text = f"{amount:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 class Money(TypeDecorator[Decimal]):
     """US dollars to the nano-dollar: NUMERIC(20, 9) on PostgreSQL, integer nanos on SQLite."""
 
