@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import streamlit as st
 
@@ -41,11 +40,10 @@ today = now.date()
 frame = data.page_frame(url, f)
 costs = breakdown.daily_costs(frame)
 projection = project_month_end(costs, now)
-spent_today = costs.get(today, Decimal(0))
 today_totals = breakdown.totals(breakdown.between(frame, today, today))
 month_totals = breakdown.totals(breakdown.between(frame, today.replace(day=1), today))
 _, until_now_yesterday = data.yesterday_so_far(url, f, now)
-delta = None if today_totals.all_unpriced else change(spent_today, until_now_yesterday)
+delta = None if today_totals.all_unpriced else change(today_totals.cost_usd, until_now_yesterday)
 
 top = st.columns(3)
 top[0].metric(
