@@ -102,7 +102,17 @@ UNPRICED = Quote(None, None)
 def price_usage(
     version: PriceVersion, usage: Mapping[str, int | float | Decimal | None], batch: bool = False
 ) -> Decimal | None:
-    """The exact cost of ``usage`` under ``version``, or None if it reports a unit with no rate.
+    """The exact cost of ``usage`` under ``version``, or None if it reports a unit with no rate
+    (see ``price_nanos``)."""
+    nanos = price_nanos(version, usage, batch)
+    return None if nanos is None else from_nanos(nanos)
+
+
+def price_nanos(
+    version: PriceVersion, usage: Mapping[str, int | float | Decimal | None], batch: bool = False
+) -> int | None:
+    """The exact cost of ``usage`` under ``version`` in whole nano-dollars, or None if it
+    reports a unit with no rate.
 
     Cache parts come out of ``input_tokens`` only where they are priced on their own (for this
     variant, standard or batch); otherwise they are billed inside it. A fractional count (audio
@@ -130,7 +140,7 @@ def price_usage(
         total += count * _multiple(rates, input_tokens)
     if "requests" in tiers and usage.get("requests") is None:
         total += _multiple(tiers["requests"], input_tokens)  # a call is one request
-    return from_nanos(_half_even(total, plan.denominator))
+    return _half_even(total, plan.denominator)
 
 
 def _exact(value: int | float | Decimal) -> int | Fraction:
@@ -234,6 +244,22 @@ class PriceBook:
             return UNPRICED
         cost = price_usage(version, usage, batch)
         return Quote(cost, version.id) if cost is not None else UNPRICED
+
+    def quote_nanos(
+        self,
+        provider: str,
+        model: str,
+        at: datetime,
+        usage: Mapping[str, int | float | Decimal | None],
+        batch: bool = False,
+    ) -> tuple[int | None, int | None]:
+        """``quote`` in whole nano-dollars: (cost or None when unpriced, version or None), for
+        repricing many stored calls without a Decimal per call."""
+        version = self.version_at(provider, model, at)
+        if version is None:
+            return None, None
+        nanos = price_nanos(version, usage, batch)
+        return (nanos, version.id) if nanos is not None else (None, None)
 
 
 def load_price_book(conn: Connection) -> PriceBook:
