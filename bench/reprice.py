@@ -1,7 +1,7 @@
 """Reprice: calls per second that ``tracking.reprice.apply_reprice`` reprices on PostgreSQL.
 
     python -m bench.reprice [--calls 1000000] [--days 60] [--batch-size 10000] [--runs 1]
-                            [--before DIR] [--no-raw]
+                            [--app RATE] [--before DIR] [--no-raw] [--no-check]
 
 Loads N demo calls (``dashboard.demo.load``: the writer's COPY path, rollups upserted with
 them, the reference price catalogue) into a fresh database and runs ``VACUUM ANALYZE`` once.
@@ -10,19 +10,24 @@ so each starts from the same tables, pages and indexes. On a copy, every price v
 calls are priced with gets a successor (each rate x 1.1), so every call changes, and one of
 these is timed:
 
-- ``ours``: ``apply_reprice`` over every call, as the CLI runs it;
+- ``ours``: ``apply_reprice`` over every call (the CLI's apply step; its preview reads every
+  call once more before it);
+- ``ours + app`` (with ``--app RATE``): the same while the app works beside it, in a process of
+  its own: a writer storing RATE calls/s of the demo's models, users and days, and the
+  Overview's two main reads every 0.25 s; their latencies before and during the reprice;
 - ``raw UPDATE``: ``UPDATE calls SET cost_usd = cost_usd`` of the same batches of ids, one
   transaction each: the server's floor for rewriting the same rows, nothing sent to a client;
 - ``before`` (with ``--before DIR``, a checkout such as ``git worktree add /work/wt-before
   main``): that checkout's ``apply_reprice``, in a child process run from DIR.
 
 They alternate within each of ``--runs`` rounds (the order reversed every other round). Each
-line also gives the client's CPU time, the database's backends' CPU time (from /proc, when the
-server runs on this machine) and the longest transaction seen in the database (sampled every
-50 ms from ``pg_stat_activity`` by a process of its own). After each
-``ours`` the rollup tables are compared with the sums over ``calls`` (in SQL, every key and
-column), every call is priced afresh with ``plan_reprice`` (none may be left to change), the
-audit row is counted, and a second ``apply_reprice`` is timed (it must change nothing).
+line also gives the client's CPU time (with ``--app``, the app's process's too), the
+database's backends' CPU time (from /proc, when the server runs on this machine) and the
+longest transaction seen in the database (sampled every 50 ms from ``pg_stat_activity``, by
+a process of its own). After each ``ours`` the rollup tables are compared with the sums over
+``calls`` (in SQL, every key and column), every call is priced afresh with ``plan_reprice``
+(none may be left to change), the audit row is counted, and a second ``apply_reprice`` is
+timed (it must change nothing).
 """
 
 from __future__ import annotations
