@@ -45,7 +45,7 @@ PAGES = [
     ("", "Overview", "Projected month end"),
     ("costs", "Costs", "Calls of one group"),
     ("users", "Users & margins", "Coming soon."),
-    ("pricing", "Pricing", "Coming soon."),
+    ("pricing", "Pricing", "Search provider and model"),
     ("budgets", "Budgets & what-if", "Coming soon."),
 ]
 
