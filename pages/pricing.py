@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from dashboard import catalogue_panel, data, notices, pricing_view, reprice_panel
+from dashboard import catalogue_panel, data, notices, price_editor, pricing_view, reprice_panel
 from dashboard.access import editor_access, sign_in
-from dashboard.db import engine, store_url
-from dashboard.price_table import known_units, stale_days
+from dashboard.db import store_url
+from dashboard.price_table import stale_days
 
 st.title("Pricing")
 url = store_url()
@@ -25,15 +25,14 @@ try:
 except ValueError as exc:
     st.error(str(exc))
     st.stop()
-pricing_view.show_saved()
+price_editor.show_saved()
 prices = pricing_view.in_force(url, stale_after)
-with engine(url).connect() as conn:
-    units = known_units(conn)
+units = pricing_view.units(url)
 pricing_view.superseded_note(url, now)
 sign_in(access)  # for a reader who cannot edit: why, and the login or password to edit
 
 unpriced = pricing_view.unpriced(url)
-search = pricing_view.search_box()
+search = price_editor.search_box()
 shown = pricing_view.search(prices, search)
 tabs = st.tabs(
     [
@@ -47,11 +46,11 @@ tabs = st.tabs(
     ]
 )
 with tabs[0]:
-    pricing_view.unpriced_section(url, access, units)
+    price_editor.unpriced_section(url, access, units)
 with tabs[1]:
     pricing_view.prices_section(shown, stale_after, access, url)
 with tabs[2]:
-    pricing_view.editor_section(url, shown, search, access, units)
+    price_editor.editor_section(url, shown, search, access, units)
 with tabs[3]:
     pricing_view.history_section(url, shown if len(shown) else prices, now)
 with tabs[4]:
