@@ -334,14 +334,18 @@ def superseded_calls(conn: Connection, since: datetime) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["provider", "model", "calls", "first"])
 
 
-def recent_edit_start(conn: Connection, now: datetime, days: int = 7) -> datetime | None:
-    """The earliest date from which a version made in the last ``days`` took effect: where to
-    look for calls priced with the version it replaced."""
-    query = select(func.min(price_versions.c.effective_from)).where(
+CACHE_MINUTE = timedelta(minutes=1)  # how long a running tracker prices with what it loaded
+
+
+def recent_edit_start(conn: Connection, now: datetime, days: int = 2) -> datetime | None:
+    """Where to look for calls a tracker priced with a version just replaced: from a minute
+    before the earliest save of the last ``days`` (so that the scan stays small on a large
+    store; a version backdated further is the past a reprice is chosen for)."""
+    query = select(func.min(price_versions.c.created_at)).where(
         price_versions.c.created_at >= now - timedelta(days=days)
     )
     found = conn.execute(query).scalar()
-    return None if found is None else _utc(found)
+    return None if found is None else _utc(found) - CACHE_MINUTE
 
 
 def mark_verified(

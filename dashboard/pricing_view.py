@@ -112,7 +112,7 @@ def prices_section(prices: pd.DataFrame, stale_after: int, access: Access, url: 
         )
         note = st.text_input("Note (optional)", key="pricing.verify_note")
         sent = st.form_submit_button("Mark verified", disabled=not access.can_edit)
-    if sent and chosen:
+    if sent and chosen and access.can_edit:  # checked again: a crafted state must not write
         pairs = [tuple(name.split("/", 1)) for name in chosen]
         with engine(url).begin() as conn:
             count = price_table.mark_verified(

@@ -319,27 +319,21 @@ def test_calls_priced_with_a_superseded_version_are_found_and_repriced(
     priced: Engine, configured: str
 ) -> None:
     """A tracker prices with the version its cache holds for up to a minute after an edit."""
-    edit_at = datetime.now(UTC) - timedelta(minutes=5)
+    saved_at = datetime.now(UTC)
     with priced.begin() as conn:  # the price in force was made long ago
-        conn.execute(update(price_versions).values(created_at=edit_at - timedelta(days=90)))
+        conn.execute(update(price_versions).values(created_at=saved_at - timedelta(days=90)))
     for seconds in (-300, 20, 40):  # one call before the edit, two in the minute after it
         tracking.record(provider="openai", model="gpt-4o", input_tokens=10**6, output_tokens=0,
-                        occurred_at=edit_at + timedelta(seconds=seconds))  # fmt: skip
-    tracking.flush(timeout=10)
-    with priced.begin() as conn:  # the edit, saved after those calls were priced
-        add_version(
-            conn,
-            "openai",
-            "gpt-4o",
-            edit_at,
-            [RateRow("input_tokens", Decimal("2"), 10**6)],
-            source="editor",
-        )
+                        occurred_at=saved_at + timedelta(seconds=seconds))  # fmt: skip
+    tracking.flush(timeout=10)  # priced with the version this tracker had loaded: the old one
+    with priced.begin() as conn:  # the edit, in force from the moment it is saved
+        rates = [RateRow("input_tokens", Decimal("2"), 10**6)]
+        add_version(conn, "openai", "gpt-4o", saved_at, rates, source="editor")
         since = price_table.recent_edit_start(conn, datetime.now(UTC))
         found = price_table.superseded_calls(conn, since)
-    assert since == edit_at
+    assert saved_at - timedelta(minutes=1) <= since <= saved_at
     assert list(found["calls"]) == [2]
-    apply_reprice(priced, models=["gpt-4o"], start=edit_at.date(), who="ops")
+    apply_reprice(priced, models=["gpt-4o"], start=saved_at.date(), who="ops")
     with priced.connect() as conn:
         assert price_table.superseded_calls(conn, since).empty
         costs = sorted(r[0] for r in conn.execute(select(calls.c.cost_usd)))
