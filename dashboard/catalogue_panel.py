@@ -13,16 +13,21 @@ from dashboard.access import Access
 from dashboard.db import engine
 from dashboard.formats import plural
 from dashboard.notices import READ_ONLY
+from dashboard.price_edits import newest_version, saved_since
 from tracking.catalogue_store import CatalogueChange, accept_catalogue, catalogue_diff, rates_text
+from tracking.price_store import lock_prices
 
 TTL = 300  # the catalogue is installed data: it changes when the package does
+SHOWN = "pricing.catalogue_base"
 KINDS = {"added": "missing from the store", "changed": "rates differ (new version from now)"}
 
 
 @st.cache_data(ttl=TTL, show_spinner="Comparing with the catalogue…")
-def _diff(url: str, now: datetime) -> list[CatalogueChange]:
+def _diff(url: str, now: datetime) -> tuple[int, list[CatalogueChange]]:
+    """The differences, and the newest version id before they were read: a model saved after
+    it (by an editor, here or elsewhere) is not overwritten by an accept made from this list."""
     with engine(url).connect() as conn:
-        return catalogue_diff(conn, now)
+        return newest_version(conn), catalogue_diff(conn, now)
 
 
 def diff_frame(changes: list[CatalogueChange]) -> pd.DataFrame:
@@ -58,7 +63,10 @@ def diff_frame(changes: list[CatalogueChange]) -> pd.DataFrame:
 
 def catalogue_section(url: str, access: Access) -> None:
     now = datetime.now(UTC).replace(second=0, microsecond=0)
-    frame = diff_frame(_diff(url, now))
+    shown = st.session_state.get(SHOWN)  # the base of the list as this reader last saw it
+    base, changes = _diff(url, now)
+    st.session_state[SHOWN] = base
+    frame = diff_frame(changes)
     if frame.empty:
         st.success("The store has every rate of the installed catalogue.")
         return
@@ -81,12 +89,20 @@ def catalogue_section(url: str, access: Access) -> None:
         column_order=[c for c in frame.columns if c != "key"],
         column_config={"accept": st.column_config.CheckboxColumn("Accept")},
     )
-    keys = list(picked.loc[picked["accept"].astype(bool), "key"])
+    ticked = picked[picked["accept"].astype(bool)]
+    keys = list(ticked["key"])
     if st.button(
         f"Accept selected ({len(keys)})", disabled=not keys, key="pricing.catalogue_accept"
     ):
         with engine(url).begin() as conn:
-            report = accept_catalogue(conn, keys, access.who or "")
+            lock_prices(conn)
+            # a model saved since the list the reader ticked was drawn is not overwritten
+            edited = saved_since(conn, base if shown is None else min(shown, base))
+            mine = zip(ticked["key"], ticked["provider"], ticked["model"], strict=True)
+            stale = {k for k, p, m in mine if (p, m) in edited}
+            fresh = [k for k in keys if k not in stale]
+            report = accept_catalogue(conn, fresh, access.who or "")
+            report.skipped += [(k, "saved by an editor since this list was made") for k in stale]
         st.cache_data.clear()
         st.session_state.pop("pricing.catalogue", None)
         written = len(report.added) + len(report.changed)

@@ -22,12 +22,13 @@ from dashboard.price_edits import (
     EditPlan,
     SaveResult,
     new_model_change,
+    newest_version,
     parse_rate_text,
     plan_edits,
     save_plan,
 )
 from dashboard.price_table import VARIANTS
-from dashboard.pricing_view import SAVED, forget, unpriced
+from dashboard.pricing_view import SAVED, forget, search_rows, unpriced
 from dashboard.reprice_panel import REPRICE_UNPRICED
 from tracking.price_store import RateRow
 
@@ -35,7 +36,8 @@ EDITOR = "pricing.editor"  # the data editor's key (its edits live in session st
 SEARCH = "pricing.search"
 BASE = "pricing.base"  # the models' newest version ids when this edit began
 START = "pricing.start"  # (search, rows) this edit began from
-CONFLICTS = "pricing.conflicts"  # the models another editor saved since, until resolved
+CONFLICTS = "pricing.conflicts"  # the refused save (its conflicts), until resolved
+NOTE = "pricing.note"  # why: the audit note of the next save
 
 
 def unpriced_section(url: str, access: Access, units: list[str]) -> None:
@@ -61,13 +63,15 @@ def unpriced_section(url: str, access: Access, units: list[str]) -> None:
     if not access.can_edit:
         return
     names = [f"{p}/{m}" for p, m in zip(usage["provider"], usage["model"], strict=True)]
+    st.markdown("**Add a price** (dollars; tokens per 1M)")
+    # outside the form, so that the date below follows the model chosen
+    chosen = st.selectbox("Model with unpriced calls", names, key="pricing.add_model")
+    first = usage.iloc[names.index(chosen)]["first_day"] if chosen else None
     with st.form("pricing.add"):
-        st.markdown("**Add a price** (dollars; tokens per 1M)")
-        chosen = st.selectbox("Model with unpriced calls", names, key="pricing.add_model")
         pattern = st.text_input(
-            "Price it as (the model's name, or a pattern such as ft:gpt-4o-mini:*)",
+            "Price it as: the model's name (leave empty), a pattern such as ft:gpt-4o-mini:*, "
+            "or a model priced already (then leave the rates empty)",
             key="pricing.add_pattern",
-            help="Leave empty to price exactly the chosen model.",
         )
         cols = st.columns(4)
         token_rates = {
@@ -84,11 +88,10 @@ def unpriced_section(url: str, access: Access, units: list[str]) -> None:
         other_rate = st.text_input(
             "Its rate ($ per the unit shown in the table)", key="pricing.add_other"
         )
-        first = usage.iloc[names.index(chosen)]["first_day"] if chosen else None
         start = st.date_input(
             "In force from",
             value=first,
-            key="pricing.add_from",
+            key=f"pricing.add_from:{chosen}",
             help="Default: the first unpriced call's day, so that all of them can be repriced.",
         )
         sent = st.form_submit_button("Add price")
@@ -112,36 +115,32 @@ def _add_price(
     entered = {u: t for u, t in token_rates.items() if t.strip()}
     if other_unit:
         entered[other_unit] = other_rate
+    with engine(url).connect() as conn:
+        per_of_unit = price_table.usual_pers(conn)
+        base = newest_version(conn)
     for unit, text in entered.items():
         try:
-            per, _ = price_table.quoted_per(unit)
+            per, _ = price_table.quoted_per(unit, per_of_unit.get(unit))
             rates.append(RateRow(unit, parse_rate_text(text), per))
         except ValueError as exc:
             errors.append(f"{unit}: {exc}")
     if errors:
         st.error("Nothing was saved:\n\n" + "\n\n".join(f"- {e}" for e in errors))
         return
-    when = datetime.combine(start or date.today(), time(), UTC)
+    when = datetime.combine(start or utc_today(), time(), UTC)
     with engine(url).connect() as conn:
-        plan = new_model_change(conn, provider, pattern.strip() or model, rates, when)
+        plan = new_model_change(conn, provider, model, pattern, rates, when)
     # then the Reprice tab offers those calls (set before the save reruns the page)
     st.session_state[REPRICE_UNPRICED] = True
-    _save(
-        url,
-        access,
-        plan,
-        base={(c.provider, c.model): _newest(url, c.provider, c.model) for c in plan.changes},
-        note=f"priced unpriced calls of {chosen}",
-    )
+    _save(url, access, plan, base, note=f"priced the unpriced calls of {chosen}")
 
 
-def _newest(url: str, provider: str, model: str) -> int | None:
-    with engine(url).connect() as conn:
-        return price_table.latest_versions(conn).get((provider, model))
+def utc_today() -> date:
+    return datetime.now(UTC).date()
 
 
 def _save(
-    url: str, access: Access, plan: EditPlan, base: dict, note: str | None
+    url: str, access: Access, plan: EditPlan, base: int, note: str | None
 ) -> SaveResult | None:
     if plan.errors:
         st.error(
@@ -157,18 +156,20 @@ def _save(
         return None
     result = save_plan(engine(url), plan, base, access.who or "", note)
     if result.conflicts:
-        st.session_state[CONFLICTS] = result.conflicts
+        st.session_state[CONFLICTS] = result
         return result
     forget()
     discard_edits()
     lines = [
         f"{c.provider}/{c.model}: version {v} ({c.action}) in force from "
         f"{c.effective_from:%Y-%m-%d %H:%M} UTC"
+        if c.writes_version
+        else f"{c.provider}/{c.pattern}: priced as {c.model}"
         for c, v in result.saved
     ]
     st.session_state[SAVED] = (
         "Saved "
-        + plural(len(lines), "new version")
+        + plural(len(lines), "change")
         + ":\n\n"
         + "\n\n".join(f"- {x}" for x in lines)
         + "\n\nRunning trackers use it within a minute. To change the calls already stored, "
@@ -185,19 +186,22 @@ def pending_edits() -> bool:
 
 
 def discard_edits() -> None:
-    for key in (EDITOR, BASE, START, CONFLICTS):
+    for key in (EDITOR, BASE, START, CONFLICTS, NOTE):
         st.session_state.pop(key, None)
 
 
-def start_edit(url: str, shown: pd.DataFrame, search: str) -> pd.DataFrame:
-    """The rows this edit began from, and the models' newest version ids then (the base of the
-    optimistic check): kept until a save or a discard, so that another editor's save does
-    not change the rows under this one's edits."""
+def start_edit(url: str, search: str, stale_after: int) -> pd.DataFrame:
+    """The rows this edit begins from, read afresh (not from the page's cache), after the
+    newest version id (the base of the optimistic check: any version saved later, by this app
+    or another, is a conflict); kept until a save or a discard, so that another editor's save
+    does not change the rows under this one's edits."""
     begun = st.session_state.get(START)
     if begun is None or (begun[0] != search and not pending_edits()):
-        frame = shown.assign(new_from="")[[*EDITOR_COLUMNS, "per"]].reset_index(drop=True)
         with engine(url).connect() as conn:
-            st.session_state[BASE] = price_table.latest_versions(conn)
+            st.session_state[BASE] = newest_version(conn)
+            prices = price_table.prices_in_force(conn, datetime.now(UTC), stale_after)
+        shown = search_rows(prices, search)
+        frame = shown.assign(new_from="")[[*EDITOR_COLUMNS, "per"]].reset_index(drop=True)
         begun = st.session_state[START] = (search, frame)
     return begun[1]
 
@@ -222,14 +226,15 @@ def search_box() -> str:
 
 
 def editor_section(
-    url: str, shown: pd.DataFrame, search: str, access: Access, units: list[str]
+    url: str, search: str, stale_after: int, access: Access, units: list[str]
 ) -> None:
     if not access.can_edit:
         st.caption(READ_ONLY)
         return
-    frame = start_edit(url, shown, search)
-    conflicts = st.session_state.get(CONFLICTS)
-    if conflicts:
+    frame = start_edit(url, search, stale_after)
+    refused: SaveResult | None = st.session_state.get(CONFLICTS)
+    if refused is not None:
+        conflicts = refused.conflicts
         st.error(
             "Not saved: another editor saved "
             + ", ".join(f"{c.provider}/{c.model}" for c in conflicts)
@@ -242,12 +247,8 @@ def editor_section(
                 + (", ".join(f"{k} {v}" for k, v in c.current.items()) or "no price")
             )
         if st.button("Keep my edits and save them over these", key="pricing.rebase"):
-            with engine(url).connect() as conn:
-                newest = price_table.latest_versions(conn)
-            base = dict(st.session_state[BASE])
-            for c in conflicts:
-                base[(c.provider, c.model)] = newest.get((c.provider, c.model))
-            st.session_state[BASE] = base
+            # over what was shown, no further: a version saved since is a conflict again
+            st.session_state[BASE] = refused.seen
             st.session_state.pop(CONFLICTS)
             st.rerun()
     st.caption(
@@ -284,9 +285,9 @@ def editor_section(
     left, right = st.columns(2)
     when = left.radio("Effective", ["now", "from a date"], horizontal=True, key="pricing.when")
     day = right.date_input(
-        "Date (UTC midnight)", value=date.today(), key="pricing.day", disabled=when == "now"
+        "Date (UTC midnight)", value=utc_today(), key="pricing.day", disabled=when == "now"
     )
-    note = st.text_input("Why (kept in the audit log)", key="pricing.note")
+    note = st.text_input("Why (kept in the audit log)", key=NOTE)
     if st.button("Save as new versions", type="primary", key="pricing.save"):
         default_from = datetime.now(UTC) if when == "now" else datetime.combine(day, time(), UTC)
         with engine(url).connect() as conn:

@@ -1,10 +1,12 @@
 """Edits of the price table, from the page's editor to new versions: every bad cell found and
 named (row and column), nothing saved while one is, and a save that never overwrites.
 
-Plain functions (no Streamlit): ``plan_edits`` compares the rows the editor started from with
-the rows it holds now, model by model; ``save_plan`` writes one new version per changed model
-with an audit row each, in one transaction, unless another editor saved one of those models
-since this edit began (the optimistic check), in which case it writes nothing and says which.
+Plain functions (no Streamlit): ``plan_edits`` takes what the user changed (the rows the
+editor holds against the rows it started from) and applies it, model by model, to the version
+in force at the new version's date; ``save_plan`` writes one new version per changed model with
+an audit row each, in one transaction, unless a version of one of those models was saved since
+this edit began (the optimistic check: the newest version id when it began), in which case it
+writes nothing and says which, with the rates in force now.
 """
 
 from __future__ import annotations
@@ -14,22 +16,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
+from fnmatch import fnmatchcase
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, false, func, select, update
+from sqlalchemy import Connection, Engine, func, select
 
 from dashboard.price_table import (
     VARIANTS,
-    latest_versions,
     model_key,
     quoted_per,
     rates_of,
     shown_rate,
+    usual_pers,
     versions_in_force,
 )
 from tracking.audit import record_change
-from tracking.price_store import RateRow, add_pattern, add_version, check_rate
+from tracking.price_store import RateRow, add_pattern, add_version, check_rate, lock_prices
 from tracking.schema import price_versions
 
 # the editor's columns, as the page labels them (a cell error names the label)
@@ -43,7 +46,7 @@ LABELS = {
     "new_from": "New from",
 }
 EDITOR_COLUMNS = list(LABELS)
-PRICE_LOCK = 7_401_016  # the advisory lock every price save takes on PostgreSQL
+GLOB = "*?["  # a model name with one of these is a pattern
 
 Key = tuple[str, str]  # (provider, model)
 RateKey = tuple[str, str, int]  # (unit, variant, tier_above)
@@ -74,9 +77,12 @@ class ModelChange:
     after: tuple[RateRow, ...]
     effective_from: datetime
     pattern: str | None = None  # a name pattern mapped to this model with the version
+    writes_version: bool = True  # False: only ``pattern`` is mapped to a model priced already
 
     @property
     def action(self) -> str:
+        if not self.writes_version:
+            return "alias"
         return "add" if not self.before else "retire" if not self.after else "edit"
 
 
@@ -97,8 +103,9 @@ class Conflict:
 
 @dataclass
 class SaveResult:
-    saved: list[tuple[ModelChange, int]] = field(default_factory=list)  # with the new version id
+    saved: list[tuple[ModelChange, int | None]] = field(default_factory=list)  # new version ids
     conflicts: list[Conflict] = field(default_factory=list)
+    seen: int = 0  # the newest version id when the conflicts were found: a base to save over
 
 
 def _blank(value: Any) -> bool:
@@ -244,20 +251,37 @@ def _stored(conn: Connection, now: datetime) -> tuple[dict[Key, Any], dict[Key, 
     return versions, {key: rates[v.id] for key, v in versions.items()}
 
 
-def _rate_row(row: _Row, stored: Mapping[RateKey, Any], started: Mapping[RateKey, str]) -> RateRow:
-    """The edited rate as stored: the rate in force where the row's text is as the editor
-    showed it (kept exactly, not rounded through the quoted unit), else the new amount per
-    the quoted unit."""
-    unit, variant, tier = row.rate_key
-    old = stored.get(row.rate_key)
-    if old is not None and started.get(row.rate_key) == row.rate_text:
-        return RateRow(unit, Decimal(old.rate), int(old.per), tier, variant)
-    per, _ = quoted_per(unit, None if old is None else int(old.per))
-    return RateRow(unit, row.rate, per, tier, variant)
-
-
 def _as_rate_row(r: Any) -> RateRow:
     return RateRow(r.unit, Decimal(r.rate), int(r.per), int(r.tier_above), r.variant)
+
+
+def _in_force_at(conn: Connection, key: Key, when: datetime) -> tuple[Any, dict[RateKey, Any]]:
+    """The version of a model in force at ``when`` (None if none yet) and its rates by key."""
+    query = (
+        select(price_versions.c.id, price_versions.c.effective_from)
+        .where(
+            price_versions.c.provider == key[0],
+            price_versions.c.model == key[1],
+            price_versions.c.effective_from <= when,
+        )
+        .order_by(price_versions.c.effective_from.desc())
+        .limit(1)
+    )
+    version = conn.execute(query).first()
+    if version is None:
+        return None, {}
+    rows = rates_of(conn, [version.id])[version.id]
+    return version, {(r.unit, r.variant, int(r.tier_above)): r for r in rows}
+
+
+def _new_rate(row: _Row, stored: Any, per_of_unit: Mapping[str, int]) -> RateRow:
+    """An edited or added rate as stored: the amount per the unit it is quoted in, which for a
+    unit without a fixed one (web searches, document pages) is the ``per`` it is stored with
+    here, or elsewhere in the table."""
+    unit, variant, tier = row.rate_key
+    known = int(stored.per) if stored is not None else per_of_unit.get(unit)
+    per, _ = quoted_per(unit, known)
+    return RateRow(unit, row.rate, per, tier, variant)
 
 
 def plan_edits(
@@ -269,45 +293,42 @@ def plan_edits(
     now: datetime | None = None,
 ) -> EditPlan:
     """What saving the editor would do. ``original`` is what the editor started from (every
-    rate in force of the models it shows): a model whose rows in ``edited`` differ from those
-    gets a new version of those rows (a row gone is a rate retired; an unchanged row keeps its
-    stored rate exactly). A row of a model not shown adds to (or replaces a rate of) that
-    model's rates in force. A model's new version starts from its rows' "new from" date or
-    else ``default_from``, which must be after the version it replaces."""
+    rate in force of the models it shows); what the user did is the difference of ``edited``
+    from it: rates changed or added, rows deleted (a rate retired). That is applied to each
+    model's version in force at the new version's date (its rows' "new from" date, else
+    ``default_from``, which must be after that version): a rate the user left alone keeps what
+    the store holds, exactly, and a version another editor saved meanwhile is built on, not
+    undone (``save_plan`` still refuses it unless the user saw it). The date must be after
+    the version in force ``now`` (the one the editor showed, which the edit replaces)."""
     now = now or datetime.now(UTC)
     plan = EditPlan()
     started = _read_rows(original, units, EditPlan())
     rows = _read_rows(edited, units, plan)
-    versions, stored = _stored(conn, now)
-    all_versions = _all_starts(conn)
+    starts = _all_starts(conn)
+    per_of_unit = usual_pers(conn)
     shown: dict[Key, dict[RateKey, str]] = {}
     for row in started:
         shown.setdefault(row.key, {})[row.rate_key] = row.rate_text
-    shown_keys = set(shown)
     by_model: dict[Key, list[_Row]] = {}
     for row in rows:
         by_model.setdefault(row.key, []).append(row)
-    for key in sorted(shown_keys | by_model.keys()):
+    for key in sorted(shown.keys() | by_model.keys()):
         mine = by_model.get(key, [])
-        texts = {r.rate_key: r.rate_text for r in mine}
-        if key in shown_keys and texts == shown[key] and all(r.new_from is None for r in mine):
-            continue  # as the editor showed it: whatever the store holds now is not this edit
-        before = [_as_rate_row(r) for r in stored.get(key, [])]
-        old = {(r.unit, r.variant, r.tier_above): r for r in stored.get(key, [])}
-        after = {r.rate_key: _rate_row(r, old, shown.get(key, {})) for r in mine}
-        if key not in shown_keys:  # rows added for a model the editor did not show
-            after = {(r.unit, r.variant, r.tier_above): r for r in before} | after
-        if set(after.values()) == set(before):
-            dated = [r for r in mine if r.new_from is not None]
-            for r in dated:
-                plan.errors.append(
-                    CellError(r.number, "new_from", "nothing of this model changed: clear the date")
-                )
+        began = shown.get(key, {})
+        edits = {r.rate_key: r for r in mine if began.get(r.rate_key) != r.rate_text}
+        removed = began.keys() - {r.rate_key for r in mine}
+        if not edits and not removed:
+            for r in mine:
+                if r.new_from is not None:
+                    message = "nothing of this model changed: clear the date"
+                    plan.errors.append(CellError(r.number, "new_from", message))
             continue
-        change = _dated_change(key, before, list(after.values()), mine, default_from, plan)
-        if change is None:
+        when = _change_date(key, mine, default_from, plan)
+        if when is None:
             continue
-        message = _date_problem(versions.get(key), all_versions.get(key, []), change.effective_from)
+        replaced, _ = _in_force_at(conn, key, now)
+        message = _date_problem(replaced, starts.get(key, []), when)
+        _, stored = _in_force_at(conn, key, when)  # a version scheduled before it included
         if message is not None:
             dated = [r for r in mine if r.new_from is not None]
             if dated:
@@ -315,20 +336,25 @@ def plan_edits(
             else:
                 plan.errors.append(CellError(None, None, f"{model_key(*key)}: {message}"))
             continue
-        plan.changes.append(change)
+        before = {k: _as_rate_row(r) for k, r in stored.items()}
+        after = {k: r for k, r in before.items() if k not in removed}
+        after |= {k: _new_rate(r, stored.get(k), per_of_unit) for k, r in edits.items()}
+        if set(after.values()) == set(before.values()):
+            continue  # typed back to what the store holds ("2.50" for 2.5)
+        pattern = key[1] if any(ch in key[1] for ch in GLOB) else None
+        order = sorted(after.values(), key=lambda r: (r.unit, r.variant, r.tier_above))
+        plan.changes.append(
+            ModelChange(key[0], key[1], tuple(before.values()), tuple(order), when, pattern)
+        )
     if plan.errors:
         plan.changes = []  # nothing is saved while any cell is bad
     return plan
 
 
-def _dated_change(
-    key: Key,
-    before: list[RateRow],
-    after: list[RateRow],
-    mine: list[_Row],
-    default_from: datetime,
-    plan: EditPlan,
-) -> ModelChange | None:
+def _change_date(
+    key: Key, mine: list[_Row], default_from: datetime, plan: EditPlan
+) -> datetime | None:
+    """The date of a model's new version: its rows' one "new from" date, else the default."""
     dates = {r.new_from for r in mine if r.new_from is not None}
     if len(dates) > 1:
         for r in mine:
@@ -336,9 +362,7 @@ def _dated_change(
                 message = f"rows of {model_key(*key)} have different dates: one version, one date"
                 plan.errors.append(CellError(r.number, "new_from", message))
         return None
-    when = dates.pop() if dates else default_from
-    order = sorted(after, key=lambda r: (r.unit, r.variant, r.tier_above))
-    return ModelChange(key[0], key[1], tuple(before), tuple(order), when)
+    return dates.pop() if dates else default_from
 
 
 def _all_starts(conn: Connection) -> dict[Key, list[datetime]]:
@@ -374,82 +398,89 @@ def rate_json(rates: Iterable[RateRow]) -> dict[str, Any]:
     return found
 
 
-def _lock(conn: Connection) -> None:
-    """Serialise price saves: PostgreSQL's advisory lock for the transaction, SQLite's write
-    lock (taken by a write that matches nothing)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(PRICE_LOCK)))
-    else:
-        conn.execute(update(price_versions).where(false()).values(note=price_versions.c.note))
+def newest_version(conn: Connection) -> int:
+    """The newest price version id: an edit's base (versions commit in id order: every writer
+    takes ``lock_prices``)."""
+    return int(conn.execute(select(func.coalesce(func.max(price_versions.c.id), 0))).scalar_one())
 
 
 def save_plan(
     engine: Engine,
     plan: EditPlan,
-    base: Mapping[Key, int | None],
+    base: int,
     who: str,
     note: str | None = None,
     now: datetime | None = None,
 ) -> SaveResult:
     """Write the plan's versions (source "editor", by ``who``) and an audit row for each, in
-    one transaction; or, where a changed model's newest version is not the one in ``base``
-    (the ids the edit began from), write nothing and return those conflicts."""
+    one transaction; or, where a changed model has a version newer than ``base`` (the newest
+    version id when the edit began), write nothing and return those conflicts, with the rates
+    in force now and the newest id (``seen``) to save over them once the user has seen them."""
     if plan.errors:
         raise ValueError("an edit with bad cells is not saved: " + "; ".join(map(str, plan.errors)))
     now = now or datetime.now(UTC)
     result = SaveResult()
     with engine.begin() as conn:
-        _lock(conn)
-        latest = latest_versions(conn)
-        changed = [
-            c
-            for c in plan.changes
-            if latest.get((c.provider, c.model)) != base.get((c.provider, c.model))
-        ]
+        lock_prices(conn)
+        newer = saved_since(conn, base)
+        changed = [c for c in plan.changes if (c.provider, c.model) in newer]
         if changed:
             _, stored = _stored(conn, now)
             for c in changed:
-                rows = stored.get((c.provider, c.model), [])
                 current = {
-                    label: f"${shown_rate(r.rate, r.per, r.unit)} {quoted_per(r.unit, r.per)[1]}"
-                    for label, r in ((_label(r), r) for r in rows)
+                    _label(
+                        r
+                    ): f"${shown_rate(r.rate, r.per, r.unit)} {quoted_per(r.unit, r.per)[1]}"
+                    for r in stored.get((c.provider, c.model), [])
                 }
                 result.conflicts.append(Conflict(c.provider, c.model, current))
+            result.seen = newest_version(conn)
             conn.rollback()
             return result
         for change in plan.changes:
-            version = add_version(
-                conn,
-                change.provider,
-                change.model,
-                change.effective_from,
-                change.after,
-                source="editor",
-                note=note,
-                created_by=who,
-                retire=True,
-            )
-            if change.pattern is not None:
-                add_pattern(conn, change.provider, change.pattern, change.model)
-            after = {
-                "version_id": version,
-                "effective_from": change.effective_from.isoformat(),
-                "rates": rate_json(change.after),
-            }
-            if change.pattern is not None:
-                after["pattern"] = change.pattern
-            record_change(
-                conn,
-                who,
-                change.action,
-                "price_versions",
-                model_key(change.provider, change.model),
-                {"rates": rate_json(change.before)} if change.before else None,
-                after,
-                note=note,
-            )
-            result.saved.append((change, version))
+            result.saved.append((change, _write(conn, change, who, note)))
     return result
+
+
+def saved_since(conn: Connection, base: int) -> set[Key]:
+    """The models with a version newer than ``base``."""
+    query = select(price_versions.c.provider, price_versions.c.model).where(
+        price_versions.c.id > base
+    )
+    return {(p, m) for p, m in conn.execute(query.distinct())}
+
+
+def _write(conn: Connection, change: ModelChange, who: str, note: str | None) -> int | None:
+    """One change: its version (or only its pattern, for an alias) and its audit row."""
+    version = None
+    after: dict[str, Any] = {}
+    if change.writes_version:
+        version = add_version(
+            conn,
+            change.provider,
+            change.model,
+            change.effective_from,
+            change.after,
+            source="editor",
+            note=note,
+            created_by=who,
+            retire=True,
+        )
+        after = {
+            "version_id": version,
+            "effective_from": change.effective_from.isoformat(),
+            "rates": rate_json(change.after),
+        }
+    if change.pattern is not None:
+        add_pattern(conn, change.provider, change.pattern, change.model)
+        after["pattern"] = change.pattern
+        after["priced_as"] = change.model
+    before = (
+        {"rates": rate_json(change.before)} if change.before and change.writes_version else None
+    )
+    key = model_key(change.provider, change.model)
+    record_change(conn, who, change.action, "price_versions", key, before, after, note=note)
+    return version
 
 
 def _label(r: Any) -> str:
@@ -460,36 +491,50 @@ def _label(r: Any) -> str:
 def new_model_change(
     conn: Connection,
     provider: str,
+    called: str,
     name: str,
     rates: Iterable[RateRow],
     effective_from: datetime,
-    now: datetime | None = None,
 ) -> EditPlan:
-    """A price for a model the calls name but the table lacks (the "add a price" form): ``name``
-    is the model or a pattern (``ft:gpt-4o-mini:*``), priced as a model of that name."""
+    """A price for the unpriced calls of model ``called`` (the "add a price" form), priced as
+    ``name``: the model itself, a pattern that matches it (``ft:gpt-4o-mini:*``), or another
+    model's name. A name without a price yet gets a version of ``rates`` (and the mapping of
+    ``called`` to it); a model priced already gets only the mapping, and no rates: its own
+    rates are changed in the editor, where they are shown."""
     plan = EditPlan()
-    name = name.strip()
-    if not provider.strip():
-        plan.errors.append(CellError(None, "provider", "a provider is needed"))
-    if not name:
-        plan.errors.append(CellError(None, "model", "a model name or pattern is needed"))
+    provider, called, name = provider.strip(), called.strip(), (name.strip() or called.strip())
     chosen = list(rates)
-    if not chosen:
-        plan.errors.append(CellError(None, "rate", "give at least one rate"))
+    if not provider:
+        plan.errors.append(CellError(None, "provider", "a provider is needed"))
+    is_pattern = any(ch in name for ch in GLOB)
+    if is_pattern and not fnmatchcase(called.lower(), name.lower()):
+        message = f"the pattern {name!r} does not match {called!r}, whose calls are to be priced"
+        plan.errors.append(CellError(None, "model", message))
     for r in chosen:
         try:
             check_rate(r)
         except ValueError as exc:
-            plan.errors.append(CellError(None, "rate", str(exc)))
-    if plan.errors:
+            plan.errors.append(CellError(None, "rate", f"{r.unit}: {exc}"))
+    key = (provider, name)
+    starts = _all_starts(conn).get(key, [])
+    mapping = name if is_pattern else (called if called.lower() != name.lower() else None)
+    if starts:  # priced already: map the calls to it, with its own rates
+        if chosen:
+            message = (
+                f"{model_key(*key)} has a price already: leave the rates empty to price "
+                f"{called}'s calls as {name}, or change {name}'s rates in the Edit tab"
+            )
+            plan.errors.append(CellError(None, "rate", message))
+        if mapping is None:
+            message = f"{model_key(*key)} has a price already: change its rates in the Edit tab"
+            plan.errors.append(CellError(None, "model", message))
+        if not plan.errors:
+            alias = ModelChange(provider, name, (), (), effective_from, mapping, False)
+            plan.changes.append(alias)
         return plan
-    key = (provider.strip(), name)
-    versions, stored = _stored(conn, now or datetime.now(UTC))
-    message = _date_problem(versions.get(key), _all_starts(conn).get(key, []), effective_from)
-    if message is not None:
-        plan.errors.append(CellError(None, "new_from", f"{model_key(*key)}: {message}"))
-        return plan
-    pattern = name if any(ch in name for ch in "*?[") else None
-    before = tuple(_as_rate_row(r) for r in stored.get(key, []))
-    plan.changes.append(ModelChange(key[0], key[1], before, tuple(chosen), effective_from, pattern))
+    if not chosen:
+        plan.errors.append(CellError(None, "rate", "give at least one rate"))
+    if not plan.errors:
+        change = ModelChange(provider, name, (), tuple(chosen), effective_from, mapping)
+        plan.changes.append(change)
     return plan

@@ -124,12 +124,9 @@ def versions_in_force(conn: Connection, now: datetime) -> dict[tuple[str, str], 
     return found
 
 
-def latest_versions(conn: Connection) -> dict[tuple[str, str], int]:
-    """Each model's newest version id (a later edit always has a higher id): what an editor's
-    optimistic check compares with the ids it started from."""
-    query = select(price_versions.c.provider, price_versions.c.model, func.max(price_versions.c.id))
-    rows = conn.execute(query.group_by(price_versions.c.provider, price_versions.c.model))
-    return {(p, m): int(i) for p, m, i in rows}
+def scheduled_versions(conn: Connection, now: datetime) -> list[Version]:
+    """Versions saved to take effect later (a price change announced for a date), soonest first."""
+    return _versions(conn, price_versions.c.effective_from > now)
 
 
 def rates_of(conn: Connection, version_ids: Iterable[int]) -> dict[int, list[Any]]:
@@ -211,6 +208,18 @@ def prices_in_force(conn: Connection, now: datetime, stale_after: int) -> pd.Dat
                 )
             )
     return pd.DataFrame(rows, columns=PRICE_COLUMNS)
+
+
+def usual_pers(conn: Connection) -> dict[str, int]:
+    """The ``per`` each unit is most often stored with (the catalogue's web searches per 1,000):
+    what a new rate of that unit is quoted per."""
+    count = func.count()
+    query = select(prices.c.unit, prices.c.per, count).group_by(prices.c.unit, prices.c.per)
+    found: dict[str, tuple[int, int]] = {}
+    for unit, per, n in conn.execute(query):
+        if unit not in found or n > found[unit][1]:
+            found[unit] = (int(per), int(n))
+    return {unit: per for unit, (per, _) in found.items()}
 
 
 def known_units(conn: Connection) -> list[str]:

@@ -39,6 +39,14 @@ def units(url: str) -> list[str]:
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
+def scheduled(url: str) -> list[str]:
+    """The versions that take effect later, in words."""
+    with engine(url).connect() as conn:
+        found = price_table.scheduled_versions(conn, datetime.now(UTC))
+    return [f"{v.provider}/{v.model} from {v.effective_from:%Y-%m-%d %H:%M} UTC" for v in found]
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
 def unpriced(url: str) -> pd.DataFrame:
     with engine(url).connect() as conn:
         return price_table.unpriced_usage(conn)
@@ -58,7 +66,7 @@ def forget() -> None:
     st.cache_data.clear()
 
 
-def search(frame: pd.DataFrame, text: str) -> pd.DataFrame:
+def search_rows(frame: pd.DataFrame, text: str) -> pd.DataFrame:
     """The rows whose provider or model contains every word of ``text`` (case-insensitive)."""
     words = text.lower().split()
     if not words:
@@ -76,6 +84,12 @@ def prices_section(prices: pd.DataFrame, stale_after: int, access: Access, url: 
             "No prices here: every call is unpriced. Load the reference catalogue from the "
             "Catalogue tab (or `python -m tracking prices refresh --url URL`), or add a price "
             "in the Edit tab."
+        )
+    if later := scheduled(url):
+        st.info(
+            "Scheduled (saved to take effect later; see History): "
+            + ", ".join(later[:10])
+            + (f" and {len(later) - 10:,} more" if len(later) > 10 else "")
         )
     stale = prices.drop_duplicates(["provider", "model"])
     stale = stale[stale["stale"].astype(bool)]
@@ -112,15 +126,22 @@ def prices_section(prices: pd.DataFrame, stale_after: int, access: Access, url: 
         )
         note = st.text_input("Note (optional)", key="pricing.verify_note")
         sent = st.form_submit_button("Mark verified", disabled=not access.can_edit)
-    if sent and chosen and access.can_edit:  # checked again: a crafted state must not write
-        pairs = [tuple(name.split("/", 1)) for name in chosen]
-        with engine(url).begin() as conn:
-            count = price_table.mark_verified(
-                conn, pairs, access.who or "", datetime.now(UTC), note or None
-            )
-        forget()
-        st.session_state[SAVED] = f"Marked {plural(count, 'model')} verified."
+    if sent and chosen and verify(url, access, chosen, note or None):
         st.rerun()
+
+
+def verify(url: str, access: Access, chosen: list[str], note: str | None) -> bool:
+    """Mark "provider/model" names verified, as ``access.who``; refused (False, with the
+    reason shown) without the editor role, whatever the widgets' state says."""
+    if not access.can_edit:
+        st.error(access.reason)
+        return False
+    pairs = [tuple(name.split("/", 1)) for name in chosen]
+    with engine(url).begin() as conn:
+        count = price_table.mark_verified(conn, pairs, access.who or "", datetime.now(UTC), note)
+    forget()
+    st.session_state[SAVED] = f"Marked {plural(count, 'model')} verified."
+    return True
 
 
 def history_section(url: str, prices: pd.DataFrame, now: datetime) -> None:

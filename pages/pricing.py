@@ -33,7 +33,7 @@ sign_in(access)  # for a reader who cannot edit: why, and the login or password 
 
 unpriced = pricing_view.unpriced(url)
 search = price_editor.search_box()
-shown = pricing_view.search(prices, search)
+shown = pricing_view.search_rows(prices, search)
 tabs = st.tabs(
     [
         f"Unpriced ({len(unpriced)})" if len(unpriced) else "Unpriced",
@@ -50,7 +50,7 @@ with tabs[0]:
 with tabs[1]:
     pricing_view.prices_section(shown, stale_after, access, url)
 with tabs[2]:
-    price_editor.editor_section(url, shown, search, access, units)
+    price_editor.editor_section(url, search, stale_after, access, units)
 with tabs[3]:
     pricing_view.history_section(url, shown if len(shown) else prices, now)
 with tabs[4]:

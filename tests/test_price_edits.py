@@ -18,6 +18,7 @@ from dashboard import price_table
 from dashboard.price_edits import (
     EDITOR_COLUMNS,
     new_model_change,
+    newest_version,
     parse_rate_text,
     parse_tier,
     plan_edits,
@@ -54,9 +55,9 @@ def plan(engine: Engine, edited: pd.DataFrame, when: datetime = NOW, original=No
         return plan_edits(conn, start, edited, units, when, now=NOW)
 
 
-def base(engine: Engine) -> dict:
+def base(engine: Engine) -> int:
     with engine.connect() as conn:
-        return price_table.latest_versions(conn)
+        return newest_version(conn)
 
 
 def versions(engine: Engine) -> int:
@@ -300,9 +301,9 @@ def test_a_pattern_prices_a_family_of_unpriced_calls(priced: Engine, configured:
         usage = price_table.unpriced_usage(conn)
     assert set(usage["model"]) == {"ft:gpt-4o-mini:acme:x1", "ft:gpt-4o-mini:globex:x1"}
     with priced.connect() as conn:
-        result = new_model_change(conn, "openai", "ft:gpt-4o-mini:*",
+        result = new_model_change(conn, "openai", "ft:gpt-4o-mini:acme:x1", "ft:gpt-4o-mini:*",
                                   [RateRow("input_tokens", Decimal("0.3"), 10**6)],
-                                  NOW - timedelta(days=3), now=NOW)  # fmt: skip
+                                  NOW - timedelta(days=3))  # fmt: skip
     assert not result.errors
     save_plan(priced, result, base(priced), "ops", now=NOW)
     apply_reprice(priced, unpriced_only=True, who="ops")
@@ -365,3 +366,152 @@ def test_cell_parsers() -> None:
     for bad in ("1e400x", "inf", True):
         with pytest.raises(ValueError):
             parse_rate_text(bad)
+
+
+def set_rate(frame: pd.DataFrame, unit: str, rate: str) -> pd.DataFrame:
+    out = frame.copy()
+    out.loc[out["unit"] == unit, "rate"] = rate
+    return out
+
+
+def test_a_version_saved_elsewhere_after_the_edit_began_is_a_conflict(priced: Engine) -> None:
+    """Another app, or `prices add`, saves while an editor edits: the base is the newest
+    version id when the edit began, whatever wrote the later one."""
+    began, start = base(priced), editor_frame(priced)
+    with priced.begin() as conn:  # e.g. python -m tracking prices add
+        rates = [RateRow("output_tokens", Decimal("6"), 10**6)]
+        add_version(conn, "openai", "gpt-4o", NOW - timedelta(hours=1), rates, source="cli")
+    edited = set_rate(start, "output_tokens", "12")
+    result = save_plan(priced, plan(priced, edited, original=start), began, "bob", now=NOW)
+    assert [c.current["output_tokens"] for c in result.conflicts] == ["$6 per 1M tokens"]
+    assert not result.saved
+
+
+def test_saving_over_a_conflict_keeps_the_other_editors_work(priced: Engine) -> None:
+    """Bob began before Alice added cache writes and retired cache reads; he changed only the
+    output rate. Saved over her version, his one change is applied to it: her work stays."""
+    began, start = base(priced), editor_frame(priced)
+    alice = start[start["unit"] != "cache_read_tokens"]
+    row = {"provider": "openai", "model": "gpt-4o", "unit": "cache_write_tokens",
+           "variant": "standard", "tier_above": 0, "rate": "3.75", "new_from": ""}  # fmt: skip
+    alice = pd.concat([alice, pd.DataFrame([row])], ignore_index=True)
+    save_plan(priced, plan(priced, alice, NOW - timedelta(hours=2)), began, "alice", now=NOW)
+    bob = set_rate(start, "output_tokens", "12")
+    refused = save_plan(priced, plan(priced, bob, original=start), began, "bob", now=NOW)
+    assert refused.conflicts
+    # carol saves after bob was shown alice's version: saving over it is refused again
+    carol = set_rate(editor_frame(priced), "input_tokens", "2.25")
+    save_plan(priced, plan(priced, carol, NOW - timedelta(hours=1)), refused.seen, "carol")
+    again = save_plan(priced, plan(priced, bob, original=start), refused.seen, "bob", now=NOW)
+    assert [c.current["input_tokens"] for c in again.conflicts] == ["$2.25 per 1M tokens"]
+    final = save_plan(priced, plan(priced, bob, original=start), again.seen, "bob", now=NOW)
+    ((change, _),) = final.saved
+    assert {r.unit: r.rate for r in change.after} == {
+        "input_tokens": Decimal("2.25"),  # carol's
+        "cache_write_tokens": Decimal("3.75"),  # alice's, and her retired cache read stays so
+        "output_tokens": Decimal("12"),  # bob's
+    }
+
+
+def test_an_untouched_rate_is_kept_exactly_as_stored(priced: Engine) -> None:
+    with priced.begin() as conn:  # $0.10 an hour: 0.001666… a minute, shown rounded
+        rates = [RateRow("audio_seconds", Decimal("0.1"), 3600)]
+        add_version(conn, "openai", "whisper-x", datetime(2024, 1, 1, tzinfo=UTC), rates, "test")
+        rates = [RateRow("requests", Decimal("1"), 1)]
+        add_version(conn, "openai", "whisper-y", datetime(2024, 1, 1, tzinfo=UTC), rates, "test")
+    start = editor_frame(priced)
+    assert start.loc[start["model"] == "whisper-x", "rate"].item() == "0.001666666667"
+    row = {"provider": "openai", "model": "whisper-x", "unit": "requests", "variant": "standard",
+           "tier_above": 0, "rate": "0.01", "new_from": ""}  # fmt: skip
+    edited = pd.concat([start, pd.DataFrame([row])], ignore_index=True)
+    (change,) = plan(priced, edited, original=start).changes
+    assert set(change.after) == {
+        RateRow("audio_seconds", Decimal("0.1"), 3600),
+        RateRow("requests", Decimal("0.01"), 1),
+    }
+
+
+def test_a_new_rate_of_a_unit_quoted_per_thousand_is_stored_per_thousand(priced: Engine) -> None:
+    with priced.begin() as conn:
+        rates = [RateRow("web_searches", Decimal("10"), 1000)]
+        add_version(conn, "openai", "search-a", datetime(2024, 1, 1, tzinfo=UTC), rates, "test")
+    start = editor_frame(priced)
+    row = {"provider": "openai", "model": "gpt-4o", "unit": "web_searches", "variant": "batch",
+           "tier_above": 0, "rate": "5", "new_from": ""}  # fmt: skip
+    edited = pd.concat([start, pd.DataFrame([row])], ignore_index=True)
+    (change,) = plan(priced, edited, original=start).changes
+    assert RateRow("web_searches", Decimal("5"), 1000, 0, "batch") in change.after
+
+
+def test_an_edit_dated_after_a_scheduled_version_builds_on_it(priced: Engine) -> None:
+    with priced.begin() as conn:  # an input cut scheduled for July
+        rates = [
+            RateRow("input_tokens", Decimal("1"), 10**6),
+            RateRow("output_tokens", Decimal("10"), 10**6),
+        ]
+        add_version(conn, "openai", "gpt-4o", datetime(2026, 7, 1, tzinfo=UTC), rates, "test")
+    start = editor_frame(priced)  # what is in force in June
+    edited = set_rate(start, "output_tokens", "8")
+    edited.loc[edited["unit"] == "output_tokens", "new_from"] = "2026-08-01"
+    (change,) = plan(priced, edited, original=start).changes
+    assert {r.unit: r.rate for r in change.after} == {
+        "input_tokens": Decimal("1"),
+        "output_tokens": Decimal("8"),
+    }
+
+
+def test_mixed_case_names_and_editor_patterns_price_their_calls(
+    priced: Engine, configured: str
+) -> None:
+    for model in ("Llama-3-70B", "ft:gpt-4o-mini:acme:1"):
+        tracking.record(provider="openai", model=model, input_tokens=10**6, output_tokens=0,
+                        occurred_at=NOW - timedelta(days=1))  # fmt: skip
+    tracking.flush(timeout=10)
+    start = editor_frame(priced)
+    rows = [{"provider": "openai", "model": name, "unit": "input_tokens", "variant": "standard",
+             "tier_above": 0, "rate": "1", "new_from": ""}
+            for name in ("Llama-3-70B", "ft:gpt-4o-mini:*")]  # fmt: skip
+    edited = pd.concat([start, pd.DataFrame(rows)], ignore_index=True)
+    result = plan(priced, edited, NOW - timedelta(days=2), original=start)
+    save_plan(priced, result, base(priced), "ops", now=NOW)
+    apply_reprice(priced, unpriced_only=True, who="ops")
+    with priced.connect() as conn:
+        costs = {r.model: r.cost_usd for r in conn.execute(select(calls.c.model, calls.c.cost_usd))}
+    assert costs == {"Llama-3-70B": Decimal("1"), "ft:gpt-4o-mini:acme:1": Decimal("1")}
+
+
+def test_add_a_price_as_a_model_priced_already_maps_the_calls_to_it(
+    priced: Engine, configured: str
+) -> None:
+    tracking.record(provider="openai", model="my-4o-deployment", input_tokens=10**6,
+                    output_tokens=0, occurred_at=NOW - timedelta(days=1))  # fmt: skip
+    tracking.flush(timeout=10)
+    versions_before = versions(priced)
+    with priced.connect() as conn:
+        typed = [RateRow("input_tokens", Decimal("9"), 10**6)]
+        refused = new_model_change(conn, "openai", "my-4o-deployment", "gpt-4o", typed, NOW)
+        alias = new_model_change(conn, "openai", "my-4o-deployment", "gpt-4o", [], NOW)
+        wrong = new_model_change(conn, "openai", "my-4o-deployment", "ft:*", typed, NOW)
+    assert "has a price already: leave the rates empty" in str(refused.errors[0])
+    assert "does not match 'my-4o-deployment'" in str(wrong.errors[0])
+    (change,) = alias.changes
+    assert change.action == "alias" and not change.writes_version
+    save_plan(priced, alias, base(priced), "ops", now=NOW)
+    assert versions(priced) == versions_before  # gpt-4o's own rates are left alone
+    apply_reprice(priced, unpriced_only=True, who="ops")
+    with priced.connect() as conn:
+        cost = conn.execute(select(calls.c.cost_usd)).scalar_one()
+        entry = conn.execute(select(audit_log).where(audit_log.c.action == "alias")).one()
+    assert cost == Decimal("2.5")  # gpt-4o's input rate
+    assert entry.after == {"pattern": "my-4o-deployment", "priced_as": "gpt-4o"}
+
+
+def test_scheduled_versions_are_listed(priced: Engine) -> None:
+    with priced.begin() as conn:
+        rates = [RateRow("input_tokens", Decimal("1"), 10**6)]
+        add_version(conn, "openai", "gpt-4o", datetime(2026, 7, 1, tzinfo=UTC), rates, "test")
+        found = price_table.scheduled_versions(conn, NOW)
+        assert price_table.scheduled_versions(conn, datetime(2026, 7, 2, tzinfo=UTC)) == []
+    assert [(v.model, v.effective_from) for v in found] == [
+        ("gpt-4o", datetime(2026, 7, 1, tzinfo=UTC))
+    ]

@@ -129,7 +129,7 @@ def test_a_valid_edit_saves_a_new_version_with_an_audit_row(demo_app_store: Engi
     edit(at, {row_of(at, "output_tokens"): {"rate": "8"}})
     at.text_input(key="pricing.note").input("price cut").run()
     save(at)
-    assert "Saved 1 new version" in texts(at.success)
+    assert "Saved 1 change" in texts(at.success)
     assert count(demo_app_store, price_versions) == before + 1
     with demo_app_store.connect() as conn:
         entry = conn.execute(select(audit_log).where(audit_log.c.action == "edit")).one()
@@ -195,7 +195,7 @@ def test_retiring_a_rate_and_adding_a_model(demo_app_store: Engine) -> None:
              "variant": "standard", "tier_above": 0, "rate": "0.9"}  # fmt: skip
     edit(at, deleted_rows=[row_of(at, "cache_read_tokens")], added_rows=[added])
     save(at)
-    assert "Saved 2 new versions" in texts(at.success)
+    assert "Saved 2 changes" in texts(at.success)
     with demo_app_store.connect() as conn:
         actions = [r.action for r in conn.execute(select(audit_log).order_by(audit_log.c.key))]
         book = load_price_book(conn)
@@ -212,7 +212,7 @@ def test_a_conflicting_edit_is_refused_shown_and_kept(demo_app_store: Engine) ->
     bob = page(demo_app_store)  # bob begins editing
     alice = page(demo_app_store)  # so does alice, in another session, and saves first
     edit(alice, {row_of(alice, "output_tokens"): {"rate": "7"}})
-    assert "Saved 1 new version" in texts(save(alice).success)
+    assert "Saved 1 change" in texts(save(alice).success)
     versions = count(demo_app_store, price_versions)
     edit(bob, {row_of(bob, "output_tokens"): {"rate": "12"}})
     save(bob)
@@ -221,7 +221,7 @@ def test_a_conflicting_edit_is_refused_shown_and_kept(demo_app_store: Engine) ->
     assert count(demo_app_store, price_versions) == versions  # alice's edit stands
     assert bob.session_state[EDITOR]["edited_rows"]  # bob's edit is still in his editor
     bob.button(key="pricing.rebase").click().run()
-    assert "Saved 1 new version" in texts(save(bob).success)  # saved knowingly, over alice's
+    assert "Saved 1 change" in texts(save(bob).success)  # saved knowingly, over alice's
     with demo_app_store.connect() as conn:
         rows = conn.execute(
             select(audit_log).where(audit_log.c.action == "edit").order_by(audit_log.c.id)
@@ -362,3 +362,98 @@ def test_a_store_without_prices_says_so(store_url: str, monkeypatch: pytest.Monk
         assert "differences from the installed genai-prices catalogue" in texts(at.caption)
     finally:
         engine.dispose()
+
+
+def test_the_audit_note_does_not_carry_over_to_the_next_save(demo_app_store: Engine) -> None:
+    at = page(demo_app_store)
+    edit(at, {row_of(at, "output_tokens"): {"rate": "8"}})
+    at.text_input(key="pricing.note").input("list price cut").run()
+    save(at)
+    assert at.text_input(key="pricing.note").value == ""
+    edit(at, {row_of(at, "input_tokens"): {"rate": "2"}})
+    save(at)
+    with demo_app_store.connect() as conn:
+        notes = [n for (n,) in conn.execute(select(audit_log.c.note).order_by(audit_log.c.id))]
+    assert notes == ["list price cut", None]
+
+
+def test_the_add_a_price_date_follows_the_model_chosen(demo_app_store: Engine) -> None:
+    with demo_app_store.connect() as conn:
+        unpriced = price_table.unpriced_usage(conn)
+    at = page(demo_app_store, search="")
+    for row in unpriced.head(3).itertuples():
+        at.selectbox(key="pricing.add_model").select(f"{row.provider}/{row.model}").run()
+        shown = [d for d in at.date_input if d.label == "In force from"]
+        assert [d.value for d in shown] == [row.first_day]
+
+
+def test_a_read_only_reader_cannot_mark_verified(demo_app_store: Engine) -> None:
+    at = page(demo_app_store, editor=False)
+    if demo_app_store.dialect.name == "sqlite":
+        return  # editable: test_price_edits' mark_verified test covers the write
+    assert next(b for b in at.button if b.label == "Mark verified").disabled
+
+
+def _write_without_the_role() -> None:
+    """A script that calls the page's write paths with a read-only access, as a crafted
+    session state would reach them."""
+    from datetime import UTC, datetime
+
+    from dashboard.access import Access
+    from dashboard.db import store_url
+    from dashboard.price_editor import _save
+    from dashboard.price_edits import EditPlan, ModelChange
+    from dashboard.pricing_view import verify
+    from tracking.price_store import RateRow
+
+    reader = Access(False, None, "Read-only: no editor role.")
+    rates = (RateRow("input_tokens", 1, 10**6),)
+    change = ModelChange("acme", "m1", (), rates, datetime.now(UTC))
+    _save(store_url(), reader, EditPlan(changes=[change]), 0, None)
+    verify(store_url(), reader, ["openai/gpt-4o"], None)
+
+
+def test_the_write_paths_check_the_editor_role_themselves(demo_app_store: Engine) -> None:
+    before = count(demo_app_store, price_versions)
+    at = AppTest.from_function(_write_without_the_role, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == ["Read-only: no editor role."] * 2
+    assert count(demo_app_store, price_versions) == before
+    assert count(demo_app_store, audit_log) == 0
+
+
+def test_accepting_the_catalogue_skips_a_model_an_editor_saved_since(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UNITWISE_DATABASE_URL", store_url)
+    st.cache_data.clear()
+    engine = make_engine(store_url)
+    with engine.begin() as conn:
+        load_catalogue(conn)
+        of_gpt = (price_versions.c.provider == "openai", price_versions.c.model == "gpt-4o")
+        newest = conn.execute(select(func.max(price_versions.c.id)).where(*of_gpt)).scalar_one()
+        # the rates in force differ from the catalogue's: the list offers to correct them
+        conn.execute(
+            prices.update().where(prices.c.version_id == newest).values(rate=Decimal("99"))
+        )
+    try:
+        at = page(engine, search="")
+        listed = frame(at, "differences")
+        mine = listed.index[(listed["provider"] == "openai") & (listed["model"] == "gpt-4o")]
+        assert set(listed.loc[mine, "what"]) == {"rates differ (new version from now)"}
+        at.session_state["pricing.catalogue"] = {
+            "edited_rows": {int(i): {"accept": True} for i in mine},
+            "added_rows": [],
+            "deleted_rows": [],
+        }
+        at.run()  # ticked, on the list as it is
+        editor = page(engine, search="openai/gpt-4o")  # an editor saves it, before the accept
+        edit(editor, {row_of(editor, "output_tokens"): {"rate": "11"}})
+        save(editor)
+        before = count(engine, price_versions)
+        at.button(key="pricing.catalogue_accept").click().run()
+        assert "saved by an editor since this list was made" in texts(at.success)
+        assert count(engine, price_versions) == before  # the editor's $11 stands
+    finally:
+        engine.dispose()
+        st.cache_data.clear()

@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import Connection, delete, false, select, text, tuple_
+from sqlalchemy import Connection, delete, select, tuple_
 
 from tracking.audit import record_change
 from tracking.catalogue import CatalogueModel, CatalogueVersion, catalogue_models
-from tracking.price_store import RateRow, add_version
+from tracking.price_store import RateRow, add_version, lock_prices
 from tracking.schema import model_patterns, price_versions, prices
 from tracking.sqltypes import plain_decimal
 
@@ -37,8 +37,6 @@ ACCEPTABLE: frozenset[str] = frozenset({ADDED, CHANGED})
 # what the audit log names: one row per version written by an accept or a refresh
 AUDIT_ACTION = "catalogue"
 AUDIT_TABLE = "price_versions"
-# serialises accepts and refreshes of one PostgreSQL store (pg_advisory_xact_lock's key)
-_PG_LOCK_KEY = 0x756E_6974_6361_74  # "unitcat"
 
 Rates = frozenset[tuple[str, str, int, Decimal, int]]
 
@@ -263,17 +261,6 @@ def refresh_catalogue(
     return _apply(conn, None, who, now)
 
 
-def _lock(conn: Connection) -> None:
-    """Make this transaction the store's only catalogue writer until it ends, so that the diff
-    it reads next is the one it writes against."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-    elif conn.dialect.name == "sqlite":
-        # SQLite's driver begins a transaction only at the first write: a write that changes
-        # nothing takes the store's write lock before anything is read
-        conn.execute(delete(model_patterns).where(false()))
-
-
 def _apply(
     conn: Connection,
     keys: set[str] | None,
@@ -284,7 +271,7 @@ def _apply(
     ``who`` is None (a first load into an empty store)."""
     now = now or datetime.now(UTC)
     if who is not None:
-        _lock(conn)
+        lock_prices(conn)
     models = catalogue_models()
     changes, unchanged = _plan(conn, models, now)
     report = RefreshReport(unchanged=unchanged, kept=[c.version for c in changes if c.kind == KEPT])

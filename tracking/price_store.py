@@ -7,9 +7,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, false, func, insert, select, update
 
 from tracking.schema import model_patterns, price_versions, prices
+
+PRICE_LOCK = 7_401_016  # the PostgreSQL advisory lock every writer of price versions takes
+
+
+def lock_prices(conn: Connection) -> None:
+    """Make this transaction the store's only writer of price versions until it ends: every
+    writer takes it (editor, catalogue, ``prices add``), so versions commit in id order and a
+    check made after taking it stays true until commit. PostgreSQL: an advisory transaction
+    lock (taken again by the same transaction, it returns at once); SQLite: its write lock,
+    taken by a write that changes nothing before anything is read."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(PRICE_LOCK)))
+    else:
+        conn.execute(update(price_versions).where(false()).values(note=price_versions.c.note))
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,7 @@ def add_version(
 ) -> int:
     """Insert a new price version with its rates and return its id. ``retire`` allows a
     version without rates: the model has no price from its date on (its calls are unpriced)."""
+    lock_prices(conn)
     rows = list(rates)
     if not rows and not retire:
         raise ValueError(f"a price version of {provider}/{model} needs at least one rate")
