@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, and_, exists, func, not_, or_, select
+from sqlalchemy import Connection, Date, and_, cast, exists, func, not_, or_, select
 
 from dashboard.accounts import Accounts, load_accounts
 from dashboard.economics import (
@@ -67,6 +67,30 @@ def term_cost_rows(conn: Connection, start: date, end: date) -> list[tuple[Any, 
         (user or None, day, _nanos(cost), int(unpriced or 0))
         for user, day, cost, unpriced in conn.execute(query)
     ]
+
+
+def _week_start(conn: Connection, day: Any) -> Any:
+    """The Monday of a day's ISO week, in the store's own SQL."""
+    if conn.dialect.name == "postgresql":
+        return cast(func.date_trunc("week", day), Date)
+    return func.date(day, "-6 days", "weekday 1")
+
+
+def user_week_rows(conn: Connection, start: date, end: date) -> list[tuple[Any, date, int, int]]:
+    """Per user and ISO week of the period: (user id, the week's Monday, cost in nano-dollars,
+    unpriced calls), as ``cost_per_active_user_by_week`` takes them."""
+    r = daily_user_rollups.c
+    week = _week_start(conn, r.day)
+    query = (
+        select(r.user_id, week, func.sum(r.cost_usd), func.sum(r.unpriced_calls))
+        .where(r.day >= start, r.day <= end)
+        .group_by(r.user_id, week)
+    )
+    return [
+        (user or None, monday if isinstance(monday, date) else date.fromisoformat(monday),
+         _nanos(cost), int(unpriced or 0))
+        for user, monday, cost, unpriced in conn.execute(query)
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ ARGS = [
 PAGES = [
     ("", "Overview", "Projected month end"),
     ("costs", "Costs", "Calls of one group"),
-    ("users", "Users & margins", "Coming soon."),
+    ("users", "Users & margins", "Margin per customer, p50 (median)"),
     ("pricing", "Pricing", "Search provider and model"),
     ("budgets", "Budgets & what-if", "Coming soon."),
 ]
