@@ -296,7 +296,7 @@ def calculators_section(url: str, r: margin_data.MarginsReport, s: Settings) -> 
                     int(row.input_tokens),
                     int(row.output_tokens),
                     int(row.cached_input_tokens or 0),
-                )  # fmt: skip
+                )
             )
         except (ValueError, TypeError, InvalidOperation):
             st.error(f"Row {row.Index + 1}: calls per day and token counts must be numbers")
