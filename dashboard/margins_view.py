@@ -182,6 +182,12 @@ def below_section(url: str, r: margin_data.MarginsReport, pct: Decimal) -> None:
     frame["top features"] = [top_text(features, i) for i in ids]
     frame["top models"] = [top_text(models, i) for i in ids]
     st.dataframe(frame, hide_index=True)
+    download(frame, f"below_{pct}pct_{r.start}_{r.end}.csv", "margins.below_csv")
+
+
+def download(frame: pd.DataFrame, name: str, key: str) -> None:
+    """The table shown, as CSV (exact decimals as text; never a formula)."""
+    st.download_button("Download CSV", safe_csv(frame), name, "text/csv", key=key)
 
 
 def detail_section(url: str, r: margin_data.MarginsReport) -> None:
@@ -231,10 +237,9 @@ def detail_section(url: str, r: margin_data.MarginsReport) -> None:
             .properties(height=200)
         )
         st.altair_chart(chart, width="stretch")
-    st.dataframe(
-        by_feature.assign(cost=by_feature["cost"].map(money)).drop(columns=["dollars"]),
-        hide_index=True,
-    )
+    features = by_feature.assign(cost=by_feature["cost"].map(money)).drop(columns=["dollars"])
+    st.dataframe(features, hide_index=True)
+    download(features, f"{chosen}_features_{r.start}_{r.end}.csv", "margins.detail_csv")
     lines = [x for x in r.accounts.revenue.values() if x.customer_id == chosen]
     if lines:
         st.dataframe(
