@@ -34,13 +34,13 @@ from dashboard.accounts import (
     MAX_MONEY,
     PERIODS,
     Written,
-    _lock,
     customer_ids,
     discount_problem,
     load_plans,
     load_revenue,
     load_terms,
     load_users,
+    lock_accounts,
     plan_problems,
     revenue_id,
     seats_problem,
@@ -784,7 +784,7 @@ def save_edit(
     and write its rows, an audit row each. Raises EditRefused, having written nothing, for a bad
     cell, a deleted row or a conflict; returns what was written per table ({} when nothing was
     changed)."""
-    _lock(conn)
+    lock_accounts(conn)
     edit = read_edit(start, state, set(load_plans(conn)), customer_ids(conn))
     if edit.problems:
         raise EditRefused(edit.problems)

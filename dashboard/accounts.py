@@ -427,7 +427,7 @@ def _json(values: Mapping[str, Any]) -> dict[str, Any]:
     return {name: of(value) for name, value in values.items()}
 
 
-def _lock(conn: Connection) -> None:
+def lock_accounts(conn: Connection) -> None:
     """Serialise accounts writes: PostgreSQL's advisory lock for the transaction, SQLite's
     write lock (taken by a write that matches nothing), before anything is read."""
     if conn.dialect.name == "postgresql":
@@ -470,7 +470,7 @@ def _upsert(
     if not rows:
         return Written()
     if not dry_run:
-        _lock(conn)
+        lock_accounts(conn)
     stored = _stored(conn, table, key_columns, list(rows))
     new: list[dict[str, Any]] = []
     changed: list[tuple[dict[str, Any], dict[str, Any]]] = []

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from dashboard import data, margins_view, notices
+from dashboard import accounts_view, data, margins_view, notices
+from dashboard.access import editor_access, sign_in
 from dashboard.db import store_url
 
 st.title("Users & margins")
@@ -16,12 +17,16 @@ state = data.store_state(url)
 if state.kind == "missing":
     notices.missing_store(state)
     st.stop()
+access = editor_access(url)
+sign_in(access)  # for a reader who cannot edit: why, and the login or password to edit
 chosen = margins_view.settings(datetime.now(UTC).date())
 if chosen is None:
     st.stop()
 report = margins_view.report(url, chosen)
 margins_view.totals_section(report)
-tabs = st.tabs(["Margins", "Below target", "Customer", "Plans", "Calculators"])
+tabs = st.tabs(
+    ["Margins", "Below target", "Customer", "Plans", "Calculators", "Plans & customers (edit)"]
+)
 with tabs[0]:
     margins_view.distribution_section(report)
 with tabs[1]:
@@ -32,3 +37,5 @@ with tabs[3]:
     margins_view.plans_section(report, chosen.target_pct)
 with tabs[4]:
     margins_view.calculators_section(url, report, chosen)
+with tabs[5]:
+    accounts_view.accounts_section(url, access)
