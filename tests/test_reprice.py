@@ -15,6 +15,7 @@ from sqlalchemy import Engine, func, select
 import tracking
 from tests.conftest import add_test_prices, assert_rollups_equal_the_calls, run_together
 from tracking.cli import main
+from tracking.db import make_engine
 from tracking.price_store import RateRow, add_version
 from tracking.pricing import load_price_book
 from tracking.reprice import apply_reprice, plan_reprice, quote_call
@@ -288,3 +289,169 @@ def test_rollups_stay_equal_to_the_calls_with_a_writer_and_a_second_reprice_besi
         total = conn.execute(select(func.count()).select_from(calls)).scalar_one()
     assert left == 0 and total >= 180
     assert apply_reprice(engine, provider="acme").preview.changed == 0
+
+
+# user ids and features the PostgreSQL path writes into array values: quotes, backslashes,
+# commas, braces, the word NULL, spaces, non-ASCII, empty and none
+AWKWARD = ['u "quoted"', "back\\slash", "comma,{brace}", "NULL", " spaced ", "ünïcode", "", None]
+
+
+def test_a_reprice_in_batches_stores_what_pricing_each_call_afresh_gives(
+    configured: str, engine: Engine
+) -> None:
+    """Calls of every kind (token counts with cache parts, batch calls, fractional and whole
+    other units, unknown models, provider-reported costs, awkward user ids and features) over
+    eighteen days, price versions starting inside them, repriced in small batches: on
+    PostgreSQL through the array statements on the writing threads. Every call then holds
+    exactly what the engine gives it afresh, the rollups equal the calls, and a second run
+    changes nothing."""
+    add_test_prices(configured)
+    add_house_price(engine)
+    with engine.begin() as conn:
+        add_version(
+            conn,
+            "acme",
+            "ears-1",
+            datetime(2020, 1, 1, tzinfo=UTC),
+            [RateRow("audio_seconds", Decimal("0.006"), 60)],
+            source="test",
+        )
+    tracking.refresh_prices()
+    for i in range(150):
+        kind = i % 6
+        fields: dict[str, Any] = {
+            "occurred_at": DAY0 + timedelta(hours=3 * i, seconds=i),
+            "user_id": AWKWARD[i % len(AWKWARD)],
+            "feature": AWKWARD[(i // 3) % len(AWKWARD)],
+        }
+        if kind == 0:
+            tracking.record("openai", "gpt-4o", input_tokens=900 + i, output_tokens=i, **fields)
+        elif kind == 1:
+            tracking.record(
+                "openai",
+                "gpt-4o",
+                input_tokens=5000 + i,
+                cache_read_tokens=4000,
+                output_tokens=300,
+                batch=i % 4 == 1,
+                **fields,
+            )
+        elif kind == 2:
+            tracking.record("acme", "house-7b", input_tokens=10 * i, requests=2, **fields)
+        elif kind == 3:
+            tracking.record("acme", "ears-1", audio_seconds=0.1 * i + 0.05, **fields)
+        elif kind == 4:
+            tracking.record("acme", "no-such-model", input_tokens=i + 1, **fields)
+        else:
+            tracking.record("acme", "house-7b", input_tokens=i, cost_usd="0.01", **fields)
+    assert tracking.flush(20)
+    with engine.begin() as conn:  # corrections from days inside the month, one with tiers
+        add_version(
+            conn,
+            "openai",
+            "gpt-4o",
+            DAY0 + timedelta(days=9, hours=3),
+            [
+                RateRow("input_tokens", Decimal("2"), 1_000_000),
+                RateRow("input_tokens", Decimal("4"), 1_000_000, tier_above=5_050),
+                RateRow("cache_read_tokens", Decimal("0.5"), 1_000_000),
+                RateRow("output_tokens", Decimal("8"), 1_000_000),
+                RateRow("input_tokens", Decimal("1"), 1_000_000, variant="batch"),
+            ],
+            source="test",
+        )
+        add_version(
+            conn,
+            "acme",
+            "ears-1",
+            DAY0 + timedelta(days=12),
+            [RateRow("audio_seconds", Decimal("0.0065"), 60)],
+            source="test",
+        )
+        add_version(
+            conn,
+            "acme",
+            "no-such-model",
+            DAY0 + timedelta(days=15),
+            [RateRow("input_tokens", Decimal("3"), 1_000_000)],
+            source="test",
+        )
+    before = snapshot(engine)
+    seen: list[tuple[int, int, int]] = []
+    result = apply_reprice(engine, batch_size=16, progress=lambda *p: seen.append(p))
+
+    with engine.connect() as conn:
+        book = load_price_book(conn)
+        rows = conn.execute(select(calls)).all()
+    assert len(rows) == 150 and result.batches == 8  # 125 selected: 25 are provider-reported
+    assert [s[0] for s in seen] == list(range(1, 9))  # each batch as it commits, in order
+    assert [s[1] for s in seen] == [min(16 * b, 125) for b in range(1, 9)]
+    changed = 0
+    for row in rows:
+        if row.cost_source == "provider":
+            assert (row.cost_usd, row.price_version_id) == (Decimal("0.01"), None)
+            assert before["calls"][row.id] == (row.cost_usd, None, "provider")
+            continue
+        quote = quote_call(book, row)
+        assert (row.cost_usd, row.price_version_id) == quote, row
+        assert row.cost_source == ("computed" if quote.cost is not None else None)
+        changed += before["calls"][row.id] != (row.cost_usd, row.price_version_id, row.cost_source)
+    assert changed == result.preview.changed > 30
+    assert_rollups_equal_the_calls(engine)
+    again = snapshot(engine)
+    assert apply_reprice(engine, batch_size=7).preview.changed == 0
+    assert {k: v for k, v in snapshot(engine).items() if k != "audits"} == {
+        k: v for k, v in again.items() if k != "audits"
+    }
+
+
+def test_a_batch_that_fails_to_write_stops_the_reprice_and_leaves_the_store_consistent(
+    configured: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batches before it stay committed and its own rolls back (on PostgreSQL, the one
+    written beside it may commit too); no audit row, no connection left open, rollups equal
+    to the calls, and a second run finishes the work."""
+    from tracking import reprice
+
+    record_calls("house-7b", 60)
+    add_house_price(engine)
+    with engine.connect() as conn:
+        third = sorted(conn.execute(select(calls.c.id)).scalars())[20]  # the third batch's first
+    real = reprice._write_batch
+
+    def failing(conn: Any, priced: Any) -> None:
+        if str(priced.changes[0][0]) == str(third):
+            raise RuntimeError("the store went away")
+        real(conn, priced)
+
+    monkeypatch.setattr(reprice, "_write_batch", failing)
+    with pytest.raises(RuntimeError, match="the store went away"):
+        apply_reprice(engine, unpriced_only=True, batch_size=10)
+    monkeypatch.undo()
+    assert engine.pool.checkedout() == 0
+    assert audits(engine) == []
+    assert_rollups_equal_the_calls(engine)
+    with engine.connect() as conn:
+        left = conn.execute(select(func.count()).where(calls.c.cost_usd.is_(None))).scalar_one()
+        third_cost = conn.execute(select(calls.c.cost_usd).where(calls.c.id == third)).scalar()
+    assert third_cost is None
+    assert left == 40 if engine.dialect.name == "sqlite" else left in (30, 40)
+    result = apply_reprice(engine, unpriced_only=True, batch_size=10)
+    assert result.preview.changed == left
+    assert_rollups_equal_the_calls(engine)
+    assert [entry.action for entry in audits(engine)] == ["reprice"]
+
+
+@pytest.mark.postgres
+def test_postgres_reads_columns_without_result_processors(pg_url: str) -> None:
+    """The PostgreSQL path takes the driver's tuples as they come (no SQLAlchemy Rows): that is
+    only right while no column it reads needs a result processor."""
+    from tracking.reprice import _batch_columns
+
+    engine = make_engine(pg_url)
+    try:
+        for column_ in _batch_columns(postgres=True):
+            processor = column_.type._cached_result_processor(engine.dialect, None)  # type: ignore[attr-defined]
+            assert processor is None, column_
+    finally:
+        engine.dispose()

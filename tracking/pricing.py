@@ -102,7 +102,17 @@ UNPRICED = Quote(None, None)
 def price_usage(
     version: PriceVersion, usage: Mapping[str, int | float | Decimal | None], batch: bool = False
 ) -> Decimal | None:
-    """The exact cost of ``usage`` under ``version``, or None if it reports a unit with no rate.
+    """The exact cost of ``usage`` under ``version``, or None if it reports a unit with no rate
+    (see ``price_nanos``)."""
+    nanos = price_nanos(version, usage, batch)
+    return None if nanos is None else from_nanos(nanos)
+
+
+def price_nanos(
+    version: PriceVersion, usage: Mapping[str, int | float | Decimal | None], batch: bool = False
+) -> int | None:
+    """The exact cost of ``usage`` under ``version`` in whole nano-dollars, or None if it
+    reports a unit with no rate.
 
     Cache parts come out of ``input_tokens`` only where they are priced on their own (for this
     variant, standard or batch); otherwise they are billed inside it. A fractional count (audio
@@ -130,14 +140,16 @@ def price_usage(
         total += count * _multiple(rates, input_tokens)
     if "requests" in tiers and usage.get("requests") is None:
         total += _multiple(tiers["requests"], input_tokens)  # a call is one request
-    return from_nanos(_half_even(total, plan.denominator))
+    return _half_even(total, plan.denominator)
 
 
 def _exact(value: int | float | Decimal) -> int | Fraction:
     """A count as an exact number: ints stay ints (the common, cheap case)."""
     if isinstance(value, int):
         return value
-    return Fraction(repr(value)) if isinstance(value, float) else Fraction(value)
+    if isinstance(value, float):  # the decimal of its shortest repr, parsed by Decimal in C
+        return Fraction(*Decimal(repr(value)).as_integer_ratio())
+    return Fraction(value)
 
 
 def _multiple(rates: tuple[tuple[int, int], ...], input_tokens: int) -> int:
@@ -150,8 +162,8 @@ def _multiple(rates: tuple[tuple[int, int], ...], input_tokens: int) -> int:
 
 def _half_even(total: int | Fraction, denominator: int) -> int:
     """``total / denominator`` rounded to a whole number, ties to even (as Decimal's quantize)."""
-    if isinstance(total, Fraction):
-        return round(total / denominator)  # Fraction rounds ties to even
+    if isinstance(total, Fraction):  # in ints: Fraction's own division and round cost 2 µs
+        total, denominator = total.numerator, total.denominator * denominator
     quotient, remainder = divmod(total, denominator)
     if 2 * remainder > denominator or (2 * remainder == denominator and quotient % 2):
         quotient += 1
@@ -235,6 +247,22 @@ class PriceBook:
             return UNPRICED
         cost = price_usage(version, usage, batch)
         return Quote(cost, version.id) if cost is not None else UNPRICED
+
+    def quote_nanos(
+        self,
+        provider: str,
+        model: str,
+        at: datetime,
+        usage: Mapping[str, int | float | Decimal | None],
+        batch: bool = False,
+    ) -> tuple[int | None, int | None]:
+        """``quote`` in whole nano-dollars: (cost or None when unpriced, version or None), for
+        repricing many stored calls without a Decimal per call."""
+        version = self.version_at(provider, model, at)
+        if version is None:
+            return None, None
+        nanos = price_nanos(version, usage, batch)
+        return (nanos, version.id) if nanos is not None else (None, None)
 
 
 def load_price_book(conn: Connection) -> PriceBook:

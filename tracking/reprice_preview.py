@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, or_
 
 from tracking.schema import calls
-from tracking.sqltypes import from_nanos, to_nanos
+from tracking.sqltypes import from_nanos
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,11 @@ class Selection:
         return " ".join(parts)
 
 
+# A group of calls summed: [calls, unpriced before, nano-dollars before, unpriced after,
+# nano-dollars after] (a list: a reprice adds every call it reads to one in place).
+Sums = list[int]
+
+
 @dataclass(slots=True)
 class Totals:
     """Calls, unpriced calls and their exact cost (integer nano-dollars: sums stay exact)."""
@@ -70,12 +75,11 @@ class Totals:
     unpriced: int = 0
     nanos: int = 0
 
-    def add(self, cost: Decimal | None) -> None:
-        self.calls += 1
-        if cost is None:
-            self.unpriced += 1
-        else:
-            self.nanos += to_nanos(cost)
+    def add_sums(self, calls: int, unpriced: int, nanos: int) -> None:
+        """Add many calls at once: their number, how many are unpriced, the others' cost."""
+        self.calls += calls
+        self.unpriced += unpriced
+        self.nanos += nanos
 
     @property
     def cost(self) -> Decimal:
@@ -94,9 +98,10 @@ class Change:
     before: Totals = field(default_factory=Totals)
     after: Totals = field(default_factory=Totals)
 
-    def add(self, old: Decimal | None, new: Decimal | None) -> None:
-        self.before.add(old)
-        self.after.add(new)
+    def add_sums(self, sums: Sums) -> None:
+        calls, unpriced_before, nanos_before, unpriced_after, nanos_after = sums
+        self.before.add_sums(calls, unpriced_before, nanos_before)
+        self.after.add_sums(calls, unpriced_after, nanos_after)
 
 
 @dataclass
@@ -110,12 +115,11 @@ class Preview:
     by_day: dict[date, Change] = field(default_factory=dict)
     changed: int = 0
 
-    def add(
-        self, provider: str, model: str, day: date, old: Decimal | None, new: Decimal | None
-    ) -> None:
-        self.total.add(old, new)
-        self.by_model.setdefault((provider, model), Change()).add(old, new)
-        self.by_day.setdefault(day, Change()).add(old, new)
+    def add_sums(self, provider: str, model: str, day: date, sums: Sums) -> None:
+        """Add a group of calls of one model and day at once (see ``Sums``)."""
+        self.total.add_sums(sums)
+        self.by_model.setdefault((provider, model), Change()).add_sums(sums)
+        self.by_day.setdefault(day, Change()).add_sums(sums)
 
     @property
     def selected(self) -> int:

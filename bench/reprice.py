@@ -1,0 +1,373 @@
+"""Reprice: calls per second that ``tracking.reprice.apply_reprice`` reprices on PostgreSQL.
+
+    python -m bench.reprice [--calls 1000000] [--days 60] [--batch-size 10000] [--runs 1]
+                            [--before DIR] [--no-raw]
+
+Loads N demo calls (``dashboard.demo.load``: the writer's COPY path, rollups upserted with
+them, the reference price catalogue) into a fresh database and runs ``VACUUM ANALYZE`` once.
+Every measurement then runs on its own copy of that database (``CREATE DATABASE ... TEMPLATE``),
+so each starts from the same tables, pages and indexes. On a copy, every price version the
+calls are priced with gets a successor (each rate x 1.1), so every call changes, and one of
+these is timed:
+
+- ``ours``: ``apply_reprice`` over every call, as the CLI runs it;
+- ``raw UPDATE``: ``UPDATE calls SET cost_usd = cost_usd`` of the same batches of ids, one
+  transaction each: the server's floor for rewriting the same rows, nothing sent to a client;
+- ``before`` (with ``--before DIR``, a checkout such as ``git worktree add /work/wt-before
+  main``): that checkout's ``apply_reprice``, in a child process run from DIR.
+
+They alternate within each of ``--runs`` rounds (the order reversed every other round). Each
+line also gives the client's CPU time, the database's backends' CPU time (from /proc, when the
+server runs on this machine) and the longest transaction seen in the database (sampled every
+50 ms from ``pg_stat_activity``): what a reprice makes the app wait for at most. After each
+``ours`` the rollup tables are compared with the sums over ``calls`` (in SQL, every key and
+column), every call is priced afresh with ``plan_reprice`` (none may be left to change), the
+audit row is counted, and a second ``apply_reprice`` is timed (it must change nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Date, Engine, and_, case, cast, create_engine, func, or_, select, text
+from sqlalchemy.engine import make_url
+
+from bench.common import ADMIN_URL, fresh_pg
+from tracking.db import make_engine, normalize_url
+from tracking.price_store import RateRow, add_version
+from tracking.pricing import load_price_book
+from tracking.reprice import apply_reprice, plan_reprice
+from tracking.schema import ROLLUP_TABLES, TOKEN_FIELDS, audit_log, calls, rollup_keys
+
+
+def load_base(url: str, n: int, days: int) -> None:
+    from dashboard import demo
+
+    engine = make_engine(url)
+    started = time.perf_counter()
+    demo.load(engine, n, days, seed=7)
+    print(f"loaded {n:,} demo calls ({days} days) in {time.perf_counter() - started:.1f} s")
+    engine.dispose()
+    vacuum = create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
+    with vacuum.connect() as conn:
+        conn.execute(text("VACUUM ANALYZE"))
+    vacuum.dispose()
+
+
+@contextmanager
+def copy_of(template_url: str) -> Iterator[str]:
+    """A new database made from ``template_url``'s (no one may be connected to it), dropped
+    afterwards."""
+    template = make_url(template_url).database
+    name = f"unitwise_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(normalize_url(ADMIN_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    url = make_url(template_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = :n AND pid <> pg_backend_pid()"
+                ),
+                {"n": name},
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def change_prices(engine: Engine) -> int:
+    """A successor to every price version the calls are priced with, each rate x 1.1: the one
+    in force on the first call's day from that day on, a later one from a microsecond after its
+    own start. Every call then changes (its cost, or at least its version), but one dated
+    exactly at such a start. Returns the number of calls."""
+    with engine.connect() as conn:
+        book = load_price_book(conn)
+        first, last, count = conn.execute(
+            select(func.min(calls.c.occurred_at), func.max(calls.c.occurred_at), func.count())
+        ).one()
+        models = conn.execute(select(calls.c.provider, calls.c.model).distinct()).all()
+    start = datetime.combine(first.date(), datetime.min.time(), UTC)
+    with engine.begin() as conn:
+        done = set()
+        for provider, model in models:
+            in_force = book.version_at(provider, model, start)
+            for version in book.history(provider, model):
+                if version.id in done or version.effective_from > last:
+                    continue
+                if version.effective_from <= start and version is not in_force:
+                    continue  # replaced before the first call
+                done.add(version.id)
+                at = max(start, version.effective_from + timedelta(microseconds=1))
+                rates = [
+                    RateRow(unit, rate.rate * Decimal("1.1"), rate.per, rate.tier_above, variant)
+                    for (unit, variant), tiers in version.rates.items()
+                    for rate in tiers
+                ]
+                add_version(conn, version.provider, version.model, at, rates, source="bench")
+    return int(count)
+
+
+def rollup_mismatches(engine: Engine) -> dict[str, int]:
+    """For each rollup table, how many of its keys differ from the sums over ``calls`` (in any
+    column), or exist on one side only."""
+    found = {}
+    of_call = {
+        "day": cast(func.timezone("UTC", calls.c.occurred_at), Date),
+        "user_id": func.coalesce(calls.c.user_id, ""),
+        "feature": func.coalesce(calls.c.feature, ""),
+        "provider": calls.c.provider,
+        "model": calls.c.model,
+    }
+    sums = {
+        "calls": func.count(),
+        "error_calls": func.count(case((calls.c.status != "ok", 1))),
+        "unpriced_calls": func.count(case((calls.c.cost_usd.is_(None), 1))),
+        **{name: func.coalesce(func.sum(calls.c[name]), 0) for name in TOKEN_FIELDS},
+        "duration_ms_sum": func.coalesce(func.sum(calls.c.duration_ms), 0),
+        "cost_usd": func.coalesce(func.sum(calls.c.cost_usd), 0),
+    }
+    with engine.connect() as conn:
+        for table in ROLLUP_TABLES:
+            keys = rollup_keys(table)
+            want = (
+                select(*(of_call[k].label(k) for k in keys), *(v.label(n) for n, v in sums.items()))
+                .group_by(*(of_call[k] for k in keys))
+                .subquery()
+            )
+            on = and_(*(want.c[k] == table.c[k] for k in keys))
+            differ = or_(
+                *(want.c[k].is_(None) for k in keys),
+                *(table.c[k].is_(None) for k in keys),
+                *(want.c[n].is_distinct_from(table.c[n]) for n in sums),
+            )
+            query = select(func.count()).select_from(want.join(table, on, full=True)).where(differ)
+            found[table.name] = int(conn.execute(query).scalar_one())
+    return found
+
+
+def count_audits(url: str) -> int:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        found = int(conn.execute(select(func.count()).select_from(audit_log)).scalar_one())
+    engine.dispose()
+    return found
+
+
+def verify(url: str, calls_n: int, audits_before: int) -> None:
+    """Rollups equal the sums over calls; every call is priced as the book prices it now; the
+    reprice wrote its audit row. Raises if not."""
+    engine = make_engine(url)
+    try:
+        bad = rollup_mismatches(engine)
+        assert not any(bad.values()), f"rollups differ from the calls: {bad}"
+        with engine.connect() as conn:
+            preview = plan_reprice(conn)
+        assert preview.selected == calls_n, (preview.selected, calls_n)
+        assert preview.changed == 0, f"{preview.changed} calls not priced as the book says"
+        assert count_audits(url) == audits_before + 1
+    finally:
+        engine.dispose()
+
+
+class Watch:
+    """While a run lasts, every 50 ms: the database's backends (their CPU time from /proc, kept
+    at the last reading) and the longest transaction open in it."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
+        self.cpu: dict[int, float] = {}
+        self.first: dict[int, float] = {}
+        self.longest = 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def _cpu_of(self, pid: int) -> float | None:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / self.tick
+
+    def _run(self) -> None:
+        query = text(
+            "SELECT pid, EXTRACT(EPOCH FROM now() - xact_start) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        with self.engine.connect() as conn:
+            while True:
+                for pid, age in conn.execute(query):
+                    self.longest = max(self.longest, float(age or 0))
+                    used = self._cpu_of(pid)
+                    if used is not None:
+                        self.first.setdefault(pid, used)
+                        self.cpu[pid] = used
+                if self.stop.wait(0.05):
+                    return
+
+    def __enter__(self) -> Watch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.engine.dispose()
+
+    @property
+    def server_cpu(self) -> float:
+        """Seconds of CPU the backends used (0 when the server is not on this machine; a
+        backend's first reading counts from when it was first seen)."""
+        return sum(used - self.first[pid] for pid, used in self.cpu.items())
+
+
+def run_ours(url: str, batch_size: int) -> dict[str, Any]:
+    engine = make_engine(url)
+    started = time.perf_counter()
+    result = apply_reprice(engine, batch_size=batch_size, who="bench")
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    return {"seconds": elapsed, "changed": result.preview.changed, "batches": result.batches}
+
+
+_BEFORE = """
+import json, sys, time
+import tracking
+from tracking.db import make_engine
+from tracking.reprice import apply_reprice
+engine = make_engine(sys.argv[1])
+started = time.perf_counter()
+result = apply_reprice(engine, batch_size=int(sys.argv[2]), who="bench")
+print(json.dumps({"seconds": time.perf_counter() - started, "changed": result.preview.changed,
+                  "batches": result.batches, "tracking": tracking.__file__}))
+"""
+
+
+def run_before(directory: str, url: str, batch_size: int) -> dict[str, Any]:
+    """``apply_reprice`` as ``directory``'s checkout has it, in a child process run there."""
+    out = subprocess.run(
+        [sys.executable, "-c", _BEFORE, url, str(batch_size)],
+        cwd=directory,
+        env=dict(os.environ, PYTHONPATH=directory),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    found = json.loads(out.strip().splitlines()[-1])
+    assert found.pop("tracking").startswith(directory), "the child did not import DIR's tracking"
+    return found
+
+
+def run_raw(url: str, batch_size: int) -> dict[str, Any]:
+    """``UPDATE calls SET cost_usd = cost_usd`` of the same batches of ids (their bounds read
+    first, untimed), one transaction each."""
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        ids = conn.execute(select(calls.c.id).order_by(calls.c.id)).scalars().all()
+    bounds = ids[batch_size - 1 :: batch_size]
+    if not bounds or bounds[-1] != ids[-1]:
+        bounds.append(ids[-1])
+    statement = text("UPDATE calls SET cost_usd = cost_usd WHERE id > :lo AND id <= :hi")
+    changed = 0
+    lo = uuid.UUID(int=0)
+    started = time.perf_counter()
+    for hi in bounds:
+        with engine.begin() as conn:
+            changed += conn.execute(statement, {"lo": lo, "hi": hi}).rowcount
+        lo = hi
+    elapsed = time.perf_counter() - started
+    engine.dispose()
+    assert changed == len(ids), (changed, len(ids))
+    return {"seconds": elapsed, "changed": changed, "batches": len(bounds)}
+
+
+def measure(
+    name: str, base: str, batch_size: int, run: Callable[[str], dict[str, Any]], check: bool
+) -> dict[str, Any]:
+    with copy_of(base) as url:
+        engine = make_engine(url)
+        n = change_prices(engine)
+        engine.dispose()
+        audits = count_audits(url)
+        mine, children = os.times(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        with Watch(url) as watch:
+            found = run(url)
+        now, later = os.times(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        client = now.user - mine.user + now.system - mine.system
+        client += later.ru_utime - children.ru_utime + later.ru_stime - children.ru_stime
+        found |= {"calls": n, "rate": n / found["seconds"], "client_cpu": client}
+        found |= {"server_cpu": watch.server_cpu, "longest": watch.longest}
+        print(
+            f"{name:<10} {found['rate']:>7,.0f} calls/s: {found['changed']:,} of {n:,} changed"
+            f" in {found['seconds']:.1f} s, {found['batches']} batches; CPU client"
+            f" {client:.1f} s, server {watch.server_cpu:.1f} s; longest transaction"
+            f" {watch.longest * 1000:,.0f} ms",
+            flush=True,
+        )
+        if check:
+            verify(url, n, audits)
+            second = run_ours(url, batch_size)
+            assert second["changed"] == 0, second
+            print(
+                f"{'':<10} checked: rollups = sums over calls, every call as priced afresh,"
+                f" audit row; a second run changed nothing ({n / second['seconds']:,.0f} calls/s)",
+                flush=True,
+            )
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=1, help="rounds of the measurements")
+    parser.add_argument("--before", help="a checkout whose apply_reprice to time alternately")
+    parser.add_argument("--no-raw", action="store_true", help="leave out the raw UPDATE")
+    parser.add_argument("--no-check", action="store_true", help="skip the checks (faster)")
+    args = parser.parse_args()
+    contenders: list[tuple[str, Callable[[str], dict[str, Any]], bool]] = [
+        ("ours", lambda url: run_ours(url, args.batch_size), not args.no_check)
+    ]
+    if not args.no_raw:
+        contenders.append(("raw UPDATE", lambda url: run_raw(url, args.batch_size), False))
+    if args.before:
+        before = os.path.abspath(args.before)
+        contenders.append(("before", lambda url: run_before(before, url, args.batch_size), False))
+    results: dict[str, list[float]] = {}
+    with fresh_pg(catalogue=True) as base:
+        load_base(base, args.calls, args.days)
+        for round_ in range(args.runs):
+            for name, run, check in contenders if round_ % 2 == 0 else contenders[::-1]:
+                found = measure(name, base, args.batch_size, run, check)
+                results.setdefault(name, []).append(found["rate"])
+    print(f"calls: {args.calls:,}, batch size {args.batch_size:,}, {args.runs} round(s)")
+    for name, rates in results.items():
+        print(f"{name:<10} calls/s: {', '.join(f'{r:,.0f}' for r in rates)}")
+    for name in ("raw UPDATE", "before"):
+        if name in results:
+            ratio = statistics.median(results["ours"]) / statistics.median(results[name])
+            print(f"ours / {name}: {ratio:.2f}x (medians)")
+
+
+if __name__ == "__main__":
+    main()
