@@ -23,6 +23,7 @@ from dashboard.economics import (
     plan_margins,
 )
 from dashboard.economics.attribution import CostAttribution
+from dashboard.economics.margins import customer_books
 from dashboard.economics.plans import PlanMargin
 from tracking.schema import customer_users, customers, daily_rollups, daily_user_rollups
 from tracking.sqltypes import to_nanos
@@ -122,10 +123,7 @@ def margins_report(
     rows = term_cost_rows(conn, start, end)
     attribution = attribute_costs(rows, users, accounts.terms, start, end)
     lines = list(accounts.revenue.values())
-    per_customer = customer_margins(
-        accounts.terms, accounts.plans, attribution, start, end, lines, fee_pct, infra_per_month
-    )
-    per_plan = plan_margins(
+    args = (
         accounts.terms,
         accounts.plans,
         attribution,
@@ -134,8 +132,10 @@ def margins_report(
         lines,
         fee_pct,
         infra_per_month,
-        target_margin_pct,
     )
+    books = customer_books(*args)  # once, for both
+    per_customer = customer_margins(*args, books=books)
+    per_plan = plan_margins(*args, target_margin_pct, books=books)
     return MarginsReport(start, end, accounts, attribution, per_customer, per_plan)
 
 

@@ -93,7 +93,7 @@ class _Book:
         return sum(getattr(s, field) for s in self.segments.values())
 
 
-def _books(
+def customer_books(
     terms: Iterable[Term],
     plans: Mapping[str, Plan],
     attribution: CostAttribution,
@@ -103,7 +103,8 @@ def _books(
     fee_pct: Number,
     infra_per_month: Number,
 ) -> list[_Book]:
-    """Every customer's figures over the period, by segment. Customer-level figures follow the
+    """Every customer's figures over the period, by segment (what ``customer_margins`` and
+    ``plan_margins`` both start from: compute it once for both). Customer-level figures follow the
     rules of ``customer_margins``; a plan's share of a customer's revenue line, fee and infra
     is split by largest remainder, so the segments sum to the customer to the nano-dollar."""
     _check_period(start, end)
@@ -199,6 +200,7 @@ def customer_margins(
     revenue_lines: Iterable[RevenueLine] = (),
     fee_pct: Number = 0,
     infra_per_month: Number = 0,
+    books: list[_Book] | None = None,
 ) -> list[CustomerMargin]:
     """Each customer's margin over the period [start, end], by customer id.
 
@@ -207,9 +209,13 @@ def customer_margins(
     half-even to the nano-dollar) - infrastructure (``infra_per_month`` per customer and month,
     prorated like a plan price: per calendar month, x the days the customer has a term active
     in it / the month's days, each month rounded to the nano-dollar). The customers are those
-    with a term active in the period or a revenue line overlapping it.
+    with a term active in the period or a revenue line overlapping it. ``books``: the same
+    arguments' ``customer_books``, when the caller has them already (``plan_margins`` too).
     """
-    books = _books(terms, plans, attribution, start, end, revenue_lines, fee_pct, infra_per_month)
+    if books is None:
+        books = customer_books(
+            terms, plans, attribution, start, end, revenue_lines, fee_pct, infra_per_month
+        )
     result = []
     for book in books:
         revenue = book.total("revenue")

@@ -10,7 +10,7 @@ from fractions import Fraction
 
 from dashboard.economics.accounts import Plan, RevenueLine, Term
 from dashboard.economics.attribution import CostAttribution
-from dashboard.economics.margins import _books, _OffTerm, _Segment, percentile
+from dashboard.economics.margins import _Book, _OffTerm, _Segment, customer_books, percentile
 from dashboard.economics.money import Number, _exact, _nanos, _pct
 from tracking.sqltypes import NANOS_PER_DOLLAR, from_nanos
 
@@ -68,6 +68,7 @@ def plan_margins(
     fee_pct: Number = 0,
     infra_per_month: Number = 0,
     target_margin_pct: Number | None = None,
+    books: list[_Book] | None = None,
 ) -> list[PlanMargin]:
     """Each plan's figures over the period: the plans of ``plans`` in their order, then plan
     names only terms know (sorted), then terms on no plan (``plan`` None).
@@ -86,7 +87,10 @@ def plan_margins(
     ``target_price`` the same for ``target_margin_pct``; ``profitable_customers`` those whose own
     margin on the plan is above 0 (what the plan charges them covers their cost).
     """
-    books = _books(terms, plans, attribution, start, end, revenue_lines, fee_pct, infra_per_month)
+    if books is None:  # the same arguments' customercustomer_books, unless the caller has them
+        books = customer_books(
+            terms, plans, attribution, start, end, revenue_lines, fee_pct, infra_per_month
+        )
     seen: dict[str | None, list[_Segment]] = {name: [] for name in plans}
     for book in books:
         for key, segment in book.segments.items():
