@@ -451,7 +451,7 @@ def test_postgres_reads_columns_without_result_processors(pg_url: str) -> None:
     engine = make_engine(pg_url)
     try:
         for column_ in _batch_columns(postgres=True):
-            processor = column_.type._cached_result_processor(engine.dialect, None)  # type: ignore[attr-defined]
-            assert processor is None, column_
+            kind = column_.type.dialect_impl(engine.dialect)
+            assert kind.result_processor(engine.dialect, None) is None, column_
     finally:
         engine.dispose()

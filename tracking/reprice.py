@@ -6,6 +6,12 @@ PostgreSQL; SQLite's write lock, taken first), updates them and moves the differ
 and of unpriced calls into every rollup table: a concurrent writer, or a second reprice, then
 cannot make a rollup drift from the sums over ``calls``, and a second run finds nothing to do.
 Provider-reported costs are never selected.
+
+On PostgreSQL a batch's calls are updated by one statement from arrays bound as parameters,
+and each rollup table by one more (``_update_calls_pg``, ``_move_deltas``), on a thread of its
+own while the next batch is read and priced; SQLite updates row by row (``executemany``).
+Either way every call is priced by ``_price_rows``, as ``quote_call`` prices it, in whole
+nano-dollars. Measured in bench/README.md (reprice).
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
+from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -41,7 +49,6 @@ from sqlalchemy import (
     func,
     literal,
     null,
-    or_,
     select,
     type_coerce,
     update,
@@ -296,11 +303,8 @@ assert TOKEN_FIELDS == (
 class _Priced:
     """A batch priced afresh: the calls that change, and every call's sums by rollup key."""
 
-    # (id, occurred_at, nano-dollars or None, price version or None, nano-dollars before or
-    # None) of each call that changes
-    changes: list[tuple[Any, datetime, int | None, int | None, int | None]] = field(
-        default_factory=list
-    )
+    # (id, occurred_at, nano-dollars or None, price version or None) of each call that changes
+    changes: list[tuple[Any, datetime, int | None, int | None]] = field(default_factory=list)
     # (day, user_id or "", feature or "", provider, model) -> the calls' sums before and after
     sums: dict[tuple[Any, ...], Sums] = field(default_factory=dict)
 
@@ -329,7 +333,7 @@ def _price_rows(
             usage.update(units)
         new, version = quote(provider, model, at, usage, batch)
         if new != old or version != old_version:
-            changes.append((call_id, at, new, version, old))
+            changes.append((call_id, at, new, version))
         key = (day, user_id or "", feature or "", provider, model)
         group = sums.get(key)
         if group is None:
@@ -356,19 +360,19 @@ def _write_batch(conn: Connection, priced: _Priced) -> None:
     """Update the batch's changed calls and move their differences into every rollup."""
     if not priced.changes:
         return
-    if conn.dialect.name == "postgresql":
-        _write_batch_pg(conn, priced.changes)
-        return
-    conn.execute(
-        _UPDATE_CALL,
-        [
-            {"b_id": call_id, "b_at": at, "b_cost": nanos, "b_version": version,
-             "b_source": None if nanos is None else "computed"}
-            for call_id, at, nanos, version, _old in priced.changes
-        ],
-    )  # fmt: skip
     # (cost nanos, unpriced calls) after minus before; a call that did not change adds nothing
     deltas = {key: (s[4] - s[2], s[3] - s[1]) for key, s in priced.sums.items()}
+    if conn.dialect.name == "postgresql":
+        _update_calls_pg(conn, priced.changes)
+    else:
+        conn.execute(
+            _UPDATE_CALL,
+            [
+                {"b_id": call_id, "b_at": at, "b_cost": nanos, "b_version": version,
+                 "b_source": None if nanos is None else "computed"}
+                for call_id, at, nanos, version in priced.changes
+            ],
+        )  # fmt: skip
     for table in ROLLUP_TABLES:  # in the writer's order, keys sorted: the writer's lock order
         _move_deltas(conn, table, deltas)
 
@@ -418,26 +422,15 @@ def _texts(values: Iterable[str | date]) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
-def _reprice_statement() -> Any:
-    """One statement that writes a whole batch on PostgreSQL, as the writer's does: the changed
-    calls updated from arrays bound as parameters, their differences (of cost and of unpriced
-    calls, also bound) summed per rollup key, and each rollup table moved by them.
+def _update_calls_statement() -> Any:
+    """One UPDATE of every changed call of a batch, from three arrays bound as parameters.
 
     The batch's bounds of id and time let PostgreSQL read only the months and the part of the
-    primary key that hold the batch and join it to the arrays by hash (without them it hashed
-    every call of the table: 0.8 s a batch at 1M calls, against 0.3 s); ids are unique in
-    ``calls`` (``call_ids`` sees to it), so the id alone finds the call. The rollup tables go
-    one after another in ``ROLLUP_TABLES`` order, each locking its rows in key order first:
-    the writer's order, so that the two cannot deadlock."""
-    u = _unnest(
-        "u",
-        ("b_id", _TEXT_ID),
-        ("b_nanos", BigInteger()),
-        ("b_version", Integer()),
-        ("b_delta", BigInteger()),
-        ("b_unpriced", Integer()),
-    )
-    moved = (
+    primary key that hold the batch, and join it to the arrays by hash (without them it
+    hashed every call of the table: 0.8 s a batch at 1M calls, against 0.3 s). Ids are unique
+    in ``calls`` (``call_ids`` sees to it), so the id alone finds the call."""
+    u = _unnest("u", ("b_id", _TEXT_ID), ("b_nanos", BigInteger()), ("b_version", Integer()))
+    return (
         update(calls)
         .where(
             calls.c.id == u.c.b_id,
@@ -451,128 +444,59 @@ def _reprice_statement() -> Any:
             price_version_id=u.c.b_version,
             cost_source=case((u.c.b_nanos.is_(None), null()), else_=literal("computed")),
         )
-        .returning(
-            *(calls.c[name] for name in ("occurred_at", "user_id", "feature", "provider", "model")),
-            u.c.b_delta,
-            u.c.b_unpriced,
-        )
-        .cte("moved")
     )
-    of_call = {
-        "day": cast(func.timezone("UTC", moved.c.occurred_at), Date),
-        "user_id": func.coalesce(moved.c.user_id, ""),
-        "feature": func.coalesce(moved.c.feature, ""),
-        "provider": moved.c.provider,
-        "model": moved.c.model,
-    }
-    assert tuple(of_call) == ROLLUP_KEYS
-    finest = (
-        select(
-            *(value.label(name) for name, value in of_call.items()),
-            func.sum(moved.c.b_delta).label("nanos"),
-            func.sum(moved.c.b_unpriced).label("unpriced"),
-        )
-        .group_by(*of_call.values())
-        .cte("finest")
-    )
-    parts: list[Any] = [moved, finest]
-    for table in ROLLUP_TABLES:
-        parts += _move_rollup(table, finest, after=parts[-1] if len(parts) > 2 else None)
-    return select(func.count()).select_from(moved).add_cte(*parts)
 
 
-def _move_rollup(table: Table, finest: Any, after: Any | None) -> list[Any]:
-    """The parts of ``_reprice_statement`` for one rollup table: the differences regrouped to
-    its keys (groups that sum to nothing left out), its rows locked in key order once ``after``
-    (the table before) is done, then updated."""
-    keys = rollup_keys(table)
-    nanos, unpriced = func.sum(finest.c.nanos), func.sum(finest.c.unpriced)
-    deltas = (
-        select(*(finest.c[name] for name in keys), nanos.label("nanos"), unpriced.label("unpriced"))
-        .group_by(*(finest.c[name] for name in keys))
-        .having(or_(nanos != 0, unpriced != 0))
-        .cte(f"deltas_{table.name}")
-    )
-    matches = [
-        *(table.c[name] == deltas.c[name] for name in keys),
-        table.c.day.between(bindparam("lo_day"), bindparam("hi_day")),  # the primary key's range
-    ]
-    lock = (
-        select(*(table.c[name] for name in keys))
-        .join(deltas, and_(*matches))
-        .order_by(*(table.c[name] for name in keys))
-        .with_for_update(of=table)
-    )
-    locked = (lock if after is None else lock.where(_done(after))).cte(f"locked_{table.name}")
-    moved = (
-        update(table)
-        .where(*matches, _done(locked))
-        .values(
-            cost_usd=table.c.cost_usd + _nano_dollars(deltas.c.nanos),
-            unpriced_calls=table.c.unpriced_calls + deltas.c.unpriced,
-        )
-        .returning(table.c.day)
-        .cte(f"moved_{table.name}")
-    )
-    return [deltas, locked, moved]
+_UPDATE_CALLS_PG = _update_calls_statement()
 
 
-def _done(part: Any) -> ColumnElement[bool]:
-    """True once every row of ``part`` is there: a condition PostgreSQL evaluates before the
-    rest of the statement it is in (the parts of a WITH otherwise run in no promised order)."""
-    return select(func.count()).select_from(part).scalar_subquery() >= 0
-
-
-_REPRICE_PG = _reprice_statement()
-
-
-def _write_batch_pg(
-    conn: Connection, changes: Sequence[tuple[Any, datetime, int | None, int | None, int | None]]
+def _update_calls_pg(
+    conn: Connection, changes: Sequence[tuple[Any, datetime, int | None, int | None]]
 ) -> None:
-    ids, ats, nanos, versions, olds = zip(*changes, strict=True)
-    lo_at, hi_at = min(ats), max(ats)
-    moved = conn.execute(
-        _REPRICE_PG,
+    ids, ats, nanos, versions = zip(*changes, strict=True)
+    conn.execute(
+        _UPDATE_CALLS_PG,
         {
             "b_id": _numbers(ids),
             "b_nanos": _numbers(nanos),
             "b_version": _numbers(versions),
-            "b_delta": _numbers([(n or 0) - (o or 0) for n, o in zip(nanos, olds, strict=True)]),
-            "b_unpriced": _numbers(
-                [(n is None) - (o is None) for n, o in zip(nanos, olds, strict=True)]
-            ),
             "lo_id": ids[0],  # the batch is in id order
             "hi_id": ids[-1],
-            "lo_at": lo_at,
-            "hi_at": hi_at,
-            "lo_day": lo_at.astimezone(UTC).date(),
-            "hi_day": hi_at.astimezone(UTC).date(),
+            "lo_at": min(ats),
+            "hi_at": max(ats),
         },
-    ).scalar_one()
-    if moved != len(changes):  # they are locked: none can have gone
-        raise RuntimeError(f"reprice: {moved} of a batch's {len(changes)} calls updated")
+    )
 
 
 def _move_deltas(
     conn: Connection, table: Table, deltas: dict[tuple[Any, ...], tuple[int, int]]
 ) -> None:
-    """Add the cost and unpriced-call differences to ``table``, regrouped to its keys (SQLite;
-    PostgreSQL does it in ``_reprice_statement``). Its rows exist: the calls were added to them
-    when they were written (and rollups are never deleted)."""
+    """Add the cost and unpriced-call differences to ``table``, regrouped to its keys. Its rows
+    exist: the calls were added to them when they were written (and rollups are never deleted)."""
     keys = rollup_keys(table)
-    positions = [ROLLUP_KEYS.index(name) for name in keys]
+    key_of = itemgetter(*(ROLLUP_KEYS.index(name) for name in keys))  # two keys or more: tuples
     grouped: dict[tuple[Any, ...], list[int]] = {}
     for key, (nanos, unpriced) in deltas.items():
-        into = grouped.setdefault(tuple(key[i] for i in positions), [0, 0])
-        into[0] += nanos
-        into[1] += unpriced
-    params = [
-        {**{f"k_{name}": value for name, value in zip(keys, key, strict=True)},
-         "d_cost": nanos, "d_unpriced": unpriced}
-        for key, (nanos, unpriced) in sorted(grouped.items())
-        if nanos or unpriced
-    ]  # fmt: skip
-    if not params:
+        if nanos or unpriced:
+            into = grouped.get(narrow := key_of(key))
+            if into is None:
+                grouped[narrow] = [nanos, unpriced]
+            else:
+                into[0] += nanos
+                into[1] += unpriced
+    moves = [(key, value) for key, value in grouped.items() if value[0] or value[1]]
+    if not moves:
+        return
+    if conn.dialect.name == "postgresql":  # the statement locks the rows in key order itself
+        columns = zip(*(key for key, _ in moves), strict=True)
+        params: dict[str, Any] = {
+            f"k_{name}": _texts(values) for name, values in zip(keys, columns, strict=True)
+        }
+        params["d_nanos"] = _numbers([nanos for _, (nanos, _u) in moves])
+        params["d_unpriced"] = _numbers([unpriced for _, (_n, unpriced) in moves])
+        days = [key[0] for key, _ in moves]  # day comes first
+        params["lo_day"], params["hi_day"] = min(days), max(days)
+        conn.execute(_move_deltas_pg(table), params)
         return
     statement = (
         update(table)
@@ -582,7 +506,50 @@ def _move_deltas(
             unpriced_calls=table.c.unpriced_calls + bindparam("d_unpriced"),
         )
     )
-    conn.execute(statement, params)
+    conn.execute(
+        statement,
+        [
+            {**{f"k_{name}": value for name, value in zip(keys, key, strict=True)},
+             "d_cost": nanos, "d_unpriced": unpriced}
+            for key, (nanos, unpriced) in sorted(moves)
+        ],
+    )  # fmt: skip
+
+
+@cache
+def _move_deltas_pg(table: Table) -> Any:
+    """One UPDATE of ``table``'s rows by the arrays of keys and differences, which first locks
+    the rows in key order (``locked``, read whole before the update starts): the order the
+    writer's upserts lock them in, so that the two cannot deadlock. The batch's first and last
+    day bound the primary key's range to read."""
+    keys = rollup_keys(table)
+    d = _unnest(
+        "d",
+        *((f"k_{name}", Date() if name == "day" else Text()) for name in keys),
+        ("d_nanos", BigInteger()),
+        ("d_unpriced", BigInteger()),
+    )
+    deltas = select(d).cte("deltas")
+    matches = [
+        *(table.c[name] == deltas.c[f"k_{name}"] for name in keys),
+        table.c.day.between(bindparam("lo_day"), bindparam("hi_day")),
+    ]
+    locked = (
+        select(*(table.c[name] for name in keys))
+        .join(deltas, and_(*matches))
+        .order_by(*(table.c[name] for name in keys))
+        .with_for_update(of=table)
+        .cte("locked")
+    )
+    return (
+        update(table)
+        .where(*matches, select(func.count()).select_from(locked).scalar_subquery() >= 0)
+        .values(
+            cost_usd=table.c.cost_usd + _nano_dollars(deltas.c.d_nanos),
+            unpriced_calls=table.c.unpriced_calls + deltas.c.d_unpriced,
+        )
+        .add_cte(locked)
+    )
 
 
 def _audit(conn: Connection, preview: Preview, who: str, note: str | None) -> int:
