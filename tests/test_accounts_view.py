@@ -14,14 +14,22 @@ from sqlalchemy import Engine, func, select
 from streamlit.testing.v1 import AppTest
 
 from dashboard.access import Access, hash_password
-from dashboard.accounts import load_plans, load_revenue, load_terms, load_users
-from dashboard.economics import Plan
+from dashboard.accounts import (
+    load_plans,
+    load_revenue,
+    load_terms,
+    load_users,
+    write_terms,
+    write_users,
+)
+from dashboard.economics import Plan, Term
 from tracking.schema import audit_log, customer_users, customers, plans, revenue
 
 PASSWORD = "pw"
 PASSWORD_SECRETS = {"unitwise": {"editor_password_hash": hash_password(PASSWORD, n=2**10)}}
 TABLES = (plans, customers, customer_users, revenue, audit_log)
-TEAM_USERS = "user_0002; user_0008; user_0011"  # the demo's team_01
+TEAM = "team_zz"  # a team of the tests' own: the demo's teams change with the hour it is made
+TEAM_USERS = "zz_1; zz_2; zz_3"
 
 
 def _tab() -> None:
@@ -46,9 +54,21 @@ def _tab() -> None:
     accounts_section(url, access)
 
 
-def tab(engine: Engine, editor: bool = True, secrets: dict | None = None) -> AppTest:
-    """The tab on the demo store; on PostgreSQL signed in with the editor password unless
-    ``editor`` is False (the embedded SQLite store is editable as it is)."""
+def tab(
+    engine: Engine, editor: bool = True, secrets: dict | None = None, team: bool = True
+) -> AppTest:
+    """The tab on the demo store, with the tests' own team unless ``team`` is False; on
+    PostgreSQL signed in with the editor password unless ``editor`` is False (the embedded
+    SQLite store is editable as it is)."""
+    if team:  # the team the tests edit, the same whatever the hour the demo was made at
+        with engine.begin() as conn:
+            term = Term(TEAM, "ZZ Team", "team", date(2025, 1, 1), None, 3)
+            write_terms(conn, [term], "test", audit=False)
+            write_users(conn, dict.fromkeys(TEAM_USERS.split("; "), TEAM), "test", audit=False)
+    return _open(engine, editor, secrets)
+
+
+def _open(engine: Engine, editor: bool, secrets: dict | None) -> AppTest:
     shared = engine.dialect.name != "sqlite"
     at = AppTest.from_function(_tab, default_timeout=90)
     for name, value in (secrets or (PASSWORD_SECRETS if shared else {})).items():
@@ -178,12 +198,12 @@ def test_customers_and_revenue_save_added_and_changed_rows(demo_app_store: Engin
     team = row_of(at, "users", "users", TEAM_USERS)
     new_term = {"customer_id": "acme", "start": "2026-03-01", "name": "Acme <b>Inc</b>",
                 "plan": "team", "seats": 3, "discount_pct": "10"}  # fmt: skip
-    # a seat's user id moves from team_01 to acme; team_01 gets two seats
+    # a seat's user id moves from the team to acme; the team gets two seats
     edit(
         at,
         "customers",
-        {team: {"users": "user_0002; user_0008", "seats": 2}},
-        [new_term | {"users": "acme_1; acme_2; user_0011"}],
+        {team: {"users": "zz_1; zz_2", "seats": 2}},
+        [new_term | {"users": "acme_1; acme_2; zz_3"}],
     )
     save(at, "customers")
     assert "Saved customer terms: 1 added, 1 changed; user ids: 2 added, 1 changed." in texts(
@@ -199,7 +219,7 @@ def test_customers_and_revenue_save_added_and_changed_rows(demo_app_store: Engin
         3,
         Decimal(10),
     )
-    assert users == users_before | {"acme_1": "acme", "acme_2": "acme", "user_0011": "acme"}
+    assert users == users_before | {"acme_1": "acme", "acme_2": "acme", "zz_3": "acme"}
     # a revenue line for the new customer, its id made from the row
     line = {"customer_id": "acme", "start": "2026-03-01", "end": "2026-03-31",
             "amount": "120.000000001", "note": "overage"}  # fmt: skip
@@ -246,13 +266,13 @@ BAD_CELLS = [
     ("customers", {"start": "2020-01-01"}, None, ("edited", "Start: the start of a stored row")),
     (
         "customers",
-        {"users": "user_0002; user_0008"},
+        {"users": "zz_1; zz_2"},
         None,
-        ("edited", "User ids: 'user_0011' taken off 'team_01' and given to no other customer"),
+        ("edited", "User ids: 'zz_3' taken off 'team_zz' and given to no other customer"),
     ),
     (
         "customers",
-        {"users": "user_0002; user_0008; user_0011; user_0000"},
+        {"users": "zz_1; zz_2; zz_3; user_0000"},
         None,
         ("edited", "User ids: user id 'user_0000' is listed under two customers"),
     ),
@@ -271,13 +291,13 @@ BAD_CELLS = [
     (
         "revenue",
         {},
-        {"customer_id": "team_01", "start": "2026-01-01", "end": "2026-01-31", "amount": "5,00"},
+        {"customer_id": TEAM, "start": "2026-01-01", "end": "2026-01-31", "amount": "5,00"},
         ("added", "Amount ($): '5,00' is not an amount of dollars"),
     ),
     (
         "revenue",
         {},
-        {"customer_id": "team_01", "start": "2026-02-01", "end": "2026-01-31", "amount": "5"},
+        {"customer_id": TEAM, "start": "2026-02-01", "end": "2026-01-31", "amount": "5"},
         ("added", "To: 2026-01-31 is before the first day it pays for"),
     ),
 ]
@@ -549,7 +569,8 @@ def test_a_shared_store_without_the_editor_role_is_read_only(demo_app_store: Eng
     assert not can_save(at) and not any(b.key == "accounts.plans.discard" for b in at.button)
     # the tables are shown, as tables
     assert list(frame(at, "period")["name"]) == ["free", "pro", "starter", "team"]
-    assert len(frame(at, "users")) == 20
+    with demo_app_store.connect() as conn:
+        assert len(frame(at, "users")) == len(load_terms(conn))  # one row per term
     before = counts(demo_app_store)
     # a crafted session state (edits, a forged sign-in flag) saves nothing
     at.session_state["_unitwise_editor_session"] = True
@@ -602,7 +623,7 @@ def test_the_embedded_store_is_editable_as_it_is(store_url: str, monkeypatch) ->
     st.cache_data.clear()
     engine = make_engine(store_url)
     try:
-        at = tab(engine)
+        at = tab(engine, team=False)
         assert frame(at, "period").empty and frame(at, "users").empty
         edit(at, "plans", added_rows=[{"name": "pro", "price": "20", "period": "month"}])
         assert "Saved plans: 1 added, 0 changed." in texts(save(at, "plans").success)
