@@ -204,7 +204,7 @@ model_patterns = Table(
 )
 
 
-# Who changed what, when and why: every edit of prices, plans, customers (later budgets) and every
+# Who changed what, when and why: every edit of prices, plans, customers, budgets and every
 # reprice writes one row here, in the transaction of the change. ``before``/``after`` are JSON
 # (money as decimal strings, never floats).
 audit_log = Table(
@@ -284,6 +284,46 @@ revenue = Table(
     Column("note", Text),
     Index(None, "customer_id", "period_start"),
     Index(None, "period_start"),
+)
+
+
+# --- Budgets: a limit on the spend of a scope in a calendar period (tracking/budget_store.py) --
+
+BUDGET_PERIODS = ("day", "week", "month")  # week: the ISO week, from Monday
+DEFAULT_THRESHOLDS: tuple[int, ...] = (
+    50,
+    80,
+    100,
+)  # percents of the limit at which soft alerts fire
+
+# One budget. Its scope is the columns user_id .. tag_value: each NULL means "any", so a budget
+# with none set covers every call; customer_id covers the user ids customer_users gives it; a
+# tag is a key and a value together (both NULL or neither). ``period`` starts at the calendar
+# boundary in ``timezone`` (an IANA name). ``limit_usd`` is exact Money; ``thresholds`` a JSON
+# list of whole percents in ascending order; ``hard``: the host app refuses calls beyond the
+# limit; ``rollover``: a period's limit grows by what the previous period left unspent.
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("user_id", String(200)),
+    Column("customer_id", String(200)),
+    Column("feature", String(200)),
+    Column("provider", String(64)),
+    Column("model", String(200)),
+    Column("tag_key", String(200)),
+    Column("tag_value", Text),
+    Column("period", String(8), nullable=False, default="month"),
+    Column("timezone", String(64), nullable=False, default="UTC"),
+    Column("limit_usd", Money, nullable=False),
+    Column("thresholds", JSON, nullable=False, default=lambda: list(DEFAULT_THRESHOLDS)),
+    Column("hard", Boolean, nullable=False, default=False),
+    Column("rollover", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", Text),
+    CheckConstraint("period IN ('day', 'week', 'month')", name="period"),
+    CheckConstraint("limit_usd >= 0", name="limit_usd"),
+    CheckConstraint("(tag_key IS NULL) = (tag_value IS NULL)", name="tag"),
 )
 
 
