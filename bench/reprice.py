@@ -19,7 +19,7 @@ these is timed:
 They alternate within each of ``--runs`` rounds (the order reversed every other round). Each
 line also gives the client's CPU time, the database's backends' CPU time (from /proc, when the
 server runs on this machine) and the longest transaction seen in the database (sampled every
-50 ms from ``pg_stat_activity``): what a reprice makes the app wait for at most. After each
+50 ms from ``pg_stat_activity`` by a process of its own). After each
 ``ours`` the rollup tables are compared with the sums over ``calls`` (in SQL, every key and
 column), every call is priced afresh with ``plan_reprice`` (none may be left to change), the
 audit row is counted, and a second ``apply_reprice`` is timed (it must change nothing).
@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+import random
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -171,7 +174,7 @@ def count_audits(url: str) -> int:
     return found
 
 
-def verify(url: str, calls_n: int, audits_before: int) -> None:
+def verify(url: str, audits_before: int) -> None:
     """Rollups equal the sums over calls; every call is priced as the book prices it now; the
     reprice wrote its audit row. Raises if not."""
     engine = make_engine(url)
@@ -180,64 +183,177 @@ def verify(url: str, calls_n: int, audits_before: int) -> None:
         assert not any(bad.values()), f"rollups differ from the calls: {bad}"
         with engine.connect() as conn:
             preview = plan_reprice(conn)
-        assert preview.selected == calls_n, (preview.selected, calls_n)
+            stored = conn.execute(select(func.count()).select_from(calls)).scalar_one()
+        assert preview.selected == stored, (preview.selected, stored)
         assert preview.changed == 0, f"{preview.changed} calls not priced as the book says"
         assert count_audits(url) == audits_before + 1
     finally:
         engine.dispose()
 
 
+def _cpu_of(pid: int, tick: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / tick
+
+
+def _watch(url: str, ready: Any, stop: Any, out: Any) -> None:
+    """``Watch``'s child process: every 50 ms, the database's backends' CPU time (from /proc,
+    kept at the last reading; a backend counts from when it is first seen) and the longest
+    transaction open in the database; at ``stop``, both and this process's own CPU to ``out``."""
+    engine = create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
+    tick = os.sysconf("SC_CLK_TCK")
+    query = text(
+        "SELECT pid, EXTRACT(EPOCH FROM now() - xact_start) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    first: dict[int, float] = {}
+    last: dict[int, float] = {}
+    longest = 0.0
+    with engine.connect() as conn:
+        while True:
+            for pid, age in conn.execute(query):
+                longest = max(longest, float(age or 0))
+                used = _cpu_of(pid, tick)
+                if used is not None:
+                    first.setdefault(pid, used)
+                    last[pid] = used
+            ready.set()
+            if stop.wait(0.05):
+                break
+    engine.dispose()
+    server = sum(used - first[pid] for pid, used in last.items())
+    out.put((server, longest, time.process_time()))
+
+
 class Watch:
-    """While a run lasts, every 50 ms: the database's backends (their CPU time from /proc, kept
-    at the last reading) and the longest transaction open in it."""
+    """A run's server CPU time and longest transaction, sampled by a process of its own: a
+    thread of the bench's would take the GIL from the reprice's threads 20 times a second
+    (measured: 44k against 52k calls/s, 3 s more client CPU)."""
 
     def __init__(self, url: str) -> None:
-        self.engine = create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
-        self.cpu: dict[int, float] = {}
-        self.first: dict[int, float] = {}
-        self.longest = 0.0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.tick = os.sysconf("SC_CLK_TCK")
-
-    def _cpu_of(self, pid: int) -> float | None:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / self.tick
-
-    def _run(self) -> None:
-        query = text(
-            "SELECT pid, EXTRACT(EPOCH FROM now() - xact_start) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        with self.engine.connect() as conn:
-            while True:
-                for pid, age in conn.execute(query):
-                    self.longest = max(self.longest, float(age or 0))
-                    used = self._cpu_of(pid)
-                    if used is not None:
-                        self.first.setdefault(pid, used)
-                        self.cpu[pid] = used
-                if self.stop.wait(0.05):
-                    return
+        context = multiprocessing.get_context("spawn")
+        self.ready, self.stop, self.out = context.Event(), context.Event(), context.Queue()
+        self.process = context.Process(target=_watch, args=(url, self.ready, self.stop, self.out))
+        self.process.start()
+        assert self.ready.wait(60), "the watching process did not start"
+        self.server_cpu = self.longest = self.own_cpu = 0.0
 
     def __enter__(self) -> Watch:
-        self.thread.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.stop.set()
-        self.thread.join()
+        self.server_cpu, self.longest, self.own_cpu = self.out.get(timeout=60)
+        self.process.join()
+
+
+class App:
+    """The app at work beside a reprice: a writer storing calls of the demo's models, users and
+    days (priced with the new prices, ``rate`` a second, flushed every 0.25 s), and the
+    Overview's two main reads (``day_frame`` of the last 30 days and ``top_users``) every
+    0.25 s. Records how long each flush and each read took, before and while the reprice
+    runs (``started``)."""
+
+    def __init__(self, url: str, rate: int, journal: str) -> None:
+        from tracking.config import build_settings
+        from tracking.writer import Writer
+
+        self.engine = make_engine(url)
+        with self.engine.connect() as conn:
+            self.book = load_price_book(conn)
+            first, last = conn.execute(
+                select(func.min(calls.c.occurred_at), func.max(calls.c.occurred_at))
+            ).one()
+        self.span = (first, (last - first).total_seconds())
+        settings = build_settings(url, journal_path=journal, queue_size=1_000_000)
+        self.writer = Writer(settings)
+        self.writer.refresh_prices()
+        self.rate = rate
+        self.stop = threading.Event()
+        self.started: float | None = None
+        self.flushes: dict[str, list[float]] = {"before": [], "during": []}
+        self.reads: dict[str, list[float]] = {"before": [], "during": []}
+        self.stored = 0
+        self.threads = [threading.Thread(target=self._write), threading.Thread(target=self._read)]
+
+    def _phase(self) -> str:
+        return "before" if self.started is None else "during"
+
+    def _events(self, n: int, rng: random.Random) -> list[Any]:
+        from dashboard.demo import FEATURES
+        from tracking.events import CallEvent, uuid7
+        from tracking.pricing import price_event
+
+        found = []
+        for _ in range(n):
+            feature = rng.choice(FEATURES)
+            event = CallEvent(
+                id=uuid7(),
+                occurred_at=self.span[0] + timedelta(seconds=rng.random() * self.span[1]),
+                provider=feature.provider,
+                model=feature.model,
+                user_id=f"user_{rng.randrange(100):04d}",
+                feature=feature.name,
+                input_tokens=rng.randint(50, 4000),
+                output_tokens=rng.randint(10, 800),
+                duration_ms=rng.randint(100, 4000),
+            )
+            price_event(self.book, event)
+            found.append(event)
+        return found
+
+    def _write(self) -> None:
+        rng = random.Random(7)
+        while not self.stop.wait(0.25):
+            for event in self._events(self.rate // 4, rng):
+                self.writer.put(event)
+            phase, started = self._phase(), time.perf_counter()
+            assert self.writer.flush(120)
+            self.flushes[phase].append(time.perf_counter() - started)
+            self.stored += self.rate // 4
+
+    def _read(self) -> None:
+        from dashboard import queries
+        from dashboard.queries import Filters
+
+        today = datetime.now(UTC).date()
+        f = Filters(today - timedelta(days=29), today)
+        while not self.stop.wait(0.25):
+            phase, started = self._phase(), time.perf_counter()
+            queries.day_frame(self.engine, f)
+            queries.top_users(self.engine, f)
+            self.reads[phase].append(time.perf_counter() - started)
+
+    def __enter__(self) -> App:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+        assert self.writer.shutdown(60)
+        stats = self.writer.stats()
+        assert stats["written"] == self.stored and not stats["dropped"], stats
         self.engine.dispose()
 
-    @property
-    def server_cpu(self) -> float:
-        """Seconds of CPU the backends used (0 when the server is not on this machine; a
-        backend's first reading counts from when it was first seen)."""
-        return sum(used - self.first[pid] for pid, used in self.cpu.items())
+    def report(self) -> str:
+        def ms(values: list[float]) -> str:
+            if not values:
+                return "-"
+            middle, most = statistics.median(values) * 1000, max(values) * 1000
+            return f"median {middle:,.0f}, max {most:,.0f} ms"
+
+        return (
+            f"app beside it: {self.stored:,} calls stored by the writer; its flushes before"
+            f" {ms(self.flushes['before'])}, during {ms(self.flushes['during'])}; the Overview's"
+            f" reads before {ms(self.reads['before'])}, during {ms(self.reads['during'])}"
+        )
 
 
 def run_ours(url: str, batch_size: int) -> dict[str, Any]:
@@ -247,6 +363,39 @@ def run_ours(url: str, batch_size: int) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     engine.dispose()
     return {"seconds": elapsed, "changed": result.preview.changed, "batches": result.batches}
+
+
+def _run_app(
+    url: str, rate: int, journal: str, ready: Any, begin: Any, stop: Any, out: Any
+) -> None:
+    """``App`` in a process of its own, as the host app and the dashboard are: 3 s of "before"
+    figures, then the reprice's (from ``begin`` to ``stop``)."""
+    with App(url, rate, journal) as app:
+        time.sleep(3)
+        ready.set()
+        begin.wait()
+        app.started = time.perf_counter()
+        stop.wait()
+    out.put(app.report())
+
+
+def run_ours_beside_the_app(url: str, batch_size: int, rate: int) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    ready, begin, stop, out = context.Event(), context.Event(), context.Event(), context.Queue()
+    with tempfile.TemporaryDirectory() as tmp:
+        journal = f"{tmp}/journal.jsonl"
+        args = (url, rate, journal, ready, begin, stop, out)
+        process = context.Process(target=_run_app, args=args)
+        process.start()
+        try:
+            assert ready.wait(120), "the app's process did not start"
+            begin.set()
+            found = run_ours(url, batch_size)
+        finally:
+            stop.set()
+        report = out.get(timeout=120)
+        process.join()
+    return found | {"app": report}
 
 
 _BEFORE = """
@@ -312,7 +461,7 @@ def measure(
         with Watch(url) as watch:
             found = run(url)
         now, later = os.times(), resource.getrusage(resource.RUSAGE_CHILDREN)
-        client = now.user - mine.user + now.system - mine.system
+        client = now.user - mine.user + now.system - mine.system - watch.own_cpu
         client += later.ru_utime - children.ru_utime + later.ru_stime - children.ru_stime
         found |= {"calls": n, "rate": n / found["seconds"], "client_cpu": client}
         found |= {"server_cpu": watch.server_cpu, "longest": watch.longest}
@@ -323,8 +472,10 @@ def measure(
             f" {watch.longest * 1000:,.0f} ms",
             flush=True,
         )
+        if "app" in found:
+            print(f"{'':<10} {found.pop('app')}", flush=True)
         if check:
-            verify(url, n, audits)
+            verify(url, audits)
             second = run_ours(url, batch_size)
             assert second["changed"] == 0, second
             print(
@@ -343,11 +494,26 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="rounds of the measurements")
     parser.add_argument("--before", help="a checkout whose apply_reprice to time alternately")
     parser.add_argument("--no-raw", action="store_true", help="leave out the raw UPDATE")
+    parser.add_argument(
+        "--app",
+        type=int,
+        default=0,
+        metavar="RATE",
+        help="also time ours beside the app: a writer storing RATE calls/s, the Overview's reads",
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the checks (faster)")
     args = parser.parse_args()
     contenders: list[tuple[str, Callable[[str], dict[str, Any]], bool]] = [
         ("ours", lambda url: run_ours(url, args.batch_size), not args.no_check)
     ]
+    if args.app:
+        contenders.append(
+            (
+                "ours + app",
+                lambda url: run_ours_beside_the_app(url, args.batch_size, args.app),
+                not args.no_check,
+            )
+        )
     if not args.no_raw:
         contenders.append(("raw UPDATE", lambda url: run_raw(url, args.batch_size), False))
     if args.before:
