@@ -11,6 +11,7 @@ import pandas as pd
 
 from dashboard.economics import CustomerMargin
 from dashboard.economics.plans import PlanMargin
+from dashboard.report import FORMULA_STARTS
 from tracking.sqltypes import plain_decimal
 
 CUSTOMER_COLUMNS = [
@@ -102,13 +103,14 @@ def top_text(spend: Mapping[str, list[tuple[str, Decimal]]], customer_id: str) -
 
 
 def safe_csv(frame: pd.DataFrame) -> str:
-    """The frame as CSV, a text cell that a spreadsheet would run as a formula (= + - @ first)
-    prefixed with an apostrophe: an export is never a formula."""
+    """The frame as CSV, a text cell that a spreadsheet would run as a formula (the report's
+    rule: = + - @, tab or CR first) prefixed with an apostrophe, a number left as it is: an
+    export is never a formula."""
     out = frame.copy()
     for column in out.columns:
-        if out[column].dtype == object:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
             out[column] = [
-                "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") and not _number(v)
+                "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) and not _number(v)
                 else v
                 for v in out[column]
             ]  # fmt: skip

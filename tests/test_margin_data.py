@@ -84,3 +84,24 @@ def test_a_plan_change_mid_period_splits_the_cost_by_day(engine: Engine, store_u
     assert (by_plan["free"].cost, by_plan["pro"].cost) == (Decimal("35"), Decimal("42.5"))
     assert features == {"c1": [("openai/gpt-4o", Decimal("77.5"))]}
     assert len(by_day) == 31 and by_feature["cost"].sum() == Decimal("77.5")
+
+
+def test_a_table_download_is_never_a_formula() -> None:
+    import pandas as pd
+
+    from dashboard.margin_frames import safe_csv
+
+    frame = pd.DataFrame(
+        {
+            "name": ['=HYPERLINK("x")', "+cmd", "@SUM(A1)", "\tx", "Acme"],
+            "margin": ["-1.5", "2", "0", "-0.25", "3"],
+        }
+    )
+    lines = safe_csv(frame).splitlines()
+    assert lines[1:] == [
+        '"\'=HYPERLINK(""x"")",-1.5',  # quoted by the CSV, the formula made text
+        "'+cmd,2",
+        "'@SUM(A1),0",
+        "'\tx,-0.25",
+        "Acme,3",
+    ]
