@@ -5,7 +5,8 @@
 Loads N demo calls (60 days, the reference price catalogue) into a fresh database, runs
 VACUUM ANALYZE (what autovacuum does soon after any bulk load), then reports medians of:
 - each page's SQL: the queries the page runs with the default filters (the last 30 days),
-  called directly (no cache);
+  called directly (no cache); the Users & margins page's over its default period (the last
+  30 days) and the demo's customers (N / 400 users);
 - each page rendered by AppTest from the entry script with an empty cache (SQL included), and
   again with a warm cache (what a user sees within the cache's ttl);
 - beside them, a plain GROUP BY feature over the raw calls of the same 30 days: what a page
@@ -101,6 +102,27 @@ def drill_user_sql(engine: Engine, f: Filters) -> None:
     raw_calls.drill_down(engine, f, "user", "user_0000", page=3)
 
 
+def margins_sql(engine: Engine, f: Filters) -> None:
+    """The Users & margins page's reads for the period: the margins (accounts and each user's
+    cost per term, from the per-user rollup), the worst customers' costliest features and
+    models, the weekly cost per active user, and one customer's detail."""
+    from decimal import Decimal
+
+    from dashboard import margin_data
+    from dashboard.economics import below_margin
+
+    with engine.connect() as conn:
+        report = margin_data.margins_report(
+            conn, f.start, f.end, Decimal("2.9"), Decimal(0), Decimal(60)
+        )
+        worst = [m.customer_id for m in below_margin(report.customers, Decimal(20))[:20]]
+        margin_data.top_spend(conn, worst, f.start, f.end, "feature")
+        margin_data.top_spend(conn, worst, f.start, f.end, "model")
+        margin_data.user_week_rows(conn, f.start, f.end)
+        if report.customers:
+            margin_data.customer_detail(conn, report.customers[0].customer_id, f.start, f.end)
+
+
 def raw_group_by(engine: Engine, f: Filters) -> None:
     c = calls.c
     query = (
@@ -184,6 +206,7 @@ def main() -> None:
             ("Costs page SQL (by user)", costs_sql),
             ("drill-down: feature chat, page 1", drill_feature_sql),
             ("drill-down: top user, page 4", drill_user_sql),
+            ("Users & margins page SQL", margins_sql),
             ("plain GROUP BY feature over raw calls", raw_group_by),
         ):
             print(f"{name:<40} {median_ms(lambda fn=fn: fn(engine, f), args.runs):9.1f}")
@@ -192,7 +215,7 @@ def main() -> None:
             print(f"  {name:<38} {median_ms(part, args.runs):9.1f}")
         engine.dispose()
         print(f"{'AppTest render (median of ' + str(args.runs) + ')':<40} {'cold':>9} {'warm':>9}")
-        for name, page in (("Overview", None), ("Costs", "costs")):
+        for name, page in (("Overview", None), ("Costs", "costs"), ("Users & margins", "users")):
             cold = render_ms(url, page, args.runs, warm=False)
             warm = render_ms(url, page, args.runs, warm=True)
             print(f"{name:<40} {cold:9.1f} {warm:9.1f}")

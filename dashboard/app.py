@@ -6,11 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import data
+from dashboard import PAGES, data
 from dashboard.db import store_label, store_url
 from dashboard.filters import keep_values, sidebar
 
-PAGES = Path(__file__).resolve().parent.parent / "pages"
 ICON = Path(__file__).resolve().parent / "favicon.png"  # served by the app: no network needed
 FILTERED = ("Overview", "Costs")  # the pages that read the shared filters
 

@@ -148,3 +148,22 @@ def cost_line(frame: pd.DataFrame) -> alt.Chart:
         )
         .properties(height=300)
     )
+
+
+def price_steps(points: pd.DataFrame) -> alt.Chart:
+    """A model's rates over time as steps: each rate holds from its version's date to the next."""
+    return (
+        alt.Chart(points)
+        .mark_line(interpolate="step-after", point=True)
+        .encode(
+            x=alt.X("from:T", title="In force from"),
+            y=alt.Y("dollars:Q", title="Rate ($ per the unit shown)"),
+            color=alt.Color("rate_of:N", title="Rate of"),
+            tooltip=[
+                alt.Tooltip("rate_of:N", title="Rate of"),
+                alt.Tooltip("from:T", title="From", format="%Y-%m-%d %H:%M"),
+                alt.Tooltip("dollars:Q", title="Dollars", format="$,.6~f"),
+            ],
+        )
+        .properties(height=260)
+    )

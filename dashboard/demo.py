@@ -7,6 +7,10 @@ and each feature its own model; traffic peaks in the afternoon, dips at weekends
 the period; a few calls fail, many chat calls hit the prompt cache, and one day has a spike of
 traffic and errors. The same seed, size and end time give the same calls (ids included).
 
+The users belong to customers (``dashboard.demo_accounts``): plans, subscription terms with
+seats, discounts and custom prices, churned and newly signed-up customers (who call only while
+subscribed) and usage revenue, loaded with the calls. Loading again stores nothing twice.
+
 Speed: calls are generated a day at a time as numpy columns, priced column-wise by
 ``tracking.pricing_columns`` and written as COPY text by ``tracking.pg_copy_columns`` (the
 engine's rules and ``copy_line``'s, column by column). On PostgreSQL each chunk goes
@@ -22,13 +26,15 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
+from dashboard import demo_accounts
+from dashboard.accounts import Written, load_terms, write_accounts
 from tracking.config import resolve_url
 from tracking.db import describe_url, make_engine
 from tracking.events import CallEvent
@@ -79,6 +85,8 @@ class Population:
     plan: np.ndarray  # index into PLANS per user
     day_counts: np.ndarray  # calls per day
     spike_day: int
+    customers: tuple[demo_accounts.DemoCustomer, ...] = ()  # whose users they are
+    active: np.ndarray | None = None  # users x days: subscribed that day (None: every day)
 
 
 def population(
@@ -126,7 +134,11 @@ def day_frame(
 ) -> pd.DataFrame:
     """The calls of one day (its first ``hours`` hours) as columns, in time order."""
     n = int(pop.day_counts[day])
-    user = rng.choice(len(pop.user_p), size=n, p=pop.user_p)
+    p = pop.user_p
+    if pop.active is not None:  # no calls before a customer signed up or after it churned
+        p = p * pop.active[:, day]
+        p = p / p.sum()
+    user = rng.choice(len(p), size=n, p=p)
     cum = pop.feature_cum[user]
     feature = (cum < rng.random(n)[:, None] * cum[:, -1:]).sum(axis=1)
     hour = np.clip(np.rint(rng.normal(14, 4, n)), 0, 23).astype(np.int64)
@@ -186,6 +198,11 @@ def frames(
     start = datetime.combine(end.date() - timedelta(days=days - 1), datetime.min.time(), UTC)
     rng = np.random.default_rng([seed, end.toordinal(), end.hour])
     pop = population(calls, days, rng, start, max(1, end.hour))
+    # the customers from a generator of their own: the calls' draws stay as they were
+    accounts_rng = np.random.default_rng([seed, end.toordinal(), end.hour, 1])
+    customers = demo_accounts.customers_for(pop.plan, PLANS, start.date(), days, accounts_rng)
+    active = demo_accounts.activity(customers, len(pop.user_p), days)
+    pop = replace(pop, customers=customers, active=active)
     for day in range(days):
         if pop.day_counts[day]:
             hours = max(1, end.hour) if day == days - 1 else 24
@@ -387,6 +404,8 @@ def load(
         _PostgresSink(engine, _months(days, end)) if engine.dialect.name == "postgresql" else None
     )
     written = done = 0
+    pop: Population | None = None
+    calls_of: dict[int, dict[date, int]] = {}  # user -> month -> calls: whose accounts to write
 
     def report(finished: Iterator[tuple[int, int]]) -> None:
         nonlocal written, done
@@ -398,6 +417,7 @@ def load(
 
     try:
         for frame, pop in frames(calls, days, seed, end):
+            _count_calls(frame, calls_of)
             for lo in range(0, len(frame), CHUNK):
                 chunk = frame.iloc[lo : lo + CHUNK].reset_index(drop=True)
                 nanos, versions = price_frame(book, chunk)
@@ -412,7 +432,39 @@ def load(
     finally:
         if sink is not None:
             sink.close()
+    if pop is not None:
+        write_demo_accounts(engine, pop, days, end, calls_of)
     return written
+
+
+def _count_calls(frame: pd.DataFrame, into: dict[int, dict[date, int]]) -> None:
+    """Add the frame's calls per user and month (the month's first day) to ``into``."""
+    months = frame["occurred_at"].to_numpy().astype("datetime64[M]").astype(np.int64)
+    keys, counts = np.unique(
+        frame["user_ix"].to_numpy().astype(np.int64) * 100_000 + months, return_counts=True
+    )
+    for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
+        user, month = divmod(key, 100_000)
+        first = date(1970 + month // 12, month % 12 + 1, 1)
+        of_user = into.setdefault(user, {})
+        of_user[first] = of_user.get(first, 0) + count
+
+
+def write_demo_accounts(
+    engine: Engine,
+    pop: Population,
+    days: int,
+    end: datetime,
+    calls_of: dict[int, dict[date, int]],
+) -> dict[str, Written]:
+    """Upsert the plans, customers, user ids and revenue of the demo's users that called, in
+    one transaction. Demo data is not an edit: no audit rows (the audit log stays the
+    editors')."""
+    today = end.astimezone(UTC).date()
+    start = today - timedelta(days=days - 1)
+    accounts = demo_accounts.accounts_for(pop.customers, start, today, calls_of)
+    with engine.begin() as conn:
+        return write_accounts(conn, accounts, "demo", "demo data", audit=False)
 
 
 def is_empty(engine: Engine) -> bool:
@@ -442,6 +494,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     written = load(engine, args.calls, args.days, args.seed)
     print(f"Loaded {written:,} demo calls over {args.days} days into {describe_url(engine.url)}.")
+    with engine.connect() as conn:
+        terms = load_terms(conn)
+    running = {t.customer_id for t in terms if t.end is None}
+    customers = {t.customer_id for t in terms}
+    print(f"Demo accounts: {len(customers):,} customers, {len(customers - running):,} churned.")
     engine.dispose()
     return 0
 

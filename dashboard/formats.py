@@ -18,9 +18,9 @@ UNPRICED = "unpriced"
 CENT = Decimal("0.01")
 
 
-def plural(count: int, word: str) -> str:
-    """'1 call', '2,345 calls'."""
-    return f"{count:,} {word}" + ("" if count == 1 else "s")
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """'1 call', '2,345 calls'; ``many`` where adding an s is wrong ('3 entries')."""
+    return f"{count:,} {word if count == 1 else many or word + 's'}"
 
 
 def usd(amount: Decimal | float) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from dashboard import PAGES
 from dashboard.data import StoreState
 from dashboard.formats import plural
 
@@ -14,6 +15,7 @@ ADD_PRICE = (
     "--input 2.50 --output 10.00"
 )
 REPRICE = "python -m tracking prices reprice --url URL --unpriced"
+READ_ONLY = "Read-only: editing needs the editor role (see the top of the page)."
 
 
 def missing_store(state: StoreState) -> None:
@@ -46,6 +48,9 @@ def unpriced_models(models: pd.DataFrame, calls: int) -> None:
         f"{plural(calls, 'call')} in this range {'is' if calls == 1 else 'are'} unpriced: "
         "their models are not in the price table, "
         f"so their cost is unknown (not $0). Models: {listed}{more}.\n\n"
-        f"Add a price (per million tokens) from the command line: `{ADD_PRICE}`, then price "
-        f"the calls already stored: `{REPRICE}`"
+        "Add a price on the Pricing page and reprice those calls there, or from the command "
+        f"line: `{ADD_PRICE}`, then `{REPRICE}`"
+    )
+    st.page_link(
+        PAGES / "pricing.py", label="Price them on the Pricing page", icon=":material/sell:"
     )

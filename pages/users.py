@@ -1,11 +1,41 @@
-"""Users & margins: a page still to come (it says what it will show)."""
+"""Users & margins: what each customer costs in AI and pays, and which plans make money
+(sections in dashboard/margins_view.py; plans and customers edited in accounts_view)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import streamlit as st
 
+from dashboard import accounts_view, data, margins_view, notices
+from dashboard.access import editor_access, sign_in
+from dashboard.db import store_url
+
 st.title("Users & margins")
-st.info(
-    "Coming soon. Revenue per user from plans and imports beside what each user costs: margin"
-    " per user and per plan, the users who cost more than they pay, and break-even usage."
+url = store_url()
+state = data.store_state(url)
+if state.kind == "missing":
+    notices.missing_store(state)
+    st.stop()
+access = editor_access(url)
+sign_in(access)  # for a reader who cannot edit: why, and the login or password to edit
+chosen = margins_view.settings(datetime.now(UTC).date())
+if chosen is None:
+    st.stop()
+report = margins_view.report(url, chosen)
+margins_view.totals_section(report)
+tabs = st.tabs(
+    ["Margins", "Below target", "Customer", "Plans", "Calculators", "Plans & customers (edit)"]
 )
+with tabs[0]:
+    margins_view.distribution_section(report)
+with tabs[1]:
+    margins_view.below_section(url, report, chosen.below_pct)
+with tabs[2]:
+    margins_view.detail_section(url, report)
+with tabs[3]:
+    margins_view.plans_section(report, chosen.target_pct)
+with tabs[4]:
+    margins_view.calculators_section(url, report, chosen)
+with tabs[5]:
+    accounts_view.accounts_section(url, access)

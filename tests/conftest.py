@@ -157,6 +157,24 @@ def add_test_prices(url: str) -> None:
 
 
 @pytest.fixture
+def demo_app_store(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """The app's store (UNITWISE_DATABASE_URL) with gpt-4o priced (the demo's other models stay
+    unpriced) and demo calls; Streamlit's caches forgotten before and after."""
+    import streamlit as st
+
+    from dashboard import demo
+
+    monkeypatch.setenv("UNITWISE_DATABASE_URL", store_url)
+    st.cache_data.clear()
+    add_test_prices(store_url)
+    engine = make_engine(store_url)
+    demo.load(engine, calls=3_000, days=20, seed=3)
+    yield engine
+    engine.dispose()
+    st.cache_data.clear()
+
+
+@pytest.fixture
 def stub(monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """A local server answering like the OpenAI and Anthropic APIs (tests/llm_stub.py); the SDK
     clients reach it directly, whatever proxy the environment names."""

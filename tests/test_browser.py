@@ -44,8 +44,8 @@ ARGS = [
 PAGES = [
     ("", "Overview", "Projected month end"),
     ("costs", "Costs", "Calls of one group"),
-    ("users", "Users & margins", "Coming soon."),
-    ("pricing", "Pricing", "Coming soon."),
+    ("users", "Users & margins", "Margin per customer, p50 (median)"),
+    ("pricing", "Pricing", "Search provider and model"),
     ("budgets", "Budgets & what-if", "Coming soon."),
 ]
 
@@ -242,5 +242,39 @@ def test_a_changed_secrets_file_is_read_at_the_next_page_load(tmp_path: Path) ->
             expect(page.get_by_text("Store: SQLite at").first).to_contain_text(
                 "second.db", timeout=45_000
             )
+        finally:
+            browser.close()
+
+
+def test_the_pricing_page_in_the_browser(app_url: str) -> None:
+    """The Overview's unpriced warning leads to the Pricing page, whose unpriced models come
+    first; the editor and a model's history draw."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(app_url, wait_until="domcontentloaded")
+            link = page.get_by_role("link", name="Price them on the Pricing page")
+            expect(link).to_be_visible(timeout=45_000)
+            link.click()
+            expect(page.get_by_role("heading", name="Pricing").first).to_be_visible(timeout=45_000)
+            unpriced = page.get_by_role("tab", name="Unpriced (")
+            expect(unpriced).to_have_attribute("aria-selected", "true", timeout=45_000)
+            expect(page.get_by_text("have no price: their cost is unknown").first).to_be_visible()
+            page.get_by_label("Search provider and model").fill("openai gpt-4o")
+            page.get_by_label("Search provider and model").press("Enter")
+            page.get_by_role("tab", name="Edit").click()
+            expect(page.get_by_role("button", name="Save as new versions")).to_be_visible(
+                timeout=45_000
+            )
+            grids = page.locator('[data-testid="stDataFrame"]:visible')  # the editor's grid
+            expect(grids.first).to_be_visible()
+            page.get_by_role("tab", name="History").click()
+            expect(page.locator(".vega-embed").first).to_be_visible(timeout=45_000)
+            errors = page.locator('[data-testid="stException"]')
+            assert errors.count() == 0, errors.first.inner_text()
+            page.screenshot(path=str(SHOTS / "pricing_history.png"), full_page=True)
         finally:
             browser.close()

@@ -161,3 +161,65 @@ def test_migration_0003_adds_the_audit_log_to_a_0002_store(engine) -> None:
     assert (row.who, row.action, row.table_name, row.key) == ("cli", "reprice", "calls", "k")
     assert row.before == {"cost": "1.5"} and row.after is None and row.note == "why"
     assert row.at.tzinfo is not None
+
+
+def test_the_migrations_build_exactly_what_the_metadata_describes(engine) -> None:
+    """Alembic's autogenerate finds nothing to do: no table, column, type, index or key that
+    tracking.schema has and the migrated store lacks, or the other way round (calls' monthly
+    partitions aside)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from tracking.schema import postgresql_options
+
+    known = {t.name for t in metadata.sorted_tables}
+
+    def ours(_object, name, kind, _reflected, _compare_to) -> bool:
+        return kind != "table" or name in known
+
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            postgresql_options()
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": ours}
+        )
+        assert compare_metadata(context, metadata) == []
+
+
+def test_migration_0004_adds_the_accounts_tables_to_a_0003_store(engine) -> None:
+    """A store at 0003 with calls and an audit row, migrated: plans, customers, customer_users
+    and revenue are there, empty, with their checks (USD only, a seat at least); nothing else
+    moved. Downgrading removes them again."""
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    from tests.conftest import assert_rollups_equal_the_calls
+    from tests.test_store import varied_events
+    from tracking.audit import record_change
+    from tracking.migrate import downgrade, upgrade
+    from tracking.schema import audit_log, customer_users, customers, plans, revenue
+    from tracking.store import write_batch
+
+    accounts = {"plans", "customers", "customer_users", "revenue"}
+    downgrade(engine, "0003")
+    try:
+        assert not accounts & set(inspect(engine).get_table_names())
+        with engine.begin() as conn:
+            write_batch(conn, varied_events(50))
+            record_change(conn, "cli", "edit", "prices", "gpt-4o", None, {"rate": "2.5"})
+    finally:
+        upgrade(engine)
+    assert accounts <= set(inspect(engine).get_table_names())
+    assert_rollups_equal_the_calls(engine)
+    with engine.begin() as conn:
+        assert conn.execute(select(func.count()).select_from(audit_log)).scalar_one() == 1
+        for table in (plans, customers, customer_users, revenue):
+            assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 0
+        conn.execute(insert(plans).values(name="pro", price=Decimal("20"), period="month",
+                                          currency="USD"))  # fmt: skip
+    checks = {c["name"] for c in inspect(engine).get_check_constraints("plans")}
+    assert {"ck_plans_currency_usd", "ck_plans_period"} <= checks
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(insert(plans).values(name="eu", price=1, period="month", currency="EUR"))
+    with engine.begin() as conn:
+        conn.execute(plans.delete())

@@ -1,4 +1,5 @@
-"""``python -m tracking``: migrate a store, refresh its price catalogue, apply retention."""
+"""``python -m tracking``: migrate a store, refresh its price catalogue, keep its budgets, apply
+retention."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tracking import price_cli, reprice_cli
+from tracking import budget_cli, price_cli, reprice_cli
 from tracking.config import resolve_url
 from tracking.db import describe_url, make_engine
 
 # what --help says: plain text for a terminal (the module's docstring is reST)
-DESCRIPTION = "Migrate a Unitwise store, keep its prices (refresh, add, reprice), apply retention."
+DESCRIPTION = (
+    "Migrate a Unitwise store, keep its prices (refresh, add, reprice) and budgets, "
+    "apply retention."
+)
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -75,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.set_defaults(func=_prices_refresh)
     price_cli.register(prices_sub, url_help)
     reprice_cli.register(prices_sub, url_help)
+
+    budget_cli.register(sub, url_help)
 
     retention = sub.add_parser("retention", help="drop or archive calls of old months")
     retention.add_argument("--url", help=url_help)

@@ -186,7 +186,8 @@ class PriceBook:
         self._starts = {
             key: [v.effective_from for v in history] for key, history in self._versions.items()
         }
-        self._exact: dict[tuple[str, str], str] = {key: key[1] for key in self._versions}
+        # exact names match whatever their case, as patterns do (resolve() lowers the name)
+        self._exact: dict[tuple[str, str], str] = {(p, m.lower()): m for p, m in self._versions}
         self._globs: dict[str, list[tuple[str, str]]] = {}
         for provider, pattern, model, _position in sorted(patterns, key=lambda p: p[3]):
             pattern = pattern.lower()

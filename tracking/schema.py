@@ -13,9 +13,11 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Connection,
     Date,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -28,13 +30,15 @@ from sqlalchemy import (
     event,
 )
 
-from tracking.sqltypes import Money, Rate, UTCDateTime
+from tracking.sqltypes import Money, Percent, Rate, UTCDateTime
 
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
         "uq": "uq_%(table_name)s_%(column_0_N_name)s",
         "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
     }
 )
 
@@ -200,7 +204,7 @@ model_patterns = Table(
 )
 
 
-# Who changed what, when and why: every edit of prices (later plans, customers, budgets) and every
+# Who changed what, when and why: every edit of prices, plans, customers, budgets and every
 # reprice writes one row here, in the transaction of the change. ``before``/``after`` are JSON
 # (money as decimal strings, never floats).
 audit_log = Table(
@@ -216,6 +220,110 @@ audit_log = Table(
     Column("after", JSON),
     Column("note", Text),
     Index(None, "at"),
+)
+
+# --- Users & margins: what customers pay (dashboard/accounts.py reads and writes these) ---------
+
+# A price plan: ``price`` per seat and ``period`` ("month" or "year"), in USD only (the store
+# keeps one currency, so sums of revenue never mix them); ``included_usage``: the AI cost in
+# dollars a customer's month includes; offered from ``active_from`` to ``active_to`` (days
+# included; NULL: no bound).
+plans = Table(
+    "plans",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("price", Money, nullable=False),
+    Column("period", String(8), nullable=False, default="month"),
+    Column("currency", String(3), nullable=False, default="USD"),
+    Column("included_usage", Money),
+    Column("active_from", Date),
+    Column("active_to", Date),
+    CheckConstraint("period IN ('month', 'year')", name="period"),
+    CheckConstraint("currency = 'USD'", name="currency_usd"),
+)
+
+# One subscription term of a customer: on ``plan`` from ``start`` to ``end`` (days included;
+# NULL: still running), ``seats`` seats, ``discount_pct`` off the plan's price or a
+# ``custom_price`` a month that replaces it. A plan change ends one term and starts the next,
+# so a customer is several rows, one per start.
+customers = Table(
+    "customers",
+    metadata,
+    Column("customer_id", String(200), nullable=False),
+    Column("start", Date, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("plan", String(200)),
+    Column("end", Date),
+    Column("seats", Integer, nullable=False, default=1),
+    Column("discount_pct", Percent, nullable=False, default=0),
+    Column("custom_price", Money),
+    PrimaryKeyConstraint("customer_id", "start"),
+    ForeignKeyConstraint(["plan"], ["plans.name"]),
+    CheckConstraint("seats >= 1", name="seats"),
+)
+
+# Whose user a user id (as calls.user_id names it) is: one customer per user id.
+customer_users = Table(
+    "customer_users",
+    metadata,
+    Column("user_id", String(200), primary_key=True),
+    Column("customer_id", String(200), nullable=False),
+    Index(None, "customer_id"),
+)
+
+# Usage-based or one-off revenue of a customer for the days period_start to period_end
+# (included). ``id`` is the source's (an invoice line) or made from the line's customer and days.
+revenue = Table(
+    "revenue",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("period_end", Date, nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("note", Text),
+    Index(None, "customer_id", "period_start"),
+    Index(None, "period_start"),
+)
+
+
+# --- Budgets: a limit on the spend of a scope in a calendar period (tracking/budget_store.py) --
+
+BUDGET_PERIODS = ("day", "week", "month")  # week: the ISO week, from Monday
+DEFAULT_THRESHOLDS: tuple[int, ...] = (
+    50,
+    80,
+    100,
+)  # percents of the limit at which soft alerts fire
+
+# One budget. Its scope is the columns user_id .. tag_value: each NULL means "any", so a budget
+# with none set covers every call; customer_id covers the user ids customer_users gives it; a
+# tag is a key and a value together (both NULL or neither). ``period`` starts at the calendar
+# boundary in ``timezone`` (an IANA name). ``limit_usd`` is exact Money; ``thresholds`` a JSON
+# list of whole percents in ascending order; ``hard``: the host app refuses calls beyond the
+# limit; ``rollover``: a period's limit grows by what the previous period left unspent.
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("user_id", String(200)),
+    Column("customer_id", String(200)),
+    Column("feature", String(200)),
+    Column("provider", String(64)),
+    Column("model", String(200)),
+    Column("tag_key", String(200)),
+    Column("tag_value", Text),
+    Column("period", String(8), nullable=False, default="month"),
+    Column("timezone", String(64), nullable=False, default="UTC"),
+    Column("limit_usd", Money, nullable=False),
+    Column("thresholds", JSON, nullable=False, default=lambda: list(DEFAULT_THRESHOLDS)),
+    Column("hard", Boolean, nullable=False, default=False),
+    Column("rollover", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", Text),
+    CheckConstraint("period IN ('day', 'week', 'month')", name="period"),
+    CheckConstraint("limit_usd >= 0", name="limit_usd"),
+    CheckConstraint("(tag_key IS NULL) = (tag_value IS NULL)", name="tag"),
 )
 
 

@@ -2,7 +2,7 @@
 
 PostgreSQL stores money as NUMERIC. SQLite has no exact decimal, so money is stored there as
 integer nano-dollars: integer SUM() stays exact, and the type turns it back into a Decimal.
-Price rates are never summed, so on SQLite they are stored as decimal text.
+Price rates and percentages are never summed, so on SQLite they are stored as decimal text.
 """
 
 from __future__ import annotations
@@ -85,6 +85,33 @@ class Rate(TypeDecorator[Decimal]):
         if value is None:
             return None
         return Decimal(value).normalize() if value != 0 else Decimal(0)
+
+
+class Percent(TypeDecorator[Decimal]):
+    """A percentage (a customer's discount): NUMERIC(9, 6) on PostgreSQL, decimal text on SQLite."""
+
+    impl = Numeric(9, 6)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(16))
+        return dialect.type_descriptor(Numeric(9, 6, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        value = Decimal(value)
+        return plain_decimal(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        found = Decimal(value)
+        # 12.5 rather than 12.500000; 100 rather than 1E+2
+        return (
+            found.quantize(Decimal(1)) if found == found.to_integral_value() else found.normalize()
+        )
 
 
 class UTCDateTime(TypeDecorator[datetime]):

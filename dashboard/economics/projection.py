@@ -1,4 +1,4 @@
-"""Pure money calculations for the pages: no Streamlit, no SQL, so they are unit-tested alone."""
+"""The Overview's month-end projection: this month's cost so far and where it is heading."""
 
 from __future__ import annotations
 

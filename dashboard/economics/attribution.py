@@ -1,0 +1,159 @@
+"""Which term owns each day of a customer's period, and so whose AI cost each call is."""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from dashboard.economics.accounts import Term
+from dashboard.economics.money import CostRow, _check_period, _overlap
+from tracking.sqltypes import from_nanos
+
+# --- which term owns a day -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Span:
+    first: date
+    last: date
+    term: int | None  # index in the customer's terms of the term that owns these days
+
+
+def _spans(terms: Sequence[Term], start: date, end: date) -> list[_Span]:
+    """[start, end] cut into spans of days owned by one term (or by none). When terms overlap,
+    the one that started last owns the day (a tie: the later one in the input)."""
+    points = {start, end + timedelta(days=1)}
+    for term in terms:
+        active = _overlap(term.start, term.end, start, end)
+        if active is not None:
+            points.update((active[0], active[1] + timedelta(days=1)))
+    cuts = sorted(points)
+    spans: list[_Span] = []
+    for first, after in itertools.pairwise(cuts):
+        owners = [
+            (t.start, i)
+            for i, t in enumerate(terms)
+            if t.start <= first and (t.end is None or first <= t.end)
+        ]
+        owner = max(owners)[1] if owners else None
+        last = after - timedelta(days=1)
+        if spans and spans[-1].term == owner:
+            spans[-1] = _Span(spans[-1].first, last, owner)
+        else:
+            spans.append(_Span(first, last, owner))
+    return spans
+
+
+class _Customer:
+    """A customer's terms and who owns each day of the period."""
+
+    def __init__(self, terms: list[Term], start: date, end: date) -> None:
+        self.terms = terms
+        self.spans = _spans(terms, start, end)
+        self._firsts = [s.first for s in self.spans]
+
+    def owner(self, day: date) -> Term | None:
+        span = self.spans[bisect.bisect_right(self._firsts, day) - 1]
+        return None if span.term is None else self.terms[span.term]
+
+
+def _by_customer(terms: Iterable[Term]) -> dict[str, list[Term]]:
+    grouped: dict[str, list[Term]] = {}
+    for term in terms:
+        grouped.setdefault(term.customer_id, []).append(term)
+    return grouped
+
+
+# --- AI cost attribution ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AICost:
+    """An exact AI cost and the calls it leaves out because they are unpriced (never $0)."""
+
+    cost: Decimal = Decimal(0)
+    unpriced_calls: int = 0
+
+
+@dataclass(frozen=True)
+class CostAttribution:
+    """AI costs of the period [start, end] by customer, and by customer and the plan of the term
+    that owned each day; what no term covers is the ``no_plan`` bucket, from ``no_plan_users``
+    distinct user ids (calls without a user id count there, not as a user)."""
+
+    start: date
+    end: date
+    customers: dict[str, AICost]
+    by_plan: dict[str, dict[str | None, AICost]]  # customer_id -> term's plan -> cost
+    no_plan: AICost
+    no_plan_users: int
+
+
+def attribute_costs(
+    costs: Iterable[CostRow],
+    customer_users: Mapping[str, Iterable[str]],
+    terms: Iterable[Term],
+    start: date,
+    end: date,
+) -> CostAttribution:
+    """Attribute per-(user, day) AI costs of the period to customers.
+
+    ``costs`` holds (user_id, day, cost in nano-dollars, unpriced calls) rows; rows outside
+    [start, end] are ignored. A user's cost on a day goes to the customer (of those
+    ``customer_users`` maps it to) with a term active that day, and within the customer to the
+    plan of the term that owns the day (overlapping terms: the one started last). A day outside
+    every term of the user's customers (calls before the customer started, after it left) and a
+    user mapped to no customer go to the ``no_plan`` bucket. A user mapped to several customers
+    active the same day goes to the one whose owning term started last (a tie: the smallest
+    customer id). Unpriced call counts travel with the costs.
+    """
+    _check_period(start, end)
+    customers = {c: _Customer(ts, start, end) for c, ts in _by_customer(terms).items()}
+    of_user: dict[str, list[str]] = {}
+    for customer_id, users in customer_users.items():
+        for mapped in users:
+            of_user.setdefault(mapped, []).append(customer_id)
+    totals: dict[str, list[int]] = {}
+    plans: dict[str, dict[str | None, list[int]]] = {}
+    no_plan = [0, 0]
+    no_plan_users: set[str] = set()
+    for user, day, nanos, unpriced in costs:
+        if not start <= day <= end:
+            continue
+        best: tuple[date, str, Term] | None = None
+        for customer_id in of_user.get(user, ()) if user is not None else ():
+            known = customers.get(customer_id)
+            term = known.owner(day) if known is not None else None
+            if term is not None and (
+                best is None
+                or term.start > best[0]
+                or (term.start == best[0] and customer_id < best[1])
+            ):
+                best = (term.start, customer_id, term)
+        if best is None:
+            no_plan[0] += nanos
+            no_plan[1] += unpriced
+            if user is not None:
+                no_plan_users.add(user)
+            continue
+        customer_id, term = best[1], best[2]
+        for acc in (
+            totals.setdefault(customer_id, [0, 0]),
+            plans.setdefault(customer_id, {}).setdefault(term.plan, [0, 0]),
+        ):
+            acc[0] += nanos
+            acc[1] += unpriced
+    return CostAttribution(
+        start=start,
+        end=end,
+        customers={c: AICost(from_nanos(n), u) for c, (n, u) in totals.items()},
+        by_plan={
+            c: {p: AICost(from_nanos(n), u) for p, (n, u) in by.items()} for c, by in plans.items()
+        },
+        no_plan=AICost(from_nanos(no_plan[0]), no_plan[1]),
+        no_plan_users=len(no_plan_users),
+    )

@@ -1,0 +1,107 @@
+"""The margins read from the store, on both stores: the per-term cost rows (a few per user)
+attribute exactly as every user's every day would, and a hand-made case with a plan change."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import Engine, select
+
+from dashboard import demo
+from dashboard.accounts import load_accounts, write_plans, write_terms, write_users
+from dashboard.economics import Plan, Term, attribute_costs, customer_margins
+from dashboard.margin_data import customer_detail, margins_report, term_cost_rows, top_spend
+from tests.conftest import add_test_prices
+from tracking.events import CallEvent, uuid7
+from tracking.schema import daily_user_rollups
+from tracking.sqltypes import to_nanos
+from tracking.store import write_batch
+
+
+def every_day_rows(engine: Engine, start: date, end: date) -> list:
+    r = daily_user_rollups.c
+    query = select(r.user_id, r.day, r.cost_usd, r.unpriced_calls).where(
+        r.day >= start, r.day <= end
+    )
+    with engine.connect() as conn:
+        return [(u or None, d, to_nanos(c), int(n)) for u, d, c, n in conn.execute(query)]
+
+
+def test_term_rows_attribute_as_every_day_would(engine: Engine, store_url: str) -> None:
+    add_test_prices(store_url)
+    end = date.today()
+    demo.load(engine, calls=3_000, days=40, seed=11, end=datetime.now(UTC))
+    start = end - timedelta(days=29)
+    with engine.connect() as conn:
+        accounts = load_accounts(conn)
+        rows = term_cost_rows(conn, start, end)
+        report = margins_report(conn, start, end, Decimal("2.9"), Decimal("1.5"))
+    users: dict[str, list[str]] = {}
+    for user, customer in accounts.users.items():
+        users.setdefault(customer, []).append(user)
+    full = every_day_rows(engine, start, end)
+    assert len(rows) < len(full)  # fewer rows than user-days
+    want = attribute_costs(full, users, accounts.terms, start, end)
+    assert report.attribution == want
+    lines = list(accounts.revenue.values())
+    expected = customer_margins(
+        accounts.terms, accounts.plans, want, start, end, lines, Decimal("2.9"), Decimal("1.5")
+    )
+    assert report.customers == expected
+    assert any(m.margin < 0 for m in report.customers) or any(m.revenue for m in report.customers)
+
+
+def test_a_plan_change_mid_period_splits_the_cost_by_day(engine: Engine, store_url: str) -> None:
+    add_test_prices(store_url)
+    with engine.begin() as conn:
+        write_plans(conn, [Plan("free", Decimal(0)), Plan("pro", Decimal(20))], "test", audit=False)
+        terms = [
+            Term("c1", "Acme", "free", date(2026, 3, 1), date(2026, 3, 14)),
+            Term("c1", "Acme", "pro", date(2026, 3, 15)),
+        ]
+        write_terms(conn, terms, "test", audit=False)
+        write_users(conn, {"u1": "c1"}, "test", audit=False)
+        # $2.50 a day (1M input tokens) from Feb 27 to Mar 31; the two days before the first
+        # term belong to no plan
+        events = [
+            CallEvent(uuid7(), datetime(2026, 2, 27, 12, tzinfo=UTC) + timedelta(days=i),
+                      "openai", "gpt-4o", user_id="u1", input_tokens=10**6,
+                      cost_usd=Decimal("2.5"), cost_source="provider")
+            for i in range(33)
+        ]  # fmt: skip
+        write_batch(conn, events)
+    with engine.connect() as conn:
+        report = margins_report(conn, date(2026, 2, 27), date(2026, 3, 31))
+        features = top_spend(conn, ["c1"], date(2026, 3, 1), date(2026, 3, 31), "model")
+        by_day, by_feature = customer_detail(conn, "c1", date(2026, 3, 1), date(2026, 3, 31))
+    (acme,) = report.customers
+    # revenue: pro $20 for Mar 15..31 = 17/31 of a month = 10.967741935...
+    assert acme.revenue == Decimal("10.967741935")
+    assert acme.ai_cost == Decimal("77.5")  # 31 days of March at $2.50
+    assert report.attribution.no_plan.cost == Decimal("5")  # Feb 27 and 28
+    by_plan = report.attribution.by_plan["c1"]
+    assert (by_plan["free"].cost, by_plan["pro"].cost) == (Decimal("35"), Decimal("42.5"))
+    assert features == {"c1": [("openai/gpt-4o", Decimal("77.5"))]}
+    assert len(by_day) == 31 and by_feature["cost"].sum() == Decimal("77.5")
+
+
+def test_a_table_download_is_never_a_formula() -> None:
+    import pandas as pd
+
+    from dashboard.margin_frames import safe_csv
+
+    frame = pd.DataFrame(
+        {
+            "name": ['=HYPERLINK("x")', "+cmd", "@SUM(A1)", "\tx", "Acme"],
+            "margin": ["-1.5", "2", "0", "-0.25", "3"],
+        }
+    )
+    lines = safe_csv(frame).splitlines()
+    assert lines[1:] == [
+        '"\'=HYPERLINK(""x"")",-1.5',  # quoted by the CSV, the formula made text
+        "'+cmd,2",
+        "'@SUM(A1),0",
+        "'\tx,-0.25",
+        "Acme,3",
+    ]
