@@ -54,7 +54,7 @@ from typing import Any
 from sqlalchemy import Date, Engine, and_, case, cast, create_engine, func, or_, select, text
 from sqlalchemy.engine import make_url
 
-from bench.common import ADMIN_URL, fresh_pg
+from bench.common import ADMIN_URL, drop_database, fresh_pg
 from tracking.db import make_engine, normalize_url
 from tracking.price_store import RateRow, add_version
 from tracking.pricing import load_price_book
@@ -89,16 +89,7 @@ def copy_of(template_url: str) -> Iterator[str]:
     try:
         yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = :n AND pid <> pg_backend_pid()"
-                ),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+        drop_database(admin, name)
 
 
 def change_prices(engine: Engine) -> int:

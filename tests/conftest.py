@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import Engine, create_engine, delete, text
@@ -42,10 +43,11 @@ def _admin_engine() -> Engine:
     return create_engine(normalize_url(PG_ADMIN_URL), isolation_level="AUTOCOMMIT")
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped at the end."""
-    name = f"unitwise_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def new_pg_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards. Unreachable server: the test is
+    skipped, except under CI=true, where that fails it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = _admin_engine()
     try:
         with admin.connect() as conn:
@@ -56,17 +58,26 @@ def pg_url() -> Iterator[str]:
             pytest.fail(f"PostgreSQL is required under CI=true and is unreachable: {exc}")
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
     url = make_url(normalize_url(PG_ADMIN_URL)).set(database=name)
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = :name AND pid <> pg_backend_pid()"
-            ),
-            {"name": name},
-        )
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    with new_pg_database("unitwise_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -12,22 +12,21 @@ import re
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from dashboard import demo
 from dashboard.accounts import write_plans, write_terms, write_users
 from dashboard.economics import CustomerMargin, Plan, Term, margin_totals
 from dashboard.margin_data import MarginsReport, margins_report
 from dashboard.report import main
-from tests.conftest import PG_ADMIN_URL, _admin_engine, add_test_prices
-from tracking.db import make_engine, normalize_url
+from tests.conftest import add_test_prices, new_pg_database
+from tracking.db import make_engine
 from tracking.events import CallEvent, uuid7
 from tracking.migrate import upgrade
 from tracking.store import write_batch
@@ -294,26 +293,11 @@ def older_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
         eng.dispose()
         yield url
         return
-    name = f"unitwise_report_{uuid.uuid4().hex[:10]}"
-    admin = _admin_engine()
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
-    url = normalize_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    eng = make_engine(url)
-    upgrade(eng, "0003", quiet=True)
-    eng.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(
-            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-            {"n": name},
-        )
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    with new_pg_database("unitwise_report") as url:
+        eng = make_engine(url)
+        upgrade(eng, "0003", quiet=True)
+        eng.dispose()
+        yield url
 
 
 def test_a_store_without_the_accounts_tables_exits_1(
