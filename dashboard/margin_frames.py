@@ -11,22 +11,11 @@ import pandas as pd
 
 from dashboard.economics import CustomerMargin
 from dashboard.economics.plans import PlanMargin
+from dashboard.report import COLUMNS as REPORT_COLUMNS
 from dashboard.report import FORMULA_STARTS
 from tracking.sqltypes import plain_decimal
 
-CUSTOMER_COLUMNS = [
-    "customer",
-    "name",
-    "plan",
-    "revenue",
-    "ai_cost",
-    "fees",
-    "infra",
-    "margin",
-    "margin_pct",
-    "unpriced_calls",
-    "active_days",
-]
+CUSTOMER_COLUMNS = [*REPORT_COLUMNS, "active_days"]  # the report's, and the days active
 
 
 def money(amount: Decimal | None) -> str:
