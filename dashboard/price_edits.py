@@ -26,8 +26,9 @@ from dashboard.price_table import (
     VARIANTS,
     model_key,
     quoted_per,
+    rate_label,
+    rate_text,
     rates_of,
-    shown_rate,
     usual_pers,
     versions_in_force,
 )
@@ -428,10 +429,7 @@ def save_plan(
             _, stored = _stored(conn, now)
             for c in changed:
                 current = {
-                    _label(
-                        r
-                    ): f"${shown_rate(r.rate, r.per, r.unit)} {quoted_per(r.unit, r.per)[1]}"
-                    for r in stored.get((c.provider, c.model), [])
+                    rate_label(r): rate_text(r) for r in stored.get((c.provider, c.model), [])
                 }
                 result.conflicts.append(Conflict(c.provider, c.model, current))
             result.seen = newest_version(conn)
@@ -481,11 +479,6 @@ def _write(conn: Connection, change: ModelChange, who: str, note: str | None) ->
     key = model_key(change.provider, change.model)
     record_change(conn, who, change.action, "price_versions", key, before, after, note=note)
     return version
-
-
-def _label(r: Any) -> str:
-    label = r.unit + ("" if r.variant == "standard" else f" {r.variant}")
-    return label + (f" >{int(r.tier_above):,}" if r.tier_above else "")
 
 
 def new_model_change(

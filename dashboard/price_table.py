@@ -235,7 +235,8 @@ class HistoryEntry:
     changed: str  # what this version changed from the one before, in words
 
 
-def _rate_label(row: Any) -> str:
+def rate_label(row: Any) -> str:
+    """A rate row's name: its unit, variant and tier ('input_tokens batch >200,000')."""
     label = row.unit
     if row.variant != "standard":
         label += f" {row.variant}"
@@ -244,7 +245,8 @@ def _rate_label(row: Any) -> str:
     return label
 
 
-def _rate_text(row: Any) -> str:
+def rate_text(row: Any) -> str:
+    """A stored rate as the page shows it: '$2.5 per 1M tokens'."""
     return f"${shown_rate(row.rate, row.per, row.unit)} {quoted_per(row.unit, row.per)[1]}"
 
 
@@ -277,7 +279,7 @@ def model_history(conn: Connection, provider: str, model: str) -> list[HistoryEn
     entries: list[HistoryEntry] = []
     before: dict[str, str] = {}
     for version in versions:
-        after = {_rate_label(r): _rate_text(r) for r in rates[version.id]}
+        after = {rate_label(r): rate_text(r) for r in rates[version.id]}
         entries.append(HistoryEntry(version, after, describe_change(before, after)))
         before = after
     return entries
@@ -294,7 +296,7 @@ def history_points(conn: Connection, provider: str, model: str, now: datetime) -
     for version in versions:
         for r in rates[version.id]:
             rows.append(
-                (version.effective_from, _rate_label(r), float(shown_rate(r.rate, r.per, r.unit)))
+                (version.effective_from, rate_label(r), float(shown_rate(r.rate, r.per, r.unit)))
             )
     frame = pd.DataFrame(rows, columns=["from", "rate_of", "dollars"])
     if versions and versions[-1].effective_from < now:
