@@ -223,3 +223,19 @@ def test_migration_0004_adds_the_accounts_tables_to_a_0003_store(engine) -> None
         conn.execute(insert(plans).values(name="eu", price=1, period="month", currency="EUR"))
     with engine.begin() as conn:
         conn.execute(plans.delete())
+
+
+def test_migration_0006_adds_scenarios_and_alerts_sent_to_a_0005_store(engine) -> None:
+    from tracking.migrate import downgrade, upgrade
+
+    downgrade(engine, "0005")
+    try:
+        names = set(inspect(engine).get_table_names())
+        assert "scenarios" not in names and "alerts_sent" not in names
+        assert "budgets" in names
+    finally:
+        upgrade(engine)
+    names = set(inspect(engine).get_table_names())
+    assert {"scenarios", "alerts_sent"} <= names
+    keys = inspect(engine).get_pk_constraint("alerts_sent")["constrained_columns"]
+    assert keys == ["alert_key", "channel"]

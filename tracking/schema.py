@@ -327,6 +327,33 @@ budgets = Table(
 )
 
 
+# What-if scenarios saved by name: ``params`` holds the levers as JSON (money and rates as
+# decimal strings, never floats), read back by the simulator exactly as saved.
+scenarios = Table(
+    "scenarios",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("params", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", Text),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("updated_by", Text),
+)
+
+# Alerts already delivered: one row per alert (``alert_key``: what crossed, e.g. a budget, its
+# period and threshold, or a scope's anomaly day) and channel ("webhook", "email"), so that a
+# check run again, by cron or by the app, sends nothing twice.
+alerts_sent = Table(
+    "alerts_sent",
+    metadata,
+    Column("alert_key", String(400), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("sent_at", UTCDateTime, nullable=False),
+    Column("detail", JSON),
+    PrimaryKeyConstraint("alert_key", "channel"),
+)
+
+
 def _index(table: Table, *columns: str) -> Index:
     return next(ix for ix in table.indexes if tuple(ix.columns.keys()) == columns)
 
