@@ -114,7 +114,12 @@ def test_unpriced_calls_repriced_as_new_calls_are_priced_once_and_audited(
         assert quote_call(book, original) == (original.cost_usd, version)
         assert original.cost_usd > 0
 
-    (entry,) = audits(engine)
+    started, entry = audits(engine)  # three batches: a row with the first, one with the last
+    assert (started.action, started.key, started.after) == (
+        "reprice started",
+        entry.key,
+        {"batch_size": 15},
+    )
     assert (entry.who, entry.action, entry.table_name) == ("cli", "reprice", "calls")
     assert "unpriced only" in entry.key and entry.note is None
     assert entry.before["total"] == {"calls": 40, "unpriced_calls": 40, "cost_usd": "0.000000000"}
@@ -132,7 +137,7 @@ def test_unpriced_calls_repriced_as_new_calls_are_priced_once_and_audited(
     assert {k: v for k, v in after.items() if k != "audits"} == {
         k: v for k, v in before.items() if k != "audits"
     }
-    assert [e.note for e in audits(engine)[1:]] == ["nothing to change"] * 2
+    assert [e.note for e in audits(engine)[2:]] == ["nothing to change"] * 2
 
 
 def test_a_price_correction_reprices_only_the_model_and_days_selected(
@@ -409,8 +414,8 @@ def test_a_batch_that_fails_to_write_stops_the_reprice_and_leaves_the_store_cons
     configured: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The batches before it stay committed and its own rolls back (on PostgreSQL, the one
-    written beside it may commit too); no audit row, no connection left open, rollups equal
-    to the calls, and a second run finishes the work."""
+    written beside it may commit too); the audit log says the run started and how far it got,
+    no connection is left open, rollups equal the calls, and a second run finishes the work."""
     from tracking import reprice
 
     record_calls("house-7b", 60)
@@ -429,17 +434,46 @@ def test_a_batch_that_fails_to_write_stops_the_reprice_and_leaves_the_store_cons
         apply_reprice(engine, unpriced_only=True, batch_size=10)
     monkeypatch.undo()
     assert engine.pool.checkedout() == 0
-    assert audits(engine) == []
     assert_rollups_equal_the_calls(engine)
     with engine.connect() as conn:
         left = conn.execute(select(func.count()).where(calls.c.cost_usd.is_(None))).scalar_one()
         third_cost = conn.execute(select(calls.c.cost_usd).where(calls.c.id == third)).scalar()
     assert third_cost is None
     assert left == 40 if engine.dialect.name == "sqlite" else left in (30, 40)
+    started, failed = audits(engine)
+    assert (started.action, failed.action) == ("reprice started", "reprice failed")
+    assert failed.key == started.key and "unpriced only" in failed.key
+    assert failed.after == {
+        "batches_committed": (60 - left) // 10,
+        "changed_calls": 60 - left,
+        "error": "RuntimeError: the store went away",
+    }
+    assert "run it again to finish" in failed.note
     result = apply_reprice(engine, unpriced_only=True, batch_size=10)
     assert result.preview.changed == left
     assert_rollups_equal_the_calls(engine)
-    assert [entry.action for entry in audits(engine)] == ["reprice"]
+    assert [entry.action for entry in audits(engine)][2:] == ["reprice started", "reprice"]
+
+
+def test_a_reprice_failing_in_its_first_batch_leaves_no_audit_row(
+    configured: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing was committed, so nothing is logged: the started row rolls back with its batch."""
+    from tracking import reprice
+
+    record_calls("house-7b", 30)
+    add_house_price(engine)
+
+    def failing(conn: Any, priced: Any) -> None:
+        raise RuntimeError("the store went away")
+
+    monkeypatch.setattr(reprice, "_write_batch", failing)
+    with pytest.raises(RuntimeError, match="the store went away"):
+        apply_reprice(engine, unpriced_only=True, batch_size=10)
+    assert audits(engine) == []
+    with engine.connect() as conn:
+        left = conn.execute(select(func.count()).where(calls.c.cost_usd.is_(None))).scalar_one()
+    assert left == 30
 
 
 @pytest.mark.postgres

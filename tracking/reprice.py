@@ -16,6 +16,7 @@ nano-dollars. Measured in bench/README.md (reprice).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -66,6 +67,8 @@ from tracking.schema import (
     rollup_keys,
 )
 from tracking.sqltypes import NANO, NANOS_PER_DOLLAR
+
+log = logging.getLogger("unitwise")
 
 # (batch number, calls read so far, calls changed so far)
 Progress = Callable[[int, int, int], None]
@@ -131,7 +134,10 @@ def apply_reprice(
 ) -> RepriceResult:
     """Reprice the selection in batches of ``batch_size`` calls by id, one transaction each; the
     audit row goes in with the last batch (or alone, "nothing to change"), once every batch
-    before it is committed.
+    before it is committed. A run of several batches also writes a "reprice started" row with
+    its first batch, and one that fails after some are committed a "reprice failed" row (how
+    many batches and changed calls were committed, and the error), so the log holds every
+    change, finished or not; running again finishes the work.
 
     On PostgreSQL the calling thread reads and prices a batch while up to ``WRITERS`` batches
     before it are written (calls, rollups, commit) on threads of their own, so that the
@@ -150,57 +156,76 @@ def apply_reprice(
     after_id: Any = None
     batches = 0
     threads = WRITERS if engine.dialect.name == "postgresql" else 0
-    with _Writes(threads, progress) as writes:
-        while True:
-            conn = engine.connect()
-            handed_over = False
-            try:
-                conn.begin()
-                rows = _lock_batch(conn, selection, after_id, batch_size)
-                priced = _Priced()
-                for begin in range(0, len(rows), _PAUSE_EVERY):
-                    _price_rows(book, rows[begin : begin + _PAUSE_EVERY], priced)
-                    if threads:  # a writing thread waiting for the GIL takes it now
-                        time.sleep(0)
-                _add_to_preview(preview, priced)
-                last = len(rows) < batch_size  # a full batch may have more after it
-                if rows:
-                    batches += 1
-                    after_id = rows[-1][0]
-                counts = (batches, preview.selected, preview.changed)
-                if threads and not last:
-                    writes.submit(conn, priced, counts)
-                    handed_over = True  # the writing thread commits and closes it
-                    continue
-                writes.finish()
-                _write_batch(conn, priced)
-                if rows and progress is not None:
-                    progress(*counts)
-                if last:
-                    audit_id = _audit(conn, preview, who, note)
-                conn.commit()
-                if last:
-                    return RepriceResult(preview, batches, audit_id)
-            finally:
-                if not handed_over:
-                    conn.close()  # rolls back what was not committed
+    writes = _Writes(threads, progress)
+    try:
+        with writes:
+            while True:
+                conn = engine.connect()
+                handed_over = False
+                try:
+                    conn.begin()
+                    rows = _lock_batch(conn, selection, after_id, batch_size)
+                    priced = _Priced()
+                    for begin in range(0, len(rows), _PAUSE_EVERY):
+                        _price_rows(book, rows[begin : begin + _PAUSE_EVERY], priced)
+                        if threads:  # a writing thread waiting for the GIL takes it now
+                            time.sleep(0)
+                    _add_to_preview(preview, priced)
+                    last = len(rows) < batch_size  # a full batch may have more after it
+                    if rows:
+                        batches += 1
+                        after_id = rows[-1][0]
+                    if batches == 1 and not last:  # committed with the first of several
+                        _audit_start(conn, selection, who, note, batch_size)
+                    counts = (batches, preview.selected, preview.changed)
+                    if threads and not last:
+                        writes.submit(conn, priced, counts)
+                        handed_over = True  # the writing thread commits and closes it
+                        continue
+                    writes.finish()
+                    _write_batch(conn, priced)
+                    if rows and progress is not None:
+                        progress(*counts)
+                    if last:
+                        audit_id = _audit(conn, preview, who, note)
+                    conn.commit()
+                    if last:
+                        return RepriceResult(preview, batches, audit_id)
+                    writes.committed(len(priced.changes))
+                finally:
+                    if not handed_over:
+                        conn.close()  # rolls back what was not committed
+    except Exception as error:
+        if writes.batches_committed:
+            _audit_failure(engine, selection, writes, error, who, note)
+        raise
 
 
 class _Writes:
     """Batches written and committed on threads of their own while the caller prices the next;
-    ``progress`` is called on the caller's thread as each one is committed, in order."""
+    ``progress`` is called on the caller's thread as each one is committed, in order. It also
+    counts the batches committed (on any thread) and their changed calls, for the audit row of
+    a run that fails part way."""
 
     def __init__(self, threads: int, progress: Progress | None) -> None:
         self.threads = threads
         self.progress = progress
         self.pool = ThreadPoolExecutor(max(threads, 1), thread_name_prefix="reprice-write")
-        self.pending: deque[tuple[Future[None], tuple[int, int, int]]] = deque()
+        self.pending: deque[tuple[Future[None], tuple[int, int, int], int]] = deque()
+        self.batches_committed = 0
+        self.calls_changed = 0
+
+    def committed(self, changed: int) -> None:
+        """Count a batch committed, with ``changed`` calls."""
+        self.batches_committed += 1
+        self.calls_changed += changed
 
     def submit(self, conn: Connection, priced: _Priced, counts: tuple[int, int, int]) -> None:
         """Write the batch read on ``conn`` once a thread is free (the oldest batch done)."""
         while len(self.pending) >= self.threads:
             self._finish_oldest()
-        self.pending.append((self.pool.submit(_write_and_commit, conn, priced), counts))
+        done = self.pool.submit(_write_and_commit, conn, priced)
+        self.pending.append((done, counts, len(priced.changes)))
 
     def finish(self) -> None:
         """Wait until every batch handed over is committed; raises a batch's error."""
@@ -208,8 +233,9 @@ class _Writes:
             self._finish_oldest()
 
     def _finish_oldest(self) -> None:
-        done, counts = self.pending.popleft()
+        done, counts, changed = self.pending.popleft()
         done.result()
+        self.committed(changed)
         if self.progress is not None:
             self.progress(*counts)
 
@@ -217,8 +243,10 @@ class _Writes:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        for done, _counts in self.pending:  # after an error: the writes in flight end first
-            done.exception()
+        for done, _counts, changed in self.pending:  # after an error: the writes in flight end
+            if done.exception() is None:
+                self.committed(changed)
+        self.pending.clear()
         self.pool.shutdown()
 
 
@@ -566,3 +594,54 @@ def _audit(conn: Connection, preview: Preview, who: str, note: str | None) -> in
         after,
         note=note,
     )
+
+
+def _audit_start(
+    conn: Connection, selection: Selection, who: str, note: str | None, batch_size: int
+) -> None:
+    """The row that says a run of several batches began, committed with its first batch: a run
+    that never finishes (an error, a killed process) still left a record of what it changed."""
+    record_change(
+        conn,
+        who,
+        "reprice started",
+        "calls",
+        selection.describe(),
+        None,
+        {"batch_size": batch_size},
+        note=note,
+    )
+
+
+def _audit_failure(
+    engine: Engine,
+    selection: Selection,
+    writes: _Writes,
+    error: Exception,
+    who: str,
+    note: str | None,
+) -> None:
+    """After a failed run whose first batches are committed: a row saying how far it got, in a
+    transaction of its own. If the store refuses that too, the run's own error is what the
+    caller sees (the "reprice started" row is then the record)."""
+    reason = f"{type(error).__name__}: {error}"[:500]
+    after = {
+        "batches_committed": writes.batches_committed,
+        "changed_calls": writes.calls_changed,
+        "error": reason,
+    }
+    told = "stopped part way; run it again to finish (it changes only what is left)"
+    try:
+        with engine.begin() as conn:
+            record_change(
+                conn,
+                who,
+                "reprice failed",
+                "calls",
+                selection.describe(),
+                None,
+                after,
+                note=told if note is None else f"{note} ({told})",
+            )
+    except Exception:  # the store is the likely cause of the error itself
+        log.warning("reprice: could not write the audit row of the failed run", exc_info=True)
