@@ -37,7 +37,8 @@ class Alert:
 
 
 def _money(amount: Decimal) -> str:
-    return f"${plain_decimal(amount.quantize(Decimal('0.01')))}"
+    """'$1,234.50': to the cent for reading (the detail keeps the exact amount)."""
+    return f"${amount:,.2f}"
 
 
 def _budget_detail(s: BudgetStatus) -> dict[str, Any]:
