@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import smtplib
 import socket
 import subprocess
 import sys
@@ -20,10 +21,11 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from sqlalchemy import Engine, func, select
 
 from tracking.alert_delivery import Email, Webhook, channels_from_env, deliver
-from tracking.alerts import due_alerts
+from tracking.alerts import Alert, due_alerts
 from tracking.anomalies import AnomalyRule, find_anomalies, judge
 from tracking.budget_store import Budget, add_budget
 from tracking.cli import main
@@ -168,7 +170,7 @@ def test_thresholds_crossed_and_the_hard_limit_hit(engine: Engine) -> None:
         "budget|soft|2026-11|10%",
     ]
     assert alerts[0].kind == "hard_limit"
-    assert "plus 1 calls of unknown cost; calls are refused" in alerts[0].message
+    assert "plus 1 call of unknown cost; calls it covers are refused" in alerts[0].message
     with engine.connect() as conn:  # December is a new period: nothing due yet
         assert due_alerts(conn, datetime(2026, 12, 1, tzinfo=UTC), anomaly_days=0) == []
 
@@ -198,6 +200,37 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
     controller.start()
     yield box, controller.port
     controller.stop()
+
+
+def test_email_logs_in_with_the_user_and_password() -> None:
+    box, logins = Mailbox(), []
+
+    def check(server, session, envelope, mechanism, data) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        logins.append((data.login.decode(), data.password.decode()))
+        return AuthResult(success=data.password == b"right", handled=False)
+
+    controller = Controller(
+        box,
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=check,
+        auth_require_tls=False,  # plain text on localhost only: STARTTLS is the default
+        auth_exclude_mechanism={"LOGIN"},  # PLAIN only: smtplib would retry a refusal with LOGIN
+    )
+    controller.start()
+    try:
+        alert = Alert("k", "threshold", "Budget 'x' passed 50%.")
+        mail = Email("127.0.0.1", controller.port, "a@x.test", ("b@x.test",), "me", "wrong", False)
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            mail.send([alert])
+        Email("127.0.0.1", controller.port, "a@x.test", ("b@x.test",), "me", "right", False).send(
+            [alert]
+        )
+    finally:
+        controller.stop()
+    assert logins == [("me", "wrong"), ("me", "right")]
+    assert len(box.messages) == 1 and "Budget 'x' passed 50%." in box.messages[0]
 
 
 class Receiver(ThreadingHTTPServer):

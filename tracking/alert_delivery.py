@@ -6,7 +6,9 @@ sent before (the insert skips a key already there), sends the new ones in one me
 commits only when the send succeeded. A failed send rolls the rows back, so the alerts stay
 unsent and the next run retries them. A second run at the same time waits on the first one's
 uncommitted rows (PostgreSQL: the row lock; SQLite: the write lock, up to its busy timeout) and
-then skips what the first one sent, so two cron runs never both send an alert. A run killed
+then skips what the first one sent, so two cron runs never both send an alert. (On SQLite the
+send holds the write lock, at most ``TIMEOUT`` per channel: the host app's writer waits that
+long, its calls queued meanwhile.) A run killed
 after the send and before the commit sends those alerts again next time (at least once, never
 silently lost).
 

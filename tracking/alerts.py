@@ -61,14 +61,17 @@ def budget_alerts(s: BudgetStatus) -> list[Alert]:
     base = f"budget|{b.name}|{s.spend.period.label}"
     of = f"{_money(spent)} of {_money(s.limit)} in {s.spend.period.label} ({b.describe_scope()})"
     unpriced = s.spend.unpriced_calls
-    unknown = f", plus {unpriced} calls of unknown cost" if unpriced else ""
+    unknown = (
+        f", plus {unpriced} call{'s' if unpriced != 1 else ''} of unknown cost" if unpriced else ""
+    )
     found = []
     if b.hard and spent >= s.limit:
         found.append(
             Alert(
                 f"{base}|hard",
                 "hard_limit",
-                f"Budget {b.name!r} hit its hard limit: {of}{unknown}; calls are refused.",
+                f"Budget {b.name!r} hit its hard limit: {of}{unknown}; "
+                "calls it covers are refused.",
                 _budget_detail(s),
             )
         )
