@@ -417,10 +417,18 @@ def test_cli_check_delivers_and_exits_3_on_a_hard_limit(
     assert main(["alerts", "check", "--url", store_url]) == 1
 
 
-def test_cli_bad_options_exit_2(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_bad_options_exit_2_and_an_unreachable_store_1(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["alerts", "check", "--url", store_url, "--k", "lots"]) == 2
     assert "k: 'lots' is not a number" in capsys.readouterr().err
     assert main(["alerts", "check", "--url", store_url, "--anomaly-scopes", "team"]) == 2
+    monkeypatch.setenv("UNITWISE_SMTP_HOST", "smtp.example.com")
+    assert main(["alerts", "check", "--url", store_url]) == 2
+    assert "UNITWISE_SMTP_FROM" in capsys.readouterr().err
+    monkeypatch.delenv("UNITWISE_SMTP_HOST")
+    assert main(["alerts", "check", "--url", "postgresql://postgres@127.0.0.1:1/none"]) == 1
+    assert "OperationalError" in capsys.readouterr().err
 
 
 def test_cli_as_a_process_without_channels(store_url: str, engine: Engine) -> None:

@@ -98,18 +98,16 @@ def _series(conn: Connection, scope: str, first: date, last: date) -> dict[Any, 
     """Cost per scope value and day, from ``first`` to ``last`` (UTC days), exact."""
     table = daily_user_rollups if scope == "user" else daily_feature_model_rollups
     c = table.c
-    column = None if scope == "all" else c["user_id" if scope == "user" else scope]
-    picked = [c.day, func.sum(c.cost_usd)]
-    query = select(*([column] if column is not None else []), *picked)
-    query = query.where(c.day >= first, c.day <= last)
-    if column is not None:
-        query = query.where(column != "").group_by(column, c.day)
-    else:
-        query = query.group_by(c.day)
+    keys = [] if scope == "all" else [c["user_id" if scope == "user" else scope]]
+    query = (
+        select(*keys, c.day, func.sum(c.cost_usd))
+        .where(c.day >= first, c.day <= last, *(k != "" for k in keys))
+        .group_by(*keys, c.day)
+    )
     found: dict[Any, dict[date, Any]] = {}
     for row in conn.execute(query):
-        value, day, cost = (None, *row) if column is None else tuple(row)
-        found.setdefault(value, {})[day] = cost if cost is not None else Decimal(0)
+        *value, day, cost = row
+        found.setdefault(value[0] if value else None, {})[day] = cost or Decimal(0)
     return found
 
 
