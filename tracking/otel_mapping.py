@@ -1,0 +1,235 @@
+"""OpenTelemetry GenAI spans to Unitwise calls: one pure mapping for the span processor and the
+OTLP endpoint alike (no opentelemetry import, so both share it and it is cheap to import).
+
+What is read, by attribute (the current GenAI semantic conventions first, then the older names,
+then the emitters' own):
+
+- provider: ``gen_ai.provider.name``, else ``gen_ai.system`` (lower-cased, a few renamed to the
+  price table's ids); model: ``gen_ai.response.model``, else ``gen_ai.request.model``;
+  operation: ``gen_ai.operation.name``, else OpenLLMetry's ``llm.request.type``.
+- tokens: ``gen_ai.usage.input_tokens`` / ``prompt_tokens``, ``output_tokens`` /
+  ``completion_tokens``, ``cache_read.input_tokens`` / ``cache_read_input_tokens``,
+  ``cache_creation.input_tokens`` / ``cache_creation_input_tokens``,
+  ``reasoning.output_tokens`` / ``reasoning_tokens`` (and ``llm.usage.*`` beside them).
+- the response id (``gen_ai.response.id``), ``error.type``, and user (``user.id``,
+  ``enduser.id``) and feature (a chosen attribute, ``service.name`` by default) from the span's
+  attributes, then its resource's.
+
+Cache tokens (DESIGN.md, "Data model"): the store's ``input_tokens`` is all input, cache read
+and write included. The conventions say the same of ``gen_ai.usage.input_tokens``, and OpenAI's
+emitters follow them; an emitter that passes Anthropic's ``input_tokens`` through reports input
+*beside* the cache. Which reading applies is told by the span's instrumentation scope
+(``EXCLUSIVE_INPUT_SCOPES``), or by the numbers themselves: cache parts larger than the input, or
+a total (``gen_ai.usage.total_tokens``, ``llm.usage.total_tokens``) that counts them beside it.
+So a cached token is counted once, whichever library emitted it. Checked against the packages'
+code: the official ``opentelemetry-instrumentation-openai-v2`` (2.4b0) and OpenLLMetry's
+``opentelemetry-instrumentation-openai`` and ``-anthropic`` (0.62.4) all report input with the
+cache inside it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+# call ids of spans: uuid5 of the trace and span ids, the same on every export of the span
+SPAN_NAMESPACE = uuid.UUID("0b9f4c52-7d2e-4f0a-9c31-5e8a1d6b2f47")
+
+DEFAULT_FEATURE_ATTRIBUTE = "service.name"
+USER_ATTRIBUTES = ("user.id", "enduser.id")
+
+# (store field, attribute names in the order they are tried)
+TOKEN_ATTRIBUTES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("input_tokens", ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")),
+    ("output_tokens", ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")),
+    (
+        "cache_read_tokens",
+        (
+            "gen_ai.usage.cache_read.input_tokens",
+            "gen_ai.usage.cache_read_input_tokens",
+            "llm.usage.cache_read_input_tokens",
+        ),
+    ),
+    (
+        "cache_write_tokens",
+        (
+            "gen_ai.usage.cache_creation.input_tokens",
+            "gen_ai.usage.cache_creation_input_tokens",
+            "llm.usage.cache_creation_input_tokens",
+        ),
+    ),
+    (
+        "reasoning_tokens",
+        (
+            "gen_ai.usage.reasoning.output_tokens",
+            "gen_ai.usage.reasoning_tokens",
+            "llm.usage.reasoning_tokens",
+        ),
+    ),
+)
+
+# instrumentation scopes whose input_tokens leave out the cached tokens (Anthropic's own reading)
+EXCLUSIVE_INPUT_SCOPES: frozenset[str] = frozenset()
+
+# GenAI provider names the conventions use, renamed to the price table's provider ids
+PROVIDER_IDS = {
+    "azure.ai.openai": "azure",
+    "az.ai.openai": "azure",
+    "azure.ai.inference": "azure",
+    "aws.bedrock": "aws",
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "gcp.gen_ai": "google",
+    "x_ai": "x-ai",
+    "mistral_ai": "mistral",
+}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SpanData:
+    """What the mapping needs of one ended span, whether from the SDK or an OTLP body."""
+
+    trace_id: int
+    span_id: int
+    name: str
+    start_ns: int
+    end_ns: int
+    attributes: Mapping[str, Any]
+    resource: Mapping[str, Any]
+    scope_name: str | None  # the instrumentation scope: which emitter's reading applies
+    error: bool
+    status_message: str | None
+
+
+def is_genai(span: SpanData) -> bool:
+    """A span of an AI call: it names a GenAI operation or reports GenAI usage."""
+    attributes = span.attributes
+    if "gen_ai.operation.name" in attributes or "llm.request.type" in attributes:
+        return True
+    return any(key.startswith(("gen_ai.usage.", "llm.usage.")) for key in attributes)
+
+
+def call_id(trace_id: int, span_id: int) -> uuid.UUID:
+    """The call's id: the same span, exported any number of times, is one call."""
+    return uuid.uuid5(SPAN_NAMESPACE, f"{trace_id:032x}{span_id:016x}")
+
+
+def call_kwargs(span: SpanData, feature_attribute: str | None = None) -> dict[str, Any] | None:
+    """Keyword arguments of ``tracking.record(**kwargs)`` for a GenAI span; None for any other.
+
+    ``feature_attribute`` names the span or resource attribute read as the feature
+    (``service.name`` when None). Values are passed on as found: ``record`` validates them, so a
+    malformed span is refused with a message, like any bad call.
+    """
+    if not is_genai(span):
+        return None
+    attributes = span.attributes
+    get = attributes.get
+    requested = _text(get("gen_ai.request.model"))
+    kwargs: dict[str, Any] = {
+        "provider": provider_of(attributes),
+        "model": _text(get("gen_ai.response.model")) or requested or "unknown",
+        "call_id": call_id(span.trace_id, span.span_id),
+        "occurred_at": _EPOCH + timedelta(microseconds=span.start_ns // 1000),
+        "duration_ms": max(0, (span.end_ns - span.start_ns) // 1_000_000),
+        "status": "error" if span.error else "ok",
+    }
+    if requested is not None:
+        kwargs["requested_model"] = requested
+    operation = _text(get("gen_ai.operation.name")) or _text(get("llm.request.type"))
+    if operation is not None:
+        kwargs["operation"] = operation
+    response_id = _text(get("gen_ai.response.id"))
+    if response_id is not None:
+        kwargs["request_id"] = response_id
+    error_type = _text(get("error.type"))
+    if error_type is not None:
+        kwargs["error_type"] = error_type
+    elif span.error:
+        kwargs["error_type"] = "error"
+    kwargs.update(usage_of(attributes, span.scope_name))
+    user = _first(span, USER_ATTRIBUTES)
+    if user is not None:
+        kwargs["user_id"] = user
+    feature = _first(span, (feature_attribute or DEFAULT_FEATURE_ATTRIBUTE,))
+    if feature is not None and not feature.startswith("unknown_service"):
+        kwargs["feature"] = feature  # the SDK's stand-in for an unnamed service is no feature
+    return kwargs
+
+
+def provider_of(attributes: Mapping[str, Any]) -> str:
+    """``gen_ai.provider.name``, else the older ``gen_ai.system``, as a price table id."""
+    name = _text(attributes.get("gen_ai.provider.name")) or _text(attributes.get("gen_ai.system"))
+    if name is None:
+        return "unknown"
+    name = name.lower()
+    return PROVIDER_IDS.get(name, name)
+
+
+def usage_of(attributes: Mapping[str, Any], scope_name: str | None) -> dict[str, int]:
+    """The token counts in the store's convention: input_tokens is all input, cache included."""
+    usage: dict[str, int] = {}
+    for field, names in TOKEN_ATTRIBUTES:
+        for name in names:
+            value = count(attributes.get(name))
+            if value is not None:
+                usage[field] = value
+                break
+    reported = usage.get("input_tokens")
+    cached = usage.get("cache_read_tokens", 0) + usage.get("cache_write_tokens", 0)
+    if reported is not None and cached and _input_excludes_cache(attributes, usage, scope_name):
+        usage["input_tokens"] = reported + cached
+    return usage
+
+
+def _input_excludes_cache(
+    attributes: Mapping[str, Any], usage: Mapping[str, int], scope_name: str | None
+) -> bool:
+    """Whether this span's input_tokens leaves the cache parts out: its emitter is known to, or
+    its own numbers say so (parts larger than the whole, or a total that adds them beside it)."""
+    if scope_name in EXCLUSIVE_INPUT_SCOPES:
+        return True
+    reported = usage["input_tokens"]
+    cached = usage.get("cache_read_tokens", 0) + usage.get("cache_write_tokens", 0)
+    if cached > reported:
+        return True
+    total = count(attributes.get("gen_ai.usage.total_tokens"))
+    if total is None:
+        total = count(attributes.get("llm.usage.total_tokens"))
+    output = usage.get("output_tokens", 0)
+    return total is not None and total == reported + cached + output
+
+
+def count(value: object) -> int | None:
+    """A token count as an attribute holds it: an int, or digits (OTLP JSON sends int64 as
+    strings); anything else is no count."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _first(span: SpanData, names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` found in the span's attributes, then in its resource's."""
+    for attributes in (span.attributes, span.resource):
+        for name in names:
+            value = attributes.get(name)
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, int) and not isinstance(value, bool):
+                return str(value)
+    return None
