@@ -164,6 +164,12 @@ def test_an_error_span_keeps_its_error_type() -> None:
     assert kwargs is not None
     assert (kwargs["status"], kwargs["error_type"]) == ("error", "RateLimitError")
     assert "input_tokens" not in kwargs  # not reported is not zero
+    as_class = call_kwargs(
+        span(
+            {"gen_ai.operation.name": "chat", "error.type": "<class 'openai.APIError'>"}, error=True
+        )
+    )
+    assert as_class is not None and as_class["error_type"] == "APIError"
     untyped = call_kwargs(span({"gen_ai.operation.name": "chat"}, error=True))
     assert untyped is not None and untyped["error_type"] == "error"
 

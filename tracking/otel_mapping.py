@@ -147,7 +147,7 @@ def call_kwargs(span: SpanData, feature_attribute: str | None = None) -> dict[st
     response_id = _text(get("gen_ai.response.id"))
     if response_id is not None:
         kwargs["request_id"] = response_id
-    error_type = _text(get("error.type"))
+    error_type = error_type_of(get("error.type"))
     if error_type is not None:
         kwargs["error_type"] = error_type
     elif span.error:
@@ -203,6 +203,15 @@ def _input_excludes_cache(
         total = count(attributes.get("llm.usage.total_tokens"))
     output = usage.get("output_tokens", 0)
     return total is not None and total == reported + cached + output
+
+
+def error_type_of(value: object) -> str | None:
+    """``error.type``; an exception class set as the value (openai-v2 2.4b0 does) reaches the
+    exporter as ``"<class 'openai.RateLimitError'>"``: its class name is the type."""
+    text = _text(value)
+    if text is not None and text.startswith("<class '") and text.endswith("'>"):
+        return text[8:-2].rpartition(".")[2] or None
+    return text
 
 
 def count(value: object) -> int | None:
