@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 import tracking
-from bench.common import finish_tracking, fresh_pg
+from bench.common import finish_tracking, fresh_pg, start_tracking
 from bench.overhead import report
 from tracking.otel import SpanProcessor, span_data
 from tracking.otel_mapping import call_kwargs
@@ -99,10 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     n = args.spans
     with fresh_pg() as url, tempfile.TemporaryDirectory() as tmp:
-        tracking.configure(url=url, journal_path=f"{tmp}/journal.jsonl", queue_size=8 * n)
-        tracking.record(provider="openai", model="gpt-4o", input_tokens=1)
-        tracking.flush(30)
-        assert tracking.stats()["prices_loaded"]
+        start_tracking(url, tmp, queue_size=8 * n)
 
         ours = SpanProcessor()
         theirs = BatchSpanProcessor(NoExport(), max_queue_size=4 * n)
