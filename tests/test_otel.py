@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import anthropic
@@ -22,10 +23,10 @@ from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
 from opentelemetry.instrumentation.openai import OpenAIInstrumentor as OpenLLMetryOpenAI
 from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor as OfficialOpenAI
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanContext, StatusCode
 
 import tracking
 import tracking.otel
@@ -262,6 +263,30 @@ def test_a_span_seen_again_is_one_call(configured, stub, spans) -> None:
     again.on_end(span)
     (row,) = logged(configured)
     assert row.input_tokens == 1200
+
+
+def test_a_readable_span_made_elsewhere_and_none_after_shutdown(configured) -> None:
+    """A ReadableSpan built from plain values (as a bridge or a test would hand one over) is read
+    too; after the provider's shutdown, spans are no calls, as for the SDK's own processors."""
+    processor = tracking.otel.SpanProcessor()
+    start = 1_767_225_600_000_000_000
+
+    def ended(span_id: int) -> ReadableSpan:
+        return ReadableSpan(
+            name="chat gpt-4o",
+            context=SpanContext(trace_id=7, span_id=span_id, is_remote=False),
+            attributes={"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 10},
+            resource=Resource.create({"service.name": "billing"}),
+            start_time=start,
+            end_time=start + 2_500_000,
+        )
+
+    processor.on_end(ended(1))
+    processor.shutdown()
+    processor.on_end(ended(2))
+    (row,) = logged(configured)
+    assert (row.input_tokens, row.feature, row.duration_ms) == (10, "billing", 2)
+    assert row.occurred_at.replace(tzinfo=UTC) == datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_other_spans_are_not_calls(configured, spans) -> None:
