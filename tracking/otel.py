@@ -80,11 +80,9 @@ class SpanProcessor(sdk_trace.SpanProcessor):
         ``tracking.attribute()`` block's user and feature winning over the span's."""
         span_context = span.context
         start = span.start_time or 0
-        scope = span.instrumentation_scope
         fields = genai_kwargs(
             attributes,
             self._resource_attributes(span.resource),
-            scope.name if scope is not None else None,
             span_context.trace_id if span_context is not None else 0,
             span_context.span_id if span_context is not None else 0,
             start,

@@ -18,9 +18,10 @@ then the emitters' own):
 Cache tokens (DESIGN.md, "Data model"): the store's ``input_tokens`` is all input, cache read
 and write included. The conventions say the same of ``gen_ai.usage.input_tokens``, and OpenAI's
 emitters follow them; an emitter that passes Anthropic's ``input_tokens`` through reports input
-*beside* the cache. Which reading applies is told by the span's instrumentation scope
-(``EXCLUSIVE_INPUT_SCOPES``), or by the numbers themselves: cache parts larger than the input, or
-a total (``gen_ai.usage.total_tokens``, ``llm.usage.total_tokens``) that counts them beside it.
+*beside* the cache. Which reading applies is told by the numbers themselves: cache parts larger
+than the input, or a total (``gen_ai.usage.total_tokens``, ``llm.usage.total_tokens``) that
+counts them beside it. (No emitter checked needs more; ``SpanData.scope_name`` is kept to tell
+one apart should one ever need a rule of its own.)
 So a cached token is counted once, whichever library emitted it. Checked against the packages'
 code: the official ``opentelemetry-instrumentation-openai-v2`` (2.4b0) and OpenLLMetry's
 ``opentelemetry-instrumentation-openai`` and ``-anthropic`` (0.62.4) all report input with the
@@ -70,9 +71,6 @@ TOKEN_ATTRIBUTES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
 )
-
-# instrumentation scopes whose input_tokens leave out the cached tokens (Anthropic's own reading)
-EXCLUSIVE_INPUT_SCOPES: frozenset[str] = frozenset()
 
 # GenAI provider names the conventions use, renamed to the price table's provider ids
 PROVIDER_IDS = {
@@ -148,7 +146,6 @@ def call_kwargs(span: SpanData, feature_attribute: str | None = None) -> dict[st
     return genai_kwargs(
         span.attributes,
         span.resource,
-        span.scope_name,
         span.trace_id,
         span.span_id,
         span.start_ns,
@@ -161,7 +158,6 @@ def call_kwargs(span: SpanData, feature_attribute: str | None = None) -> dict[st
 def genai_kwargs(
     attributes: Mapping[str, Any],
     resource: Mapping[str, Any],
-    scope_name: str | None,
     trace_id: int,
     span_id: int,
     start_ns: int,
@@ -201,7 +197,7 @@ def genai_kwargs(
         kwargs["error_type"] = error_type
     elif error:
         kwargs["error_type"] = "error"
-    add_usage(kwargs, get, scope_name)
+    add_usage(kwargs, get)
     # user.id / enduser.id and the feature attribute: the span's own, else its resource's
     user = get("user.id") or get("enduser.id") or resource.get("user.id")
     user = _label(user or resource.get("enduser.id"))
@@ -222,14 +218,14 @@ def provider_of(attributes: Mapping[str, Any]) -> str:
     return PROVIDER_IDS.get(name, name)
 
 
-def usage_of(attributes: Mapping[str, Any], scope_name: str | None) -> dict[str, int]:
+def usage_of(attributes: Mapping[str, Any]) -> dict[str, int]:
     """The token counts in the store's convention: input_tokens is all input, cache included."""
     usage: dict[str, Any] = {}
-    add_usage(usage, attributes.get, scope_name)
+    add_usage(usage, attributes.get)
     return usage
 
 
-def add_usage(into: dict[str, Any], get: Callable[[str], Any], scope_name: str | None) -> None:
+def add_usage(into: dict[str, Any], get: Callable[[str], Any]) -> None:
     """``usage_of`` written into the call's fields (``get`` reads the span's attributes)."""
     for field, names in TOKEN_ATTRIBUTES:
         for name in names:
@@ -243,17 +239,13 @@ def add_usage(into: dict[str, Any], get: Callable[[str], Any], scope_name: str |
     if reported is None:
         return
     cached = into.get("cache_read_tokens", 0) + into.get("cache_write_tokens", 0)
-    if cached and _input_excludes_cache(get, into, scope_name):
+    if cached and _input_excludes_cache(get, into):
         into["input_tokens"] = reported + cached
 
 
-def _input_excludes_cache(
-    get: Callable[[str], Any], usage: Mapping[str, int], scope_name: str | None
-) -> bool:
-    """Whether this span's input_tokens leaves the cache parts out: its emitter is known to, or
-    its own numbers say so (parts larger than the whole, or a total that adds them beside it)."""
-    if scope_name in EXCLUSIVE_INPUT_SCOPES:
-        return True
+def _input_excludes_cache(get: Callable[[str], Any], usage: Mapping[str, int]) -> bool:
+    """Whether this span's input_tokens leaves the cache parts out, as its own numbers say:
+    parts larger than the whole, or a total that adds them beside it."""
     reported = usage["input_tokens"]
     cached = usage.get("cache_read_tokens", 0) + usage.get("cache_write_tokens", 0)
     if cached > reported:
