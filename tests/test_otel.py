@@ -9,6 +9,7 @@ integration tests (gpt-4o and claude-3-5-sonnet, cache rates included).
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -176,6 +177,33 @@ def test_official_openai_v2_spans_are_stored_as_instrument_stores_them(
     )
     assert same(by_span) == same(by_instrument)
     assert by_span.cost_usd is not None and by_span.duration_ms is not None
+
+
+def test_async_client_span_is_attributed_to_the_block_it_ran_in(configured, stub, spans) -> None:
+    """on_end runs in the task that ended the span: its ``attribute()`` block names the user."""
+    openai_case.add_prices(configured)
+    provider, _ = spans
+
+    async def ask(user: str) -> None:
+        async_client = openai_case.client(stub, openai.AsyncOpenAI)
+        with tracking.attribute(user_id=user, feature="drafts"):
+            await async_client.chat.completions.create(
+                model="gpt-4o", messages=openai_case.MESSAGES
+            )
+
+    async def both() -> None:
+        await asyncio.gather(ask("u_a"), ask("u_b"))
+
+    with instrumented(OpenLLMetryOpenAI(), provider):
+        for _ in range(2):
+            reply_chat(stub, OPENAI_CACHED, False)
+        asyncio.run(both())
+    rows = logged(configured)
+    assert sorted((row.user_id, row.feature) for row in rows) == [
+        ("u_a", "drafts"),
+        ("u_b", "drafts"),
+    ]
+    assert all(row.cost_usd == openai_case.CHAT_COST for row in rows)
 
 
 def test_official_openai_v2_does_not_report_cached_chat_tokens(configured, stub, spans) -> None:
