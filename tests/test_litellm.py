@@ -31,7 +31,6 @@ from tests.llm_stub import (
     anthropic_error,
     anthropic_events,
     anthropic_message,
-    anthropic_usage,
     openai_chat,
     openai_chat_chunks,
     openai_error,
@@ -46,6 +45,7 @@ from tests.test_integrations_openai import add_prices as add_openai_prices
 
 litellm.telemetry = False
 MESSAGES = [{"role": "user", "content": "Hello"}]
+NO_RETRY = {"num_retries": 0, "max_retries": 0}  # one reply queued, one request made
 # OpenAI's prompt tokens include the cached ones: 2000 in (1500 cached), 300 out (100 reasoning)
 OPENAI_USAGE = openai_usage(2000, 300, cached=1500, reasoning=100)
 # 500 x $2.50/M + 1500 x $1.25/M + 300 x $10/M
@@ -73,11 +73,23 @@ def callback() -> Iterator[object]:
 
 
 def via_openai(stub, **extra):
-    return {"model": "openai/gpt-4o", "api_base": f"{stub.url}/v1", "api_key": "sk-test", **extra}
+    return {
+        "model": "openai/gpt-4o",
+        "api_base": f"{stub.url}/v1",
+        "api_key": "sk-test",
+        **NO_RETRY,
+        **extra,
+    }
 
 
 def via_anthropic(stub, **extra):
-    return {"model": f"anthropic/{CLAUDE}", "api_base": stub.url, "api_key": "sk-ant", **extra}
+    return {
+        "model": f"anthropic/{CLAUDE}",
+        "api_base": stub.url,
+        "api_key": "sk-ant",
+        **NO_RETRY,
+        **extra,
+    }
 
 
 def logged(url: str, count: int) -> list:
@@ -118,7 +130,9 @@ def test_openai_call_with_cache_and_reasoning_and_attribution(configured, stub, 
     add_openai_prices(configured)
     stub.reply(Reply(body=openai_chat(GPT, OPENAI_USAGE)))
     metadata = {"feature": "summarize", "tags": ["beta"], "unitwise_tags": {"team": "growth"}}
-    answer = litellm.completion(messages=MESSAGES, user="u_42", metadata=metadata, **via_openai(stub))
+    answer = litellm.completion(
+        messages=MESSAGES, user="u_42", metadata=metadata, **via_openai(stub)
+    )
     assert answer.choices[0].message.content == "Hello!"
     (row,) = logged(configured, 1)
     twin_openai(stub, Reply(body=openai_chat(GPT, OPENAI_USAGE)))
@@ -143,7 +157,11 @@ def test_anthropic_cached_prompt_counts_each_cached_token_once(configured, stub,
     _, twin = logged(configured, 2)
     assert_same(row, twin)
     # 1000 uncached + 10,000 read + 2000 written, once each, each at its own rate
-    assert (row.input_tokens, row.cache_read_tokens, row.cache_write_tokens) == (13_000, 10_000, 2000)
+    assert (row.input_tokens, row.cache_read_tokens, row.cache_write_tokens) == (
+        13_000,
+        10_000,
+        2000,
+    )
     assert (row.output_tokens, row.cost_usd) == (500, ANTHROPIC_COST)
     assert (row.provider, row.model, row.operation) == ("anthropic", CLAUDE, "chat")
     assert (row.user_id, row.feature) == ("u_7", "draft")  # from the attribute block
@@ -156,9 +174,12 @@ def test_streams_are_logged_once_with_their_final_usage(configured, stub, callba
     stream = litellm.completion(
         messages=MESSAGES, stream=True, stream_options={"include_usage": True}, **via_openai(stub)
     )
-    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == "Hello"
+    text = [choice.delta.content or "" for chunk in stream for choice in chunk.choices]
+    assert "".join(text) == "Hello"
     stub.reply(Reply(events=anthropic_events(CLAUDE, ANTHROPIC_USAGE, ["a", "b"])))
-    for _ in litellm.completion(messages=MESSAGES, max_tokens=10, stream=True, **via_anthropic(stub)):
+    for _ in litellm.completion(
+        messages=MESSAGES, max_tokens=10, stream=True, **via_anthropic(stub)
+    ):
         pass
     streamed = logged(configured, 2)
     assert len(streamed) == 2
@@ -168,7 +189,9 @@ def test_streams_are_logged_once_with_their_final_usage(configured, stub, callba
         stream=True,
         stream_options={"include_usage": True},
     )
-    twin_anthropic(stub, Reply(events=anthropic_events(CLAUDE, ANTHROPIC_USAGE, ["a"])), stream=True)
+    twin_anthropic(
+        stub, Reply(events=anthropic_events(CLAUDE, ANTHROPIC_USAGE, ["a"])), stream=True
+    )
     gpt, claude, gpt_twin, claude_twin = logged(configured, 4)
     assert (gpt.provider, claude.provider) == ("openai", "anthropic")
     assert_same(gpt, gpt_twin)
@@ -207,7 +230,9 @@ def test_async_calls_streams_and_failures(configured, stub, callback) -> None:
     stub.reply(Reply(400, openai_error(400, "bad", "invalid_request_error")))
 
     async def main() -> None:
-        await litellm.acompletion(messages=MESSAGES, metadata={"user_id": "u_a"}, **via_openai(stub))
+        await litellm.acompletion(
+            messages=MESSAGES, metadata={"user_id": "u_a"}, **via_openai(stub)
+        )
         stream = await litellm.acompletion(
             messages=MESSAGES, max_tokens=10, stream=True, **via_anthropic(stub)
         )

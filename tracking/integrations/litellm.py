@@ -54,10 +54,14 @@ _REQUEST_ID_HEADERS = ("llm_provider-x-request-id", "llm_provider-request-id")
 class UnitwiseLogger(CustomLogger):
     """LiteLLM's callback interface, each hook handing the call to ``log_call``; none raises."""
 
-    def log_success_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+    def log_success_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         log_call(kwargs, response_obj, failed=False)
 
-    def log_failure_event(self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
+    def log_failure_event(
+        self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+    ) -> None:
         log_call(kwargs, response_obj, failed=True)
 
     async def async_log_success_event(
