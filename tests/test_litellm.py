@@ -233,9 +233,10 @@ def test_async_calls_streams_and_failures(configured, stub, callback) -> None:
         await litellm.acompletion(
             messages=MESSAGES, metadata={"user_id": "u_a"}, **via_openai(stub)
         )
-        stream = await litellm.acompletion(
-            messages=MESSAGES, max_tokens=10, stream=True, **via_anthropic(stub)
-        )
+        with tracking.attribute(feature="async_block"):
+            stream = await litellm.acompletion(
+                messages=MESSAGES, max_tokens=10, stream=True, **via_anthropic(stub)
+            )
         assert [chunk async for chunk in stream]
         with pytest.raises(litellm.BadRequestError):
             await litellm.acompletion(messages=MESSAGES, **via_openai(stub))
@@ -244,13 +245,56 @@ def test_async_calls_streams_and_failures(configured, stub, callback) -> None:
     asyncio.run(main())
     chat, claude, refused = logged(configured, 3)
     assert (chat.user_id, chat.cost_usd, chat.cache_read_tokens) == ("u_a", OPENAI_COST, 1500)
-    assert (claude.input_tokens, claude.cache_write_tokens) == (13_000, 2000)
+    assert (claude.input_tokens, claude.cache_write_tokens, claude.feature) == (
+        13_000,
+        2000,
+        "async_block",
+    )
     assert (claude.cost_usd, claude.ttft_ms is not None) == (ANTHROPIC_COST, True)
     assert (refused.status, refused.error_type, refused.cost_usd) == (
         "error",
         "BadRequestError",
         Decimal(0),
     )
+
+
+def test_a_stream_read_after_its_attribute_block_keeps_the_attribution(
+    configured, stub, callback
+) -> None:
+    add_openai_prices(configured)
+    stub.reply(Reply(events=openai_chat_chunks(GPT, ["a", "b"], OPENAI_USAGE)))
+    with tracking.attribute(user_id="u_block", feature="chat", team="growth"):
+        stream = litellm.completion(
+            messages=MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+            metadata={"unitwise_tags": {"plan": "pro"}},
+            **via_openai(stub),
+        )
+    for _ in stream:  # read outside the block, logged from LiteLLM's own thread
+        pass
+    (row,) = logged(configured, 1)
+    assert (row.user_id, row.feature, row.cost_usd) == ("u_block", "chat", OPENAI_COST)
+    assert row.tags == {"team": "growth", "plan": "pro", "litellm_cost": "0.006125"}
+
+
+def test_a_timeout_is_an_error_left_unpriced(configured, stub, callback) -> None:
+    add_openai_prices(configured)
+    stub.reply(Reply(events=openai_chat_chunks(GPT, ["a"]), delay=1.0))
+    with pytest.raises(litellm.Timeout):
+        litellm.completion(messages=MESSAGES, timeout=0.2, **via_openai(stub))
+    (row,) = logged(configured, 1)
+    assert (row.status, row.error_type, row.cost_usd) == ("error", "Timeout", None)
+    assert row.tags["usage_reported"] is False
+
+
+def test_litellm_cost_tag_is_a_plain_decimal() -> None:
+    from tracking.integrations.litellm import litellm_cost
+
+    assert litellm_cost(0.000030000000000000004) == "0.00003"
+    assert litellm_cost(0.006125) == "0.006125"
+    assert litellm_cost(1e-9) == "0.000000001"
+    assert litellm_cost(0) == "0"
 
 
 def test_an_unpriced_model_is_flagged_never_zero(configured, stub, callback) -> None:

@@ -19,8 +19,8 @@ The price is Unitwise's own; LiteLLM's ``response_cost`` is kept beside it as th
 Attribution, first found wins: ``user_id`` from the request's ``metadata["user_id"]``, the
 request's ``user``, then LiteLLM's ``end_user`` (the proxy's customer); ``feature`` from
 ``metadata["feature"]``; tags from ``metadata["unitwise_tags"]`` (a dict) and LiteLLM's request
-tags (``metadata["tags"]``) as ``litellm_tags``; whatever is missing comes from the enclosing
-``tracking.attribute`` block. On the proxy the client's ``metadata`` arrives as
+tags (``metadata["tags"]``) as ``litellm_tags``; whatever is missing comes from the
+``tracking.attribute`` block the call began in (kept with the call by ``log_pre_api_call``). On the proxy the client's ``metadata`` arrives as
 ``requester_metadata`` and is read the same way.
 """
 
@@ -34,6 +34,7 @@ from typing import Any
 from litellm.integrations.custom_logger import CustomLogger
 
 from tracking import client as _client
+from tracking import context
 from tracking.integrations._call import field, internal_error, tokens
 
 # LiteLLM's call types (async ones start with "a") -> our operation names
@@ -48,11 +49,15 @@ _OPERATIONS = {
 }
 # failures with no answer from the provider: whether they were billed is unknown (unpriced)
 _UNANSWERED = {"Timeout", "APIConnectionError"}
+ATTRIBUTION = "unitwise_attribution"  # where the caller's attribution waits in LiteLLM's kwargs
 _REQUEST_ID_HEADERS = ("llm_provider-x-request-id", "llm_provider-request-id")
 
 
 class UnitwiseLogger(CustomLogger):
     """LiteLLM's callback interface, each hook handing the call to ``log_call``; none raises."""
+
+    def log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:
+        remember_attribution(kwargs)
 
     def log_success_event(
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
@@ -99,6 +104,22 @@ def log_call(kwargs: Any, response: Any, failed: bool) -> None:
         internal_error(exc)
 
 
+def remember_attribution(kwargs: Any) -> None:
+    """Keep the caller's ``tracking.attribute`` with the call as it starts: LiteLLM may log it
+    from another thread, after the block has ended (a stream read later). Plain values, as
+    LiteLLM's other loggers may copy or serialise these kwargs."""
+    try:
+        found = context.current()
+        if isinstance(kwargs, dict) and found is not context.EMPTY:
+            kwargs[ATTRIBUTION] = {
+                "user_id": found.user_id,
+                "feature": found.feature,
+                "tags": dict(found.tags),
+            }
+    except Exception as exc:
+        internal_error(exc)
+
+
 def call_fields(
     kwargs: Mapping[str, Any], payload: Mapping[str, Any], response: Any, failed: bool
 ) -> dict[str, Any]:
@@ -116,7 +137,7 @@ def call_fields(
     tags = fields["tags"]
     cost = payload.get("response_cost", kwargs.get("response_cost"))
     if isinstance(cost, int | float) and not isinstance(cost, bool):
-        tags["litellm_cost"] = str(Decimal(repr(cost)))
+        tags["litellm_cost"] = litellm_cost(cost)
     if failed:
         exc = kwargs.get("exception")
         error_class = field(payload, "error_information", "error_class")
@@ -130,6 +151,12 @@ def call_fields(
     else:
         fields.update(usage_fields(usage))
     return fields
+
+
+def litellm_cost(cost: float) -> str:
+    """LiteLLM's float cost as a plain decimal string, without its float sums' noise
+    (0.000030000000000000004 is "0.00003")."""
+    return f"{Decimal(f'{cost:.12g}'):f}"
 
 
 def usage_fields(usage: Any) -> dict[str, Any]:
@@ -168,18 +195,29 @@ def timing(payload: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def attribution(kwargs: Mapping[str, Any], payload: Mapping[str, Any]) -> dict[str, Any]:
-    """user_id, feature and tags from the request (see the module's docstring)."""
+    """user_id, feature and tags from the request, else from the ``tracking.attribute`` block
+    the call began in (see the module's docstring)."""
     metadata = {**(_mapping(field(payload, "metadata", "requester_metadata"))), **_metadata(kwargs)}
-    user = metadata.get("user_id") or kwargs.get("user") or payload.get("end_user")
-    tags: dict[str, Any] = dict(_mapping(metadata.get("unitwise_tags")))
+    block = _mapping(kwargs.get(ATTRIBUTION))
+    user = (
+        metadata.get("user_id")
+        or kwargs.get("user")
+        or payload.get("end_user")
+        or block.get("user_id")
+    )
+    feature = metadata.get("feature") or block.get("feature")
+    tags: dict[str, Any] = {
+        **_mapping(block.get("tags")),
+        **_mapping(metadata.get("unitwise_tags")),
+    }
     request_tags = payload.get("request_tags") or metadata.get("tags")
     if isinstance(request_tags, list) and request_tags:
         tags["litellm_tags"] = [str(tag) for tag in request_tags]
     found: dict[str, Any] = {"tags": tags}
     if isinstance(user, str) and user:
         found["user_id"] = user
-    if isinstance(metadata.get("feature"), str) and metadata["feature"]:
-        found["feature"] = metadata["feature"]
+    if isinstance(feature, str) and feature:
+        found["feature"] = feature
     return found
 
 
