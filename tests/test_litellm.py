@@ -128,7 +128,7 @@ def assert_same(row, twin) -> None:
 
 def test_openai_call_with_cache_and_reasoning_and_attribution(configured, stub, callback) -> None:
     add_openai_prices(configured)
-    stub.reply(Reply(body=openai_chat(GPT, OPENAI_USAGE)))
+    stub.reply(Reply(body=openai_chat(GPT, OPENAI_USAGE), headers={"x-request-id": "req_l"}))
     metadata = {"feature": "summarize", "tags": ["beta"], "unitwise_tags": {"team": "growth"}}
     answer = litellm.completion(
         messages=MESSAGES, user="u_42", metadata=metadata, **via_openai(stub)
@@ -141,7 +141,12 @@ def test_openai_call_with_cache_and_reasoning_and_attribution(configured, stub, 
     assert (row.input_tokens, row.cache_read_tokens, row.output_tokens) == (2000, 1500, 300)
     assert (row.reasoning_tokens, row.cost_usd) == (100, OPENAI_COST)
     assert (row.model, row.requested_model, row.operation) == (GPT, "gpt-4o", "chat")
-    assert (row.user_id, row.feature, row.status) == ("u_42", "summarize", "ok")
+    assert (row.user_id, row.feature, row.status, row.request_id) == (
+        "u_42",
+        "summarize",
+        "ok",
+        "req_l",
+    )
     # LiteLLM's own price for it, from its bundled map: $2.50 in, $1.25 cached, $10 out
     assert row.tags == {"team": "growth", "litellm_tags": ["beta"], "litellm_cost": "0.006125"}
     assert 0 <= row.duration_ms < 60_000
@@ -149,7 +154,9 @@ def test_openai_call_with_cache_and_reasoning_and_attribution(configured, stub, 
 
 def test_anthropic_cached_prompt_counts_each_cached_token_once(configured, stub, callback) -> None:
     add_anthropic_prices(configured)
-    stub.reply(Reply(body=anthropic_message(CLAUDE, ANTHROPIC_USAGE)))
+    stub.reply(
+        Reply(body=anthropic_message(CLAUDE, ANTHROPIC_USAGE), headers={"request-id": "r_c"})
+    )
     with tracking.attribute(user_id="u_7", feature="draft"):
         litellm.completion(messages=MESSAGES, max_tokens=10, **via_anthropic(stub))
     (row,) = logged(configured, 1)
@@ -165,6 +172,7 @@ def test_anthropic_cached_prompt_counts_each_cached_token_once(configured, stub,
     assert (row.output_tokens, row.cost_usd) == (500, ANTHROPIC_COST)
     assert (row.provider, row.model, row.operation) == ("anthropic", CLAUDE, "chat")
     assert (row.user_id, row.feature) == ("u_7", "draft")  # from the attribute block
+    assert row.request_id == "r_c"
 
 
 def test_streams_are_logged_once_with_their_final_usage(configured, stub, callback) -> None:

@@ -20,8 +20,9 @@ Attribution, first found wins: ``user_id`` from the request's ``metadata["user_i
 request's ``user``, then LiteLLM's ``end_user`` (the proxy's customer); ``feature`` from
 ``metadata["feature"]``; tags from ``metadata["unitwise_tags"]`` (a dict) and LiteLLM's request
 tags (``metadata["tags"]``) as ``litellm_tags``; whatever is missing comes from the
-``tracking.attribute`` block the call began in (kept with the call by ``log_pre_api_call``). On the proxy the client's ``metadata`` arrives as
-``requester_metadata`` and is read the same way.
+``tracking.attribute`` block the call began in (kept with the call by ``log_pre_api_call``).
+On the proxy the client's ``metadata`` arrives as ``requester_metadata`` and is read the same
+way (the tests drive the SDK, not the proxy).
 """
 
 from __future__ import annotations
