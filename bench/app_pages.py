@@ -103,9 +103,9 @@ def drill_user_sql(engine: Engine, f: Filters) -> None:
 
 
 def margins_sql(engine: Engine, f: Filters) -> None:
-    """The Users & margins page's reads for the period: the margins (accounts and each user's
-    cost per term, from the per-user rollup), the worst customers' costliest features and
-    models, the weekly cost per active user, and one customer's detail."""
+    """The Users & margins page's reads for the period: the margins (accounts, each user's
+    cost per term from the per-user rollup, and the weekly cost per active user), the worst
+    customers' costliest features and models, and one customer's detail."""
     from decimal import Decimal
 
     from dashboard import margin_data
@@ -118,7 +118,6 @@ def margins_sql(engine: Engine, f: Filters) -> None:
         worst = [m.customer_id for m in below_margin(report.customers, Decimal(20))[:20]]
         margin_data.top_spend(conn, worst, f.start, f.end, "feature")
         margin_data.top_spend(conn, worst, f.start, f.end, "model")
-        margin_data.user_week_rows(conn, f.start, f.end)
         if report.customers:
             margin_data.customer_detail(conn, report.customers[0].customer_id, f.start, f.end)
 

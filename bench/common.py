@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import statistics
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -165,3 +169,20 @@ def finish_tracking() -> None:
     stats = tracking.stats()
     tracking.shutdown()
     print(f"written {stats['written']:,}, dropped {stats['dropped']}, rejected {stats['rejected']}")
+
+
+def run_in_checkout(code: str, directory: str, *args: str, package: str) -> dict[str, Any]:
+    """Run ``code`` (``python -c``) in a child process in ``directory``'s checkout, with it first
+    on the path, and return the JSON object its last line prints. That object names the file
+    of ``package`` it imported (a key of that name), checked to be the checkout's own."""
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=directory,
+        env=dict(os.environ, PYTHONPATH=directory),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    assert found.pop(package).startswith(directory), f"the child did not import DIR's {package}"
+    return found

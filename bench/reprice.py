@@ -33,14 +33,11 @@ timed (it must change nothing).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import random
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -54,7 +51,7 @@ from typing import Any
 from sqlalchemy import Date, Engine, and_, case, cast, create_engine, func, or_, select, text
 from sqlalchemy.engine import make_url
 
-from bench.common import ADMIN_URL, drop_database, fresh_pg
+from bench.common import ADMIN_URL, drop_database, fresh_pg, run_in_checkout
 from tracking.db import make_engine, normalize_url
 from tracking.price_store import RateRow, add_version
 from tracking.pricing import load_price_book
@@ -409,17 +406,7 @@ print(json.dumps({"seconds": time.perf_counter() - started, "changed": result.pr
 
 def run_before(directory: str, url: str, batch_size: int) -> dict[str, Any]:
     """``apply_reprice`` as ``directory``'s checkout has it, in a child process run there."""
-    out = subprocess.run(
-        [sys.executable, "-c", _BEFORE, url, str(batch_size)],
-        cwd=directory,
-        env=dict(os.environ, PYTHONPATH=directory),
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    found = json.loads(out.strip().splitlines()[-1])
-    assert found.pop("tracking").startswith(directory), "the child did not import DIR's tracking"
-    return found
+    return run_in_checkout(_BEFORE, directory, url, str(batch_size), package="tracking")
 
 
 def run_raw(url: str, batch_size: int) -> dict[str, Any]:

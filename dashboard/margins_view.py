@@ -18,7 +18,6 @@ from dashboard.db import engine
 from dashboard.economics import (
     UsageLine,
     below_margin,
-    cost_per_active_user_by_week,
     lifetime_value,
     margin_percentiles,
     margin_totals,
@@ -341,7 +340,7 @@ def calculators_section(url: str, r: margin_data.MarginsReport, s: Settings) -> 
         return
     st.metric("Lifetime value", ltv.reason or usd(ltv.value or Decimal(0)))
     st.markdown("**AI cost per active user, by ISO week** (active: calls that week).")
-    weeks = weekly(url, r.start, r.end)
+    weeks = r.weeks
     st.dataframe(
         pd.DataFrame(
             [
@@ -352,9 +351,3 @@ def calculators_section(url: str, r: margin_data.MarginsReport, s: Settings) -> 
         ),
         hide_index=True,
     )
-
-
-@st.cache_data(ttl=TTL, show_spinner=False)
-def weekly(url: str, start: date, end: date) -> list:
-    with engine(url).connect() as conn:
-        return cost_per_active_user_by_week(margin_data.user_week_rows(conn, start, end))

@@ -11,7 +11,15 @@ from sqlalchemy import Engine, select
 from dashboard import demo
 from dashboard.accounts import load_accounts, write_plans, write_terms, write_users
 from dashboard.economics import Plan, Term, attribute_costs, customer_margins
-from dashboard.margin_data import customer_detail, margins_report, term_cost_rows, top_spend
+from dashboard.economics.attribution import _by_customer, _Customer
+from dashboard.economics.calculators import MASK_WEEKS, cost_per_active_user_by_week
+from dashboard.margin_data import (
+    customer_detail,
+    margins_report,
+    term_cost_rows,
+    top_spend,
+    week_costs,
+)
 from tests.conftest import add_test_prices
 from tracking.events import CallEvent, uuid7
 from tracking.schema import daily_user_rollups
@@ -42,6 +50,10 @@ def test_term_rows_attribute_as_every_day_would(engine: Engine, store_url: str) 
         users.setdefault(customer, []).append(user)
     full = every_day_rows(engine, start, end)
     assert len(rows) < len(full)  # fewer rows than user-days
+    # both kinds of customer are here: all days owned by one span (a user's totals on
+    # PostgreSQL) and several spans (summed by span)
+    spans = {len(_Customer(ts, start, end).spans) for ts in _by_customer(accounts.terms).values()}
+    assert 1 in spans and max(spans) > 1
     want = attribute_costs(full, users, accounts.terms, start, end)
     assert report.attribution == want
     lines = list(accounts.revenue.values())
@@ -50,6 +62,34 @@ def test_term_rows_attribute_as_every_day_would(engine: Engine, store_url: str) 
     )
     assert report.customers == expected
     assert any(m.margin < 0 for m in report.customers) or any(m.revenue for m in report.customers)
+
+
+def test_weeks_are_those_of_every_user_day(engine: Engine, store_url: str) -> None:
+    """The cost per active user by week equals ``cost_per_active_user_by_week`` over every
+    user-day row, with calls without a user id apart: for the margins' period (week masks on
+    PostgreSQL) and for a period longer than a mask holds (rows per user and week)."""
+    add_test_prices(store_url)
+    now = datetime.now(UTC)
+    demo.load(engine, calls=2_000, days=40, seed=5, end=now)
+    anonymous = [
+        CallEvent(uuid7(), now - timedelta(days=d), "openai", "gpt-4o", input_tokens=1000,
+                  cost_usd=Decimal("0.0125"), cost_source="provider")
+        for d in (1, 9, 20)
+    ] + [
+        CallEvent(uuid7(), now - timedelta(days=2), "openai", "gpt-4o", input_tokens=1000)
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        write_batch(conn, anonymous)
+    end = now.date()
+    for start in (end - timedelta(days=29), end - timedelta(weeks=MASK_WEEKS + 2)):
+        want = cost_per_active_user_by_week(every_day_rows(engine, start, end))
+        with engine.connect() as conn:
+            got = week_costs(conn, start, end)
+            report = margins_report(conn, start, end)
+        assert got == want and report.weeks == want
+        assert sum(w.unattributed_cost for w in want) == Decimal("0.0375")
+        assert sum(w.unattributed_unpriced_calls for w in want) == 1
+        assert all(w.active_users for w in want)
 
 
 def test_a_plan_change_mid_period_splits_the_cost_by_day(engine: Engine, store_url: str) -> None:

@@ -35,6 +35,8 @@ from dashboard.economics import (
     term_revenue,
     unprofitable,
 )
+from dashboard.economics.attribution import _spans
+from dashboard.economics.calculators import week_number, weeks_from_masks
 from tracking.pricing import PriceBook, PriceVersion, Rate
 
 D = Decimal
@@ -562,3 +564,46 @@ def test_cost_per_active_user_by_iso_week() -> None:
     assert (second.week, second.active_users, second.cost_per_user) == (2, 2, D("6E-9"))
     assert (fourth.week, fourth.active_users, fourth.cost_per_user) == (4, 0, None)
     assert fourth.unattributed_cost == D("7E-9")
+
+
+def test_weeks_from_masks_equal_the_weeks_of_user_days() -> None:
+    """Three users over two weeks, by hand: bit k of a mask is week first_week + k."""
+    first = week_number(date(2026, 3, 2))  # a Monday
+    rows = [
+        ("a", date(2026, 3, 2), 10, 0),
+        ("a", date(2026, 3, 10), 30, 1),
+        ("b", date(2026, 3, 8), 5, 0),  # a Sunday: the first week
+        ("c", date(2026, 3, 12), 7, 0),
+        (None, date(2026, 3, 3), 100, 2),
+    ]
+    masks = [0b11, 0b01, 0b10]  # a in both weeks, b in the first, c in the second
+    sums = {first: (115, 2), first + 1: (37, 1)}
+    unattributed = {first: (100, 2)}
+    got = weeks_from_masks(first, masks, sums, unattributed)
+    assert got == cost_per_active_user_by_week(rows)
+    assert [(w.monday, w.active_users, w.cost, w.cost_per_user) for w in got] == [
+        (date(2026, 3, 2), 2, Decimal("0.000000015"), Decimal("0.000000008")),  # 7.5 -> 8
+        (date(2026, 3, 9), 2, Decimal("0.000000037"), Decimal("0.000000018")),  # 18.5 -> 18
+    ]
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (date(2026, 3, 1), None),  # before the period, open
+        (date(2026, 3, 5), date(2026, 3, 20)),  # inside
+        (date(2026, 2, 1), date(2026, 3, 3)),  # ends in it
+        (date(2026, 3, 31), None),  # the last day
+        (date(2026, 4, 2), None),  # after it
+        (date(2026, 1, 1), date(2026, 2, 1)),  # before it
+    ],
+)
+def test_one_terms_spans_are_those_of_the_general_rule(start: date, end: date | None) -> None:
+    """A customer with one term takes a short cut; it cuts the period as two copies of the
+    term (the general rule) do."""
+    term = Term("c", "C", "pro", start, end)
+    one = _spans([term], date(2026, 3, 1), date(2026, 3, 31))
+    general = _spans([term, term], date(2026, 3, 1), date(2026, 3, 31))
+    assert [(s.first, s.last, s.term is None) for s in one] == [
+        (s.first, s.last, s.term is None) for s in general
+    ]

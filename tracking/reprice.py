@@ -28,7 +28,6 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     BigInteger,
     ColumnElement,
     Connection,
@@ -45,7 +44,6 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
-    column,
     false,
     func,
     literal,
@@ -54,9 +52,11 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.types import TypeEngine
 
 from tracking.audit import record_change
+from tracking.pg_arrays import numbers_array as _numbers
+from tracking.pg_arrays import texts_array as _texts
+from tracking.pg_arrays import unnest_arrays as _unnest
 from tracking.pricing import PriceBook, Quote, load_price_book
 from tracking.reprice_preview import Preview, Selection, Sums
 from tracking.schema import (
@@ -420,34 +420,6 @@ def _nano_dollars(nanos: ColumnElement[Any]) -> ColumnElement[Any]:
     """Whole nano-dollars as NUMERIC dollars on PostgreSQL: a product, exact (a quotient would
     be rounded to PostgreSQL's chosen scale)."""
     return nanos * literal(NANO, Numeric(20, 9))
-
-
-def _unnest(name: str, *columns: tuple[str, TypeEngine[Any]]) -> Any:
-    """``unnest(CAST(:a AS type[]), ...) AS name(a, ...)``: one row per element of arrays
-    bound as parameters, each one text value in PostgreSQL's array syntax (``_numbers``,
-    ``_texts``), so a whole batch goes in one statement with a few parameters. A Python list
-    costs ten times as much: psycopg2 writes it out element by element, each with its cast
-    (10,000 ints 7 ms, datetimes 20 ms, and the server parses each cast)."""
-    arrays = [
-        cast(bindparam(column_name, type_=Text), ARRAY(kind)) for column_name, kind in columns
-    ]
-    return (
-        func.unnest(*arrays)
-        .table_valued(*(column(column_name, kind) for column_name, kind in columns))
-        .render_derived(name=name)
-    )
-
-
-def _numbers(values: Iterable[int | str | None]) -> str:
-    """Whole numbers or uuid text (None as NULL) as an array value, '{1,NULL,3}': nothing in
-    them needs quoting."""
-    return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
-
-
-def _texts(values: Iterable[str | date]) -> str:
-    """Text (or days) as an array value, every element quoted: '{"a","b \\"c\\""}'."""
-    quoted = ['"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]
-    return "{" + ",".join(quoted) + "}"
 
 
 def _update_calls_statement() -> Any:

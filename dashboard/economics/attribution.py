@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,16 @@ class _Span:
 def _spans(terms: Sequence[Term], start: date, end: date) -> list[_Span]:
     """[start, end] cut into spans of days owned by one term (or by none). When terms overlap,
     the one that started last owns the day (a tie: the later one in the input)."""
+    if len(terms) == 1:  # most customers: the days before, during and after the one term
+        active = _overlap(terms[0].start, terms[0].end, start, end)
+        if active is None:
+            return [_Span(start, end, None)]
+        first, last = active
+        spans = [_Span(start, first - timedelta(days=1), None)] if first > start else []
+        spans.append(_Span(first, last, 0))
+        if last < end:
+            spans.append(_Span(last + timedelta(days=1), end, None))
+        return spans
     points = {start, end + timedelta(days=1)}
     for term in terms:
         active = _overlap(term.start, term.end, start, end)
@@ -48,12 +59,19 @@ def _spans(terms: Sequence[Term], start: date, end: date) -> list[_Span]:
     return spans
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _cached_spans(terms: tuple[Term, ...], start: date, end: date) -> list[_Span]:
+    """``_spans``, kept: the margins cut each customer's period three times (its costs, its
+    attribution, its books), the same terms each time. Callers must not change the list."""
+    return _spans(terms, start, end)
+
+
 class _Customer:
     """A customer's terms and who owns each day of the period."""
 
     def __init__(self, terms: list[Term], start: date, end: date) -> None:
         self.terms = terms
-        self.spans = _spans(terms, start, end)
+        self.spans = _cached_spans(tuple(terms), start, end)
         self._firsts = [s.first for s in self.spans]
 
     def owner(self, day: date) -> Term | None:

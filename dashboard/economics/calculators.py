@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -215,22 +215,73 @@ def cost_per_active_user_by_week(costs: Iterable[CostRow]) -> list[WeekCost]:
         week["users"].add(user)
         week["cost"] += nanos
         week["unpriced"] += unpriced
-    result = []
-    for (year, number), week in sorted(weeks.items()):
-        users = len(week["users"])
-        result.append(
-            WeekCost(
-                year=year,
-                week=number,
-                monday=date.fromisocalendar(year, number, 1),
-                active_users=users,
-                cost=from_nanos(week["cost"]),
-                cost_per_user=from_nanos(_nanos(Fraction(week["cost"], users * NANOS_PER_DOLLAR)))
-                if users
-                else None,
-                unpriced_calls=week["unpriced"],
-                unattributed_cost=from_nanos(week["none"]),
-                unattributed_unpriced_calls=week["none_u"],
-            )
+    return [
+        _week_cost(
+            date.fromisocalendar(year, number, 1),
+            len(week["users"]),
+            week["cost"],
+            week["unpriced"],
+            week["none"],
+            week["none_u"],
         )
+        for (year, number), week in sorted(weeks.items())
+    ]
+
+
+def _week_cost(
+    monday: date, users: int, cost: int, unpriced: int, none: int, none_unpriced: int
+) -> WeekCost:
+    """A week's figures from its sums in nano-dollars (the one place they are rounded)."""
+    iso = monday.isocalendar()
+    return WeekCost(
+        year=iso.year,
+        week=iso.week,
+        monday=monday,
+        active_users=users,
+        cost=from_nanos(cost),
+        cost_per_user=from_nanos(_nanos(Fraction(cost, users * NANOS_PER_DOLLAR)))
+        if users
+        else None,
+        unpriced_calls=unpriced,
+        unattributed_cost=from_nanos(none),
+        unattributed_unpriced_calls=none_unpriced,
+    )
+
+
+# Week numbers counted from this Monday: ``week_number(day)`` is the same for a Monday to Sunday.
+EPOCH_MONDAY = date(2000, 1, 3)
+MASK_WEEKS = 63  # weeks a signed 64-bit mask holds
+
+
+def week_number(day: date) -> int:
+    """The week holding ``day``, counted in whole weeks from ``EPOCH_MONDAY``."""
+    return (day - EPOCH_MONDAY).days // 7
+
+
+def weeks_from_masks(
+    first_week: int,
+    masks: Iterable[int],
+    sums: Mapping[int, tuple[int, int]],
+    unattributed: Mapping[int, tuple[int, int]],
+) -> list[WeekCost]:
+    """``cost_per_active_user_by_week`` from sums a store can make without a row per user and
+    week: each user id's ``masks`` (bit k set: active in week ``first_week + k``), and per
+    week number the (nano-dollars, unpriced calls) of all calls (``sums``) and of the calls
+    without a user id (``unattributed``, which ``sums`` includes). Weeks without calls are not
+    listed, as there."""
+    active: dict[int, int] = {}
+    for mask in masks:
+        while mask:
+            low = mask & -mask
+            week = first_week + low.bit_length() - 1
+            active[week] = active.get(week, 0) + 1
+            mask ^= low
+    result = []
+    for week in sorted(set(sums) | set(active)):
+        cost, unpriced = sums.get(week, (0, 0))
+        none, none_unpriced = unattributed.get(week, (0, 0))
+        monday = EPOCH_MONDAY + timedelta(weeks=week)
+        users = active.get(week, 0)
+        result.append(_week_cost(monday, users, cost - none, unpriced - none_unpriced, none,
+                                 none_unpriced))  # fmt: skip
     return result

@@ -18,12 +18,14 @@ from dashboard.economics.money import (
     _day_span,
     _exact,
     _months,
-    _nanos,
     _overlap,
     _pct,
+    _round_div,
 )
 from dashboard.economics.revenue import _line_nanos, _term_pieces
-from tracking.sqltypes import from_nanos, to_nanos
+from tracking.sqltypes import NANOS_PER_DOLLAR, from_nanos, to_nanos
+
+MONTH_UNITS = math.lcm(28, 29, 30, 31)  # a month of any length is a whole number of these
 
 # --- per-customer margins --------------------------------------------------------------------
 
@@ -67,9 +69,20 @@ class _Segment:
     fees: int = 0
     infra: int = 0
     active_days: int = 0
-    customer_months: Fraction = Fraction(0)  # days owned / month length, summed over months
-    seat_months: Fraction = Fraction(0)  # seats x days active / month length, over its terms
+    # days owned / month length, summed over months; seats x days active / month length, over
+    # its terms: both kept in whole 1/MONTH_UNITS of a month (every month length divides it),
+    # so that summing them is integer addition, not a Fraction per customer-month
+    customer_month_units: int = 0
+    seat_month_units: int = 0
     on_plan: bool = False  # a term on this plan is active in the period
+
+    @property
+    def customer_months(self) -> Fraction:
+        return Fraction(self.customer_month_units, MONTH_UNITS)
+
+    @property
+    def seat_months(self) -> Fraction:
+        return Fraction(self.seat_month_units, MONTH_UNITS)
 
     @property
     def revenue(self) -> int:
@@ -115,6 +128,7 @@ def customer_books(
         )
     fee = _exact(fee_pct) / 100
     infra = _exact(infra_per_month)
+    infra_nanos = infra.numerator * NANOS_PER_DOLLAR
     grouped = _by_customer(terms)
     lines: dict[str, list[RevenueLine]] = {}
     for line in revenue_lines:
@@ -134,7 +148,7 @@ def customer_books(
             segment.on_plan = True
             for _month, days, length, nanos in pieces:
                 segment.plan_revenue += nanos
-                segment.seat_months += Fraction(term.seats * days, length)
+                segment.seat_month_units += term.seats * days * (MONTH_UNITS // length)
         # the days each segment owns, by month: customer-months, active days, infra
         month_days: dict[tuple[int, int], dict[SegmentKey, int]] = {}
         month_length: dict[tuple[int, int], int] = {}
@@ -146,10 +160,11 @@ def customer_books(
                 month_length[month] = length
                 by_key = month_days.setdefault(month, {})
                 by_key[key] = by_key.get(key, 0) + days
-                segments[key].customer_months += Fraction(days, length)
+                segments[key].customer_month_units += days * (MONTH_UNITS // length)
                 segments[key].active_days += days
         for month, by_key in month_days.items():
-            piece = _nanos(infra * sum(by_key.values()) / month_length[month])
+            days = sum(by_key.values())  # infra x days / the month's days, to the nano-dollar
+            piece = _round_div(infra_nanos * days, infra.denominator * month_length[month])
             for key, part in zip(by_key, _allocate(piece, list(by_key.values())), strict=True):
                 segments[key].infra += part
         # revenue lines: one rounding per line, split over the segments by days
@@ -174,7 +189,7 @@ def customer_books(
             segment.ai_cost += to_nanos(cost.cost)
             segment.unpriced_calls += cost.unpriced_calls
         revenues = [s.revenue for s in segments.values()]
-        fees = round(fee * sum(revenues))  # nanos x a fraction, half-even
+        fees = _round_div(fee.numerator * sum(revenues), fee.denominator)  # half-even
         for segment, part in zip(segments.values(), _allocate(fees, revenues), strict=True):
             segment.fees = part
         active_days = sum(s.active_days for s in segments.values())

@@ -10,7 +10,14 @@ from fractions import Fraction
 
 from dashboard.economics.accounts import Plan, RevenueLine, Term
 from dashboard.economics.attribution import CostAttribution
-from dashboard.economics.margins import _Book, _OffTerm, _Segment, customer_books, percentile
+from dashboard.economics.margins import (
+    MONTH_UNITS,
+    _Book,
+    _OffTerm,
+    _Segment,
+    customer_books,
+    percentile,
+)
 from dashboard.economics.money import Number, _exact, _nanos, _pct
 from tracking.sqltypes import NANOS_PER_DOLLAR, from_nanos
 
@@ -111,8 +118,8 @@ def plan_margins(
 
         revenue, ai_cost, infra = total("revenue"), total("ai_cost"), total("infra")
         margin = total("margin")
-        customer_months = sum((s.customer_months for s in segments), Fraction(0))
-        seat_months = sum((s.seat_months for s in segments), Fraction(0))
+        customer_months = Fraction(total("customer_month_units"), MONTH_UNITS)
+        seat_months = Fraction(total("seat_month_units"), MONTH_UNITS)
         plan = plans.get(name) if name is not None else None
         included = plan.included_usage if plan is not None else None
         allowance = None
