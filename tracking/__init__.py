@@ -18,13 +18,14 @@ from tracking.client import (
     tracked,
 )
 from tracking.context import attribute
-from tracking.integrations import instrument
+from tracking.integrations import instrument, litellm_callback
 
 __all__ = [
     "attribute",
     "configure",
     "flush",
     "instrument",
+    "litellm_callback",
     "record",
     "refresh_prices",
     "shutdown",

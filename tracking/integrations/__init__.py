@@ -90,3 +90,11 @@ def _internal(exc: BaseException) -> None:
         tracker.internal_error(exc)
     else:
         log.warning("unitwise: could not instrument the client: %s", exc)
+
+
+def litellm_callback() -> Any:
+    """A LiteLLM callback logging each call LiteLLM makes, for
+    ``litellm.callbacks = [tracking.litellm_callback()]``; litellm is imported only here."""
+    from tracking.integrations.litellm import UnitwiseLogger
+
+    return UnitwiseLogger()
