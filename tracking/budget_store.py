@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, case, delete, func, insert, select
+from sqlalchemy import Connection, Table, and_, case, delete, func, insert, select, update
 from sqlalchemy.sql import ColumnElement
 
 from tracking.audit import record_change
@@ -209,6 +209,28 @@ def add_budget(conn: Connection, budget: Budget, who: str, now: datetime | None 
     stored = replace(budget, created_at=(now or datetime.now(UTC)).astimezone(UTC), created_by=who)
     conn.execute(insert(budgets).values(_row(stored)))
     record_change(conn, who, "add", budgets.name, stored.name, None, budget_json(stored))
+    return stored
+
+
+def change_budget(conn: Connection, budget: Budget, who: str) -> Budget:
+    """Replace the stored budget of ``budget.name`` with ``budget`` and audit it (action
+    "edit", before and after) in the caller's transaction; its creation time and author stay,
+    so a rollover budget keeps carrying. Refuses (BudgetError, nothing written) an unknown name
+    and any bad field; an unchanged budget writes nothing."""
+    budget = validate_budget(budget)
+    found = get_budget(conn, budget.name)
+    if found is None:
+        raise BudgetError("name", f"no budget named {budget.name!r}")
+    stored = replace(budget, created_at=found.created_at, created_by=found.created_by)
+    if stored == found:
+        return found
+    values = {
+        k: v for k, v in _row(stored).items() if k not in ("name", "created_at", "created_by")
+    }
+    conn.execute(update(budgets).where(budgets.c.name == budget.name).values(values))
+    record_change(
+        conn, who, "edit", budgets.name, budget.name, budget_json(found), budget_json(stored)
+    )
     return stored
 
 
