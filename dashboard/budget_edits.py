@@ -96,9 +96,7 @@ def budgets_frame(budgets: Sequence[Budget]) -> pd.DataFrame:
         }
         for b in budgets
     ]
-    return pd.DataFrame(rows, columns=COLUMNS).astype(
-        {c: "object" for c in COLUMNS if c not in ("hard", "rollover")}
-    )
+    return pd.DataFrame(rows, columns=COLUMNS).astype(object)
 
 
 def _text(value: Any) -> str | None:
@@ -107,6 +105,11 @@ def _text(value: Any) -> str | None:
 
 def _flag(value: Any) -> Any:
     return False if blank(value) else value
+
+
+def _column(field: str | None) -> str:
+    """The table's column of a budget's field (a tag is one column)."""
+    return "tag" if field is None or field.startswith("tag") else field
 
 
 def read_row(number: int, cells: Mapping[str, Any]) -> tuple[Budget | None, list[CellProblem]]:
@@ -147,12 +150,11 @@ def read_row(number: int, cells: Mapping[str, Any]) -> tuple[Budget | None, list
         except BudgetError as exc:
             problems.append(CellProblem(number, name, exc.reason))
     if problems:
-        return None, problems
+        return None, sorted(problems, key=lambda p: COLUMNS.index(_column(p.column)))
     try:
         return validate_budget(Budget(**values)), []
     except BudgetError as exc:  # a rule of two fields together
-        column = "tag" if exc.field.startswith("tag") else exc.field
-        return None, [CellProblem(number, column, exc.reason)]
+        return None, [CellProblem(number, _column(exc.field), exc.reason)]
 
 
 def plan_edits(stored: Sequence[Budget], state: Mapping[str, Any] | None) -> BudgetPlan:

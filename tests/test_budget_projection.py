@@ -15,9 +15,7 @@ from tracking.budget_periods import period_at
 def by_weekday(today: date, weekday: str, weekend: str) -> dict[date, Decimal]:
     """The trailing 28 days: ``weekday`` dollars Monday to Friday, ``weekend`` on Saturdays and
     Sundays."""
-    return {
-        d: Decimal(weekend if d.weekday() >= 5 else weekday) for d in trailing_days(today, 28)
-    }
+    return {d: Decimal(weekend if d.weekday() >= 5 else weekday) for d in trailing_days(today, 28)}
 
 
 def test_no_spend_projects_nothing_and_no_breach() -> None:
