@@ -6,9 +6,11 @@ the page shows what ``python -m tracking budgets list`` and the enforcement coun
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from itertools import pairwise
 
 from sqlalchemy import Connection
 
@@ -18,13 +20,23 @@ from dashboard.economics.budget_projection import (
     project_budget,
     trailing_days,
 )
-from tracking.budget_periods import Period, check_timezone, local_midnight, period_at
+from tracking.budget_periods import (
+    Period,
+    check_timezone,
+    local_midnight,
+    period_at,
+    rolled_limit,
+    split_days,
+)
 from tracking.budget_store import (
     Budget,
     BudgetStatus,
     Spend,
-    limit_in,
+    calls_spend,
+    carries_into,
+    daily_rollup_spend,
     list_budgets,
+    rollup_for,
     spent_in,
     status,
 )
@@ -57,14 +69,30 @@ def day_period(budget: Budget, day: date) -> Period:
     return period_at("day", budget.timezone, local_midnight(day, check_timezone(budget.timezone)))
 
 
+def spends_of(conn: Connection, budget: Budget, periods: Sequence[Period]) -> list[Spend]:
+    """What the budget's scope spent in each of ``periods``, as ``spent_in`` counts it, with
+    one grouped rollup query for all their whole UTC days (only the edges of a non-UTC
+    period, or every call of a tag scope, are read from the raw calls)."""
+    if rollup_for(budget) is None:
+        return [spent_in(conn, budget, p) for p in periods]
+    splits = [split_days(p) for p in periods]
+    days = [d for split in splits for d in split.whole_days]
+    by_day = daily_rollup_spend(conn, budget, min(days), max(days)) if days else {}
+    found = []
+    for period, split in zip(periods, splits, strict=True):
+        parts = [calls_spend(conn, budget, lo, hi) for lo, hi in split.raw_ranges]
+        parts += [by_day[d] for d in split.whole_days if d in by_day]
+        amount = sum((a for a, _ in parts), Decimal(0))
+        found.append(Spend(period, amount, sum(n for _, n in parts)))
+    return found
+
+
 def daily_spend(
     conn: Connection, budget: Budget, today: date, count: int = TRAILING_DAYS
 ) -> dict[date, Decimal]:
     """The spend of each of the ``count`` complete local days before ``today``."""
-    return {
-        day: spent_in(conn, budget, day_period(budget, day)).amount
-        for day in trailing_days(today, count)
-    }
+    periods = [day_period(budget, day) for day in trailing_days(today, count)]
+    return {s.period.first_day: s.amount for s in spends_of(conn, budget, periods)}
 
 
 def budget_row(conn: Connection, budget: Budget, now: datetime) -> BudgetRow:
@@ -84,10 +112,16 @@ def budget_rows(conn: Connection, now: datetime) -> list[BudgetRow]:
 def history(
     conn: Connection, budget: Budget, now: datetime, count: int = HISTORY_PERIODS
 ) -> list[PastPeriod]:
-    """The budget's ``count`` periods before the current one, oldest first."""
-    period = period_at(budget.period, budget.timezone, now)
-    past: list[PastPeriod] = []
-    for _ in range(count):
-        period = period.previous()
-        past.append(PastPeriod(spent_in(conn, budget, period), limit_in(conn, budget, period)))
-    return past[::-1]
+    """The budget's ``count`` periods before the current one, oldest first, each with its
+    limit (rollover carried from the period before it, as ``limit_in`` rules)."""
+    periods = [period_at(budget.period, budget.timezone, now)]
+    for _ in range(count + 1):  # one more: what the oldest shown carries from
+        periods.insert(0, periods[0].previous())
+    spends = spends_of(conn, budget, periods[:-1])
+    past = []
+    for before, spend in pairwise(spends):
+        limit = budget.limit_usd
+        if carries_into(budget, spend.period):
+            limit = rolled_limit(budget.limit_usd, before.amount)
+        past.append(PastPeriod(spend, limit))
+    return past

@@ -6,24 +6,47 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import product
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, select
 
-from dashboard.budget_data import budget_row, daily_spend, history
-from tests.test_budgets import expected, load, spend_events
-from tracking.budget_periods import period_at, rolled_limit
+from dashboard.budget_data import budget_row, daily_spend, history, spends_of
+from tests.test_budgets import SCOPES, expected, load, spend_events
+from tracking.budget_periods import PERIOD_KINDS, period_at, rolled_limit
 from tracking.budget_store import (
     Budget,
     BudgetError,
     add_budget,
     change_budget,
     get_budget,
+    limit_in,
+    spent_in,
 )
 from tracking.schema import audit_log
 
 NOW = datetime(2026, 3, 31, 21, 30, tzinfo=UTC)  # inside the test calls' window
+
+
+def test_the_grouped_read_counts_as_spent_in(engine: Engine) -> None:
+    """Several periods read at once (one grouped rollup query) equal ``spent_in`` of each, for
+    every scope kind, zone and period kind, and the calls summed in Python."""
+    events = spend_events()
+    load(engine, events)
+    checked = 0
+    zones = ("UTC", "Europe/Berlin", "America/Los_Angeles")
+    with engine.connect() as conn:
+        for scope, zone, kind in product(SCOPES, zones, PERIOD_KINDS):
+            b = Budget("b", Decimal(10), period=kind, timezone=zone, **scope)  # type: ignore[arg-type]
+            current = period_at(kind, zone, NOW)
+            periods = [current.previous().previous(), current.previous(), current]
+            for got in spends_of(conn, b, periods):
+                assert got == spent_in(conn, b, got.period)
+                want = expected(events, b, got.period.start, got.period.end)
+                assert (got.amount, got.unpriced_calls) == want
+                checked += bool(want[0])
+    assert checked > 200
 
 
 def test_each_local_day_spends_what_its_calls_cost(engine: Engine) -> None:
@@ -63,6 +86,8 @@ def test_past_periods_carry_rollover_into_their_limits(engine: Engine) -> None:
         before = expected(events, b, p.period.previous().start, p.period.previous().end)[0]
         assert (p.spend.amount, p.spend.unpriced_calls) == spent
         assert p.limit == rolled_limit(b.limit_usd, before)
+        with engine.connect() as conn:
+            assert p.limit == limit_in(conn, b, p.period)
     assert any(p.limit > b.limit_usd for p in past)  # some week left budget to carry
     assert row.status.spend.period == current
     assert row.projection.projected >= row.status.spend.amount

@@ -309,6 +309,35 @@ def _from_calls(
     return _sum(conn, select(func.sum(c.cost_usd), unpriced).where(and_(*where)))
 
 
+def daily_rollup_spend(
+    conn: Connection, budget: Budget, first: date, last: date
+) -> dict[date, tuple[Decimal, int]]:
+    """The scope's (cost, unpriced calls) of each UTC day from ``first`` to ``last`` that has
+    any, from the rollups in one grouped query; ValueError for a tag scope (no rollup has
+    tags)."""
+    table = rollup_for(budget)
+    if table is None:
+        raise ValueError("a tag scope has no rollups: read its calls (spent_in)")
+    c = table.c
+    where = [c.day >= first, c.day <= last, *_scope_where(budget, c, conn.dialect.name)]
+    query = (
+        select(c.day, func.sum(c.cost_usd), func.sum(c.unpriced_calls))
+        .where(*where)
+        .group_by(c.day)
+    )
+    return {
+        day: (amount if amount is not None else Decimal(0), int(unpriced or 0))
+        for day, amount, unpriced in conn.execute(query)
+    }
+
+
+def calls_spend(
+    conn: Connection, budget: Budget, start: datetime, end: datetime
+) -> tuple[Decimal, int]:
+    """The scope's (cost, unpriced calls) of the raw calls in [start, end)."""
+    return _from_calls(conn, budget, start, end)
+
+
 def spent_in(conn: Connection, budget: Budget, period: Period) -> Spend:
     """What the budget's scope spent in ``period`` (any period: the current, a past one)."""
     table = rollup_for(budget)
@@ -338,11 +367,17 @@ def limit_in(conn: Connection, budget: Budget, period: Period) -> Decimal:
     unspent of the limit (:func:`~tracking.budget_periods.rolled_limit`: one period at most,
     never less than the limit), carried only when the budget existed before ``period``
     started (a budget added today carries nothing into its first period)."""
-    if not budget.rollover:
-        return budget.limit_usd
-    if budget.created_at is not None and budget.created_at >= period.start:
+    if not carries_into(budget, period):
         return budget.limit_usd
     return rolled_limit(budget.limit_usd, spent_in(conn, budget, period.previous()).amount)
+
+
+def carries_into(budget: Budget, period: Period) -> bool:
+    """Whether ``period``'s limit carries the previous period's unspent budget (the rule of
+    :func:`limit_in`)."""
+    if not budget.rollover:
+        return False
+    return budget.created_at is None or budget.created_at < period.start
 
 
 @dataclass(frozen=True)
