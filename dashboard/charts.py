@@ -167,3 +167,21 @@ def price_steps(points: pd.DataFrame) -> alt.Chart:
         )
         .properties(height=260)
     )
+
+
+def budget_history(points: pd.DataFrame) -> alt.Chart:
+    """A budget's past periods: spent as bars, the period's limit (rollover included) as a
+    tick on each, so an overspent period shows its bar above the tick."""
+    base = alt.Chart(points).encode(x=alt.X("period:N", title=None, sort=None))
+    tooltip = [
+        alt.Tooltip("period:N", title="Period"),
+        alt.Tooltip("spent:Q", title="Spent", format=MONEY),
+        alt.Tooltip("limit:Q", title="Limit", format=MONEY),
+    ]
+    top = max(_top(points["spent"]), _top(points["limit"])) if len(points) else 0.0
+    bars = base.mark_bar().encode(
+        y=alt.Y("spent:Q", title="Spent (USD)", axis=alt.Axis(format=axis_format(top))),
+        tooltip=tooltip,
+    )
+    ticks = base.mark_tick(color="#d62728", thickness=2).encode(y="limit:Q", tooltip=tooltip)
+    return (bars + ticks).properties(height=220)

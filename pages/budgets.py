@@ -1,11 +1,24 @@
-"""Budgets & what-if: a page still to come (it says what it will show)."""
+"""Budgets & what-if: every budget's status and projection, its past periods and the editor
+(dashboard/budgets_view.py); the What-if tab is filled by the simulation."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from dashboard import budgets_view, data, notices
+from dashboard.access import editor_access, sign_in
+from dashboard.db import store_url
+
 st.title("Budgets & what-if")
-st.info(
-    "Coming soon. Budgets by scope and period with alerts, and what-if scenarios: switch a "
-    "feature's model, change prices or plan limits, and see next month's cost and margin."
-)
+url = store_url()
+state = data.store_state(url)
+if state.kind == "missing":
+    notices.missing_store(state)
+    st.stop()
+access = editor_access(url)
+sign_in(access)  # for a reader who cannot edit: why, and the login or password to edit
+tab_budgets, tab_whatif = st.tabs(["Budgets", "What-if"])
+with tab_budgets:
+    budgets_view.budgets_section(url, access)
+with tab_whatif:
+    st.caption("What-if scenarios: switch a feature's model, change prices, see the cost ahead.")

@@ -46,7 +46,7 @@ PAGES = [
     ("costs", "Costs", "Calls of one group"),
     ("users", "Users & margins", "Margin per customer, p50 (median)"),
     ("pricing", "Pricing", "Search provider and model"),
-    ("budgets", "Budgets & what-if", "Coming soon."),
+    ("budgets", "Budgets & what-if", "Edit budgets"),
 ]
 
 FAR_AHEAD = datetime(2099, 1, 1, tzinfo=UTC)

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, case, delete, func, insert, select
+from sqlalchemy import Connection, Table, and_, case, delete, func, insert, select, update
 from sqlalchemy.sql import ColumnElement
 
 from tracking.audit import record_change
@@ -212,6 +212,28 @@ def add_budget(conn: Connection, budget: Budget, who: str, now: datetime | None 
     return stored
 
 
+def change_budget(conn: Connection, budget: Budget, who: str) -> Budget:
+    """Replace the stored budget of ``budget.name`` with ``budget`` and audit it (action
+    "edit", before and after) in the caller's transaction; its creation time and author stay,
+    so a rollover budget keeps carrying. Refuses (BudgetError, nothing written) an unknown name
+    and any bad field; an unchanged budget writes nothing."""
+    budget = validate_budget(budget)
+    found = get_budget(conn, budget.name)
+    if found is None:
+        raise BudgetError("name", f"no budget named {budget.name!r}")
+    stored = replace(budget, created_at=found.created_at, created_by=found.created_by)
+    if stored == found:
+        return found
+    values = {
+        k: v for k, v in _row(stored).items() if k not in ("name", "created_at", "created_by")
+    }
+    conn.execute(update(budgets).where(budgets.c.name == budget.name).values(values))
+    record_change(
+        conn, who, "edit", budgets.name, budget.name, budget_json(found), budget_json(stored)
+    )
+    return stored
+
+
 def remove_budget(conn: Connection, name: str, who: str) -> Budget:
     """Delete the budget ``name`` and audit it (action "remove", the budget as before); returns
     what was removed. An unknown name is refused (BudgetError), nothing written."""
@@ -287,6 +309,35 @@ def _from_calls(
     return _sum(conn, select(func.sum(c.cost_usd), unpriced).where(and_(*where)))
 
 
+def daily_rollup_spend(
+    conn: Connection, budget: Budget, first: date, last: date
+) -> dict[date, tuple[Decimal, int]]:
+    """The scope's (cost, unpriced calls) of each UTC day from ``first`` to ``last`` that has
+    any, from the rollups in one grouped query; ValueError for a tag scope (no rollup has
+    tags)."""
+    table = rollup_for(budget)
+    if table is None:
+        raise ValueError("a tag scope has no rollups: read its calls (spent_in)")
+    c = table.c
+    where = [c.day >= first, c.day <= last, *_scope_where(budget, c, conn.dialect.name)]
+    query = (
+        select(c.day, func.sum(c.cost_usd), func.sum(c.unpriced_calls))
+        .where(*where)
+        .group_by(c.day)
+    )
+    return {
+        day: (amount if amount is not None else Decimal(0), int(unpriced or 0))
+        for day, amount, unpriced in conn.execute(query)
+    }
+
+
+def calls_spend(
+    conn: Connection, budget: Budget, start: datetime, end: datetime
+) -> tuple[Decimal, int]:
+    """The scope's (cost, unpriced calls) of the raw calls in [start, end)."""
+    return _from_calls(conn, budget, start, end)
+
+
 def spent_in(conn: Connection, budget: Budget, period: Period) -> Spend:
     """What the budget's scope spent in ``period`` (any period: the current, a past one)."""
     table = rollup_for(budget)
@@ -316,11 +367,17 @@ def limit_in(conn: Connection, budget: Budget, period: Period) -> Decimal:
     unspent of the limit (:func:`~tracking.budget_periods.rolled_limit`: one period at most,
     never less than the limit), carried only when the budget existed before ``period``
     started (a budget added today carries nothing into its first period)."""
-    if not budget.rollover:
-        return budget.limit_usd
-    if budget.created_at is not None and budget.created_at >= period.start:
+    if not carries_into(budget, period):
         return budget.limit_usd
     return rolled_limit(budget.limit_usd, spent_in(conn, budget, period.previous()).amount)
+
+
+def carries_into(budget: Budget, period: Period) -> bool:
+    """Whether ``period``'s limit carries the previous period's unspent budget (the rule of
+    :func:`limit_in`)."""
+    if not budget.rollover:
+        return False
+    return budget.created_at is None or budget.created_at < period.start
 
 
 @dataclass(frozen=True)
