@@ -15,7 +15,7 @@ import base64
 import binascii
 import json
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from google.protobuf import json_format
@@ -130,15 +130,26 @@ def spans_of(request: ExportTraceServiceRequest) -> Iterator[SpanData]:
 
 
 def _id(name: str, raw: bytes, size: int) -> int:
-    if len(raw) != size or not any(raw):
+    found = int.from_bytes(raw, "big")
+    if len(raw) != size or not found:
         shown = binascii.hexlify(raw).decode() or "empty"
         raise BadBody(f"{name} {shown}: a span's {name} is {size} bytes, not all zero")
-    return int.from_bytes(raw, "big")
+    return found
 
 
-def attributes_of(pairs: Iterator[KeyValue] | Any) -> Mapping[str, Any]:
-    """OTLP KeyValues as a plain dict of Python values (the form SDK spans have)."""
-    return {kv.key: value_of(kv.value) for kv in pairs}
+# the AnyValue kinds read as they are (the others: value_of)
+_SCALARS = frozenset({"string_value", "int_value", "bool_value", "double_value", "bytes_value"})
+
+
+def attributes_of(pairs: Iterable[KeyValue]) -> dict[str, Any]:
+    """OTLP KeyValues as a plain dict of Python values (the form SDK spans have). The scalar
+    kinds are read inline: this loop is most of the endpoint's time per span."""
+    found: dict[str, Any] = {}
+    for kv in pairs:
+        value = kv.value
+        which = value.WhichOneof("value")
+        found[kv.key] = getattr(value, which) if which in _SCALARS else value_of(value)
+    return found
 
 
 def value_of(value: AnyValue) -> Any:
@@ -149,5 +160,5 @@ def value_of(value: AnyValue) -> Any:
     if which == "array_value":
         return tuple(value_of(v) for v in value.array_value.values)
     if which == "kvlist_value":
-        return dict(attributes_of(value.kvlist_value.values))
+        return attributes_of(value.kvlist_value.values)
     return getattr(value, which)
