@@ -156,6 +156,17 @@ def median_us(samples_ns: list[int]) -> float:
     return statistics.median(samples_ns) / 1000
 
 
+def start_tracking(url: str, journal_dir: str, queue_size: int | None = None) -> None:
+    """Configure tracking on a benchmark's store and wait for its prices: a figure taken
+    before they load would time unpriced calls."""
+    import tracking
+
+    tracking.configure(url=url, journal_path=f"{journal_dir}/journal.jsonl", queue_size=queue_size)
+    tracking.record(provider="openai", model="gpt-4o", input_tokens=1)
+    tracking.flush(30)
+    assert tracking.stats()["prices_loaded"]
+
+
 def finish_tracking() -> None:
     """Flush and stop tracking after a benchmark, and say what reached the store: a figure
     from a run that dropped or rejected calls would not be the figure it claims."""

@@ -32,7 +32,7 @@ import anthropic
 import openai
 
 import tracking
-from bench.common import finish_tracking, fresh_pg
+from bench.common import finish_tracking, fresh_pg, start_tracking
 from tests.llm_stub import (
     Reply,
     Request,
@@ -143,10 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     n = args.calls
     with fresh_pg() as url, tempfile.TemporaryDirectory() as tmp, stub_process() as stub_url:
-        tracking.configure(url=url, journal_path=f"{tmp}/journal.jsonl")
-        tracking.record(provider="openai", model="gpt-4o", input_tokens=1)
-        tracking.flush(30)
-        assert tracking.stats()["prices_loaded"]
+        start_tracking(url, tmp)
 
         def openai_client() -> openai.OpenAI:
             return openai.OpenAI(base_url=f"{stub_url}/v1", api_key="sk-bench", max_retries=0)

@@ -15,7 +15,7 @@ import tempfile
 import time
 
 import tracking
-from bench.common import finish_tracking, fresh_pg
+from bench.common import finish_tracking, fresh_pg, start_tracking
 
 
 def untracked(provider: str, model: str, **fields: object) -> None:
@@ -46,10 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     n = args.calls
     with fresh_pg() as url, tempfile.TemporaryDirectory() as tmp:
-        tracking.configure(url=url, journal_path=f"{tmp}/journal.jsonl", queue_size=4 * n)
-        tracking.record(provider="openai", model="gpt-4o", input_tokens=1)
-        tracking.flush(30)
-        assert tracking.stats()["prices_loaded"]
+        start_tracking(url, tmp, queue_size=4 * n)
 
         def plain(i: int) -> None:
             untracked("openai", "gpt-4o", input_tokens=1200, output_tokens=300)

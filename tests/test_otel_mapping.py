@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tracking.otel_mapping import SpanData, call_id, call_kwargs, count, is_genai
+from tracking.otel_mapping import SPAN_NAMESPACE, SpanData, call_id, call_kwargs, count, is_genai
 
 START_NS = 1_767_225_600_123_456_789  # 2026-01-01 00:00:00.123456789 UTC
 
@@ -164,6 +164,12 @@ def test_an_error_span_keeps_its_error_type() -> None:
     assert kwargs is not None
     assert (kwargs["status"], kwargs["error_type"]) == ("error", "RateLimitError")
     assert "input_tokens" not in kwargs  # not reported is not zero
+    as_class = call_kwargs(
+        span(
+            {"gen_ai.operation.name": "chat", "error.type": "<class 'openai.APIError'>"}, error=True
+        )
+    )
+    assert as_class is not None and as_class["error_type"] == "APIError"
     untyped = call_kwargs(span({"gen_ai.operation.name": "chat"}, error=True))
     assert untyped is not None and untyped["error_type"] == "error"
 
@@ -198,6 +204,9 @@ def test_the_call_id_is_the_same_for_every_export_of_a_span_and_differs_between_
     assert first is not None and again is not None
     assert isinstance(first["call_id"], uuid.UUID) and first["call_id"] == again["call_id"]
     assert call_id(1, 2) != call_id(1, 3) != call_id(2, 2)
+    # uuid5 of the two ids in hex, so any other producer of these ids can make the same
+    trace, span_id = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
+    assert call_id(trace, span_id) == uuid.uuid5(SPAN_NAMESPACE, f"{trace:032x}{span_id:016x}")
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ cache inside it.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,7 +40,6 @@ from typing import Any
 SPAN_NAMESPACE = uuid.UUID("0b9f4c52-7d2e-4f0a-9c31-5e8a1d6b2f47")
 
 DEFAULT_FEATURE_ATTRIBUTE = "service.name"
-USER_ATTRIBUTES = ("user.id", "enduser.id")
 
 # (store field, attribute names in the order they are tried)
 TOKEN_ATTRIBUTES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -108,15 +108,33 @@ class SpanData:
 
 def is_genai(span: SpanData) -> bool:
     """A span of an AI call: it names a GenAI operation or reports GenAI usage."""
-    attributes = span.attributes
+    return genai_attributes(span.attributes)
+
+
+def genai_attributes(attributes: Mapping[str, Any]) -> bool:
+    """``is_genai`` on the attributes alone: every span a service ends passes here, so the
+    prefixes are looked for in one string rather than key by key (a fifth of the time)."""
     if "gen_ai.operation.name" in attributes or "llm.request.type" in attributes:
         return True
-    return any(key.startswith(("gen_ai.usage.", "llm.usage.")) for key in attributes)
+    keys = "\n" + "\n".join(attributes)
+    return "\ngen_ai.usage." in keys or "\nllm.usage." in keys
+
+
+_NAMESPACE_BYTES = SPAN_NAMESPACE.bytes
+_VERSION_5 = ~(0xF000 << 64) & ~(0xC000 << 48)
 
 
 def call_id(trace_id: int, span_id: int) -> uuid.UUID:
-    """The call's id: the same span, exported any number of times, is one call."""
-    return uuid.uuid5(SPAN_NAMESPACE, f"{trace_id:032x}{span_id:016x}")
+    """The call's id: the same span, exported any number of times, is one call.
+
+    It is ``uuid.uuid5(SPAN_NAMESPACE, f"{trace_id:032x}{span_id:016x}")``, made without
+    ``uuid5``'s own steps (a third of its time, on every GenAI span).
+    """
+    name = f"{trace_id:032x}{span_id:016x}".encode()
+    value = int.from_bytes(
+        hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16]
+    )
+    return uuid.UUID(int=(value & _VERSION_5) | (5 << 76) | (0x8000 << 48))
 
 
 def call_kwargs(span: SpanData, feature_attribute: str | None = None) -> dict[str, Any] | None:
@@ -126,18 +144,43 @@ def call_kwargs(span: SpanData, feature_attribute: str | None = None) -> dict[st
     (``service.name`` when None). Values are passed on as found: ``record`` validates them, so a
     malformed span is refused with a message, like any bad call.
     """
-    if not is_genai(span):
+    if not genai_attributes(span.attributes):
         return None
-    attributes = span.attributes
+    return genai_kwargs(
+        span.attributes,
+        span.resource,
+        span.scope_name,
+        span.trace_id,
+        span.span_id,
+        span.start_ns,
+        span.end_ns,
+        span.error,
+        feature_attribute or DEFAULT_FEATURE_ATTRIBUTE,
+    )
+
+
+def genai_kwargs(
+    attributes: Mapping[str, Any],
+    resource: Mapping[str, Any],
+    scope_name: str | None,
+    trace_id: int,
+    span_id: int,
+    start_ns: int,
+    end_ns: int,
+    error: bool,
+    feature_attribute: str,
+) -> dict[str, Any]:
+    """``call_kwargs`` of a span known to be a GenAI one, from its parts: the span processor
+    calls it with the SDK span's own, without making a SpanData first."""
     get = attributes.get
     requested = _text(get("gen_ai.request.model"))
     kwargs: dict[str, Any] = {
         "provider": provider_of(attributes),
         "model": _text(get("gen_ai.response.model")) or requested or "unknown",
-        "call_id": call_id(span.trace_id, span.span_id),
-        "occurred_at": _EPOCH + timedelta(microseconds=span.start_ns // 1000),
-        "duration_ms": max(0, (span.end_ns - span.start_ns) // 1_000_000),
-        "status": "error" if span.error else "ok",
+        "call_id": call_id(trace_id, span_id),
+        "occurred_at": _EPOCH + timedelta(microseconds=start_ns // 1000),
+        "duration_ms": max(0, (end_ns - start_ns) // 1_000_000),
+        "status": "error" if error else "ok",
     }
     if requested is not None:
         kwargs["requested_model"] = requested
@@ -147,16 +190,18 @@ def call_kwargs(span: SpanData, feature_attribute: str | None = None) -> dict[st
     response_id = _text(get("gen_ai.response.id"))
     if response_id is not None:
         kwargs["request_id"] = response_id
-    error_type = _text(get("error.type"))
+    error_type = error_type_of(get("error.type"))
     if error_type is not None:
         kwargs["error_type"] = error_type
-    elif span.error:
+    elif error:
         kwargs["error_type"] = "error"
-    kwargs.update(usage_of(attributes, span.scope_name))
-    user = _first(span, USER_ATTRIBUTES)
+    kwargs.update(usage_of(attributes, scope_name))
+    # user.id / enduser.id and the feature attribute: the span's own, else its resource's
+    user = get("user.id") or get("enduser.id") or resource.get("user.id")
+    user = _label(user or resource.get("enduser.id"))
     if user is not None:
         kwargs["user_id"] = user
-    feature = _first(span, (feature_attribute or DEFAULT_FEATURE_ATTRIBUTE,))
+    feature = _label(get(feature_attribute) or resource.get(feature_attribute))
     if feature is not None and not feature.startswith("unknown_service"):
         kwargs["feature"] = feature  # the SDK's stand-in for an unnamed service is no feature
     return kwargs
@@ -174,12 +219,15 @@ def provider_of(attributes: Mapping[str, Any]) -> str:
 def usage_of(attributes: Mapping[str, Any], scope_name: str | None) -> dict[str, int]:
     """The token counts in the store's convention: input_tokens is all input, cache included."""
     usage: dict[str, int] = {}
+    get = attributes.get
     for field, names in TOKEN_ATTRIBUTES:
         for name in names:
-            value = count(attributes.get(name))
+            value = get(name)
             if value is not None:
-                usage[field] = value
-                break
+                found = value if type(value) is int else count(value)
+                if found is not None:
+                    usage[field] = found
+                    break
     reported = usage.get("input_tokens")
     cached = usage.get("cache_read_tokens", 0) + usage.get("cache_write_tokens", 0)
     if reported is not None and cached and _input_excludes_cache(attributes, usage, scope_name):
@@ -205,6 +253,15 @@ def _input_excludes_cache(
     return total is not None and total == reported + cached + output
 
 
+def error_type_of(value: object) -> str | None:
+    """``error.type``; an exception class set as the value (openai-v2 2.4b0 does) reaches the
+    exporter as ``"<class 'openai.RateLimitError'>"``: its class name is the type."""
+    text = _text(value)
+    if text is not None and text.startswith("<class '") and text.endswith("'>"):
+        return text[8:-2].rpartition(".")[2] or None
+    return text
+
+
 def count(value: object) -> int | None:
     """A token count as an attribute holds it: an int, or digits (OTLP JSON sends int64 as
     strings); anything else is no count."""
@@ -223,13 +280,10 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _first(span: SpanData, names: tuple[str, ...]) -> str | None:
-    """The first of ``names`` found in the span's attributes, then in its resource's."""
-    for attributes in (span.attributes, span.resource):
-        for name in names:
-            value = attributes.get(name)
-            if isinstance(value, str) and value:
-                return value
-            if isinstance(value, int) and not isinstance(value, bool):
-                return str(value)
+def _label(value: object) -> str | None:
+    """A user or feature as an attribute holds it: a string, or an id given as a number."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     return None
