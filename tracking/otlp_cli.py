@@ -14,6 +14,7 @@ from tracking.db import describe_url
 
 TOKEN_ENV = "UNITWISE_OTLP_TOKEN"
 DEFAULT_PORT = 4318  # OTLP/HTTP's registered port
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 QUEUE_SIZE = 200_000  # calls waiting for the writer: a few seconds of a busy Collector's spans
 
 
@@ -47,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         f"GenAI spans are written to {describe_url(settings.url)}.",
         flush=True,
     )
+    if not token and args.host not in LOOPBACK:
+        print(f"warning: anyone who reaches {args.host} can write calls; set ${TOKEN_ENV}.")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
