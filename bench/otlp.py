@@ -6,7 +6,9 @@ default as the SDK's BatchSpanProcessor sends them), from two threads, and polls
 every span is a row of ``calls``. Timed: from the first request sent to the last row counted.
 
 Beside it, in the same run and alternating with it: a raw COPY of the same rows (ids, tokens,
-costs) into the same partitioned, indexed table, as in ``bench.ingest``: the floor.
+costs) into the same partitioned, indexed table, as in ``bench.ingest`` (the floor), and the
+writer alone taking the same calls already built and priced (``bench.ingest``'s writer figure:
+what the endpoint's own decoding and mapping add to).
 
     python -m bench.otlp [--spans 200000] [--runs 3]
 """
@@ -30,7 +32,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from sqlalchemy import func, select
 
 from bench.common import fresh_pg, make_events
-from bench.ingest import raw_copy_rate
+from bench.ingest import raw_copy_rate, writer_rate
 from tracking.db import make_engine
 from tracking.events import CallEvent
 from tracking.otel_mapping import call_id
@@ -151,11 +153,20 @@ def post_all(endpoint: str, bodies: list[bytes], senders: int) -> int:
     return busy[0]
 
 
-def otlp_rate(url: str, bodies: list[bytes], n: int, journal: str) -> tuple[float, int]:
-    """Spans per second from the first request sent to the n-th row stored; and the 503s."""
+def truncate(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.exec_driver_sql("TRUNCATE calls, call_ids, daily_rollups")
+        conn.exec_driver_sql(
+            "TRUNCATE calls, call_ids, daily_rollups, daily_feature_model_rollups,"
+            " daily_user_rollups"
+        )
+    engine.dispose()
+
+
+def otlp_rate(url: str, bodies: list[bytes], n: int, journal: str) -> tuple[float, int]:
+    """Spans per second from the first request sent to the n-th row stored; and the 503s."""
+    truncate(url)
+    engine = make_engine(url)
     port = free_port()
     server = start_server(url, port, journal)
     try:
@@ -198,9 +209,12 @@ def main() -> None:
         for run in range(1, args.runs + 1):
             rate, busy = otlp_rate(url, bodies, args.spans, f"{tmp}/journal-{run}.jsonl")
             raw = raw_copy_rate(url, events)
+            truncate(url)
+            writer = writer_rate(url, events, f"{tmp}/writer-{run}.jsonl", connections=2)
             print(
-                f"run {run}: OTLP -> PostgreSQL {rate:9,.0f} spans/s ({busy} 503s) | "
-                f"raw COPY (same rows) {raw:9,.0f} rows/s | ratio {rate / raw:4.0%}"
+                f"run {run}: OTLP -> PostgreSQL {rate:7,.0f} spans/s ({busy} 503s) | "
+                f"writer alone {writer:7,.0f} calls/s | raw COPY (same rows) {raw:7,.0f} rows/s"
+                f" | OTLP / writer {rate / writer:4.0%}, / COPY {rate / raw:4.0%}"
             )
 
 

@@ -266,6 +266,8 @@ def test_a_token_is_required_when_set(store_url: str, tmp_path: Path) -> None:
             answer = httpx.post(endpoint.url, content=body_of(spans), headers=PROTOBUF | headers)
             assert answer.status_code == 401
             assert answer.headers["www-authenticate"] == "Bearer"
+        unreadable = httpx.post(endpoint.url, content=b"x", headers={"Content-Type": "text/x"})
+        assert unreadable.status_code == 401  # nothing is said of a request before its token
         endpoint.flush()
         assert stored_calls(store_url) == []
         exporter = OTLPSpanExporter(
@@ -293,6 +295,8 @@ def test_bodies_over_the_limit_get_413_as_sent_or_decompressed(
         )
         assert answer.status_code == 413
         assert "decompressed" in status_of(answer).message
+        chunked = httpx.post(endpoint.url, content=iter([body[:100], body[100:]]), headers=PROTOBUF)
+        assert chunked.status_code == 413  # no Content-Length: counted as it arrives
         endpoint.flush()
         assert stored_calls(store_url) == []
         answer = httpx.post(endpoint.url, content=body_of(spans[:1]), headers=PROTOBUF)

@@ -73,11 +73,11 @@ class Receiver:
                 events.append(build(provider, model, kwargs))
             except ValueError as exc:
                 outcome.refused.append(f"span {span.span_id:016x}: {exc}")
-        if outcome.refused:
-            self.tracker.counters.add("rejected", len(outcome.refused))
         writer = self.tracker.writer
         if events and writer.room() < len(events):
             raise Busy(f"the writer's queue is full ({writer.settings.queue_size:,} calls)")
+        if outcome.refused:  # counted once: a request answered Busy is sent again
+            self.tracker.counters.add("rejected", len(outcome.refused))
         for event in events:
             self.tracker.emit(event)
         outcome.stored = len(events)

@@ -76,14 +76,17 @@ def build_app(
     expected = f"Bearer {token}".encode() if token else None
 
     async def traces(request: Request) -> Response:
+        unreadable: BadBody | None = None
         try:
             kind = media_type(request.headers.get("content-type"))
         except BadBody as exc:
-            return error(415, str(exc), JSON)
-        if expected is not None:
+            kind, unreadable = JSON, exc
+        if expected is not None:  # before anything else is said about the request
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, expected):
                 return error(401, "send Authorization: Bearer <token>", kind, _CHALLENGE)
+        if unreadable is not None:
+            return error(415, str(unreadable), kind)
         coding = request.headers.get("content-encoding", "identity").strip().lower()
         if coding not in ("gzip", "identity", ""):
             return error(415, f"Content-Encoding {coding!r}: send gzip or none", kind)
