@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from tracking.config import resolve_url
+from tracking.config import data_dir, resolve_url
 from tracking.db import describe_url
 
 TOKEN_ENV = "UNITWISE_OTLP_TOKEN"
 DEFAULT_PORT = 4318  # OTLP/HTTP's registered port
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+JOURNAL = "otlp-journal.jsonl"  # in the data folder, unless --journal or $UNITWISE_JOURNAL_PATH
 QUEUE_SIZE = 200_000  # calls waiting for the writer: a few seconds of a busy Collector's spans
 
 
@@ -36,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port}: a TCP port is 0..65535")
     url = resolve_url(args.url)
-    settings = build_settings(url, journal_path=args.journal, queue_size=QUEUE_SIZE)
+    # its own journal by default: a replay writes to the replaying process's store, and a host
+    # app beside the endpoint may write to another
+    journal = args.journal or os.environ.get("UNITWISE_JOURNAL_PATH") or data_dir() / JOURNAL
+    settings = build_settings(url, journal_path=journal, queue_size=QUEUE_SIZE)
     token = os.environ.get(TOKEN_ENV) or None
     receiver = Receiver(Tracker(settings), feature_attribute=args.feature_attribute)
     limit = args.max_body_bytes or DEFAULT_MAX_BODY_BYTES
@@ -76,5 +80,9 @@ def register(sub: argparse._SubParsersAction, url_help: str) -> None:
         type=int,
         help="larger bodies get 413, as sent or decompressed (default: 16 MiB)",
     )
-    cmd.add_argument("--journal", help="where calls wait while the store is unreachable")
+    cmd.add_argument(
+        "--journal",
+        help=f"where calls wait while the store is unreachable (default: {JOURNAL} in the "
+        "data folder, or $UNITWISE_JOURNAL_PATH)",
+    )
     cmd.set_defaults(func=run)
