@@ -8,7 +8,9 @@ every span is a row of ``calls``. Timed: from the first request sent to the last
 Beside it, in the same run and alternating with it: a raw COPY of the same rows (ids, tokens,
 costs) into the same partitioned, indexed table, as in ``bench.ingest`` (the floor), and the
 writer alone taking the same calls already built and priced (``bench.ingest``'s writer figure:
-what the endpoint's own decoding and mapping add to).
+what the endpoint's own decoding and mapping add to). CPU time per span of the server process,
+and per call of the writer alone, are printed beside the rates: on this shared machine they
+move less with the other processes' load than the rates do.
 
     python -m bench.otlp [--spans 200000] [--runs 3]
 """
@@ -163,13 +165,22 @@ def truncate(url: str) -> None:
     engine.dispose()
 
 
-def otlp_rate(url: str, bodies: list[bytes], n: int, journal: str) -> tuple[float, int]:
-    """Spans per second from the first request sent to the n-th row stored; and the 503s."""
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used so far (Linux: /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def otlp_rate(url: str, bodies: list[bytes], n: int, journal: str) -> tuple[float, int, float]:
+    """Spans per second from the first request sent to the n-th row stored; the 503s; and the
+    server's CPU per span in µs (the machine's load slows it less than it slows the rate)."""
     truncate(url)
     engine = make_engine(url)
     port = free_port()
     server = start_server(url, port, journal)
     try:
+        cpu_before = cpu_seconds(server.pid)
         started = time.perf_counter()
         busy = post_all(f"http://127.0.0.1:{port}/v1/traces", bodies, senders=2)
         count = select(func.count()).select_from(calls)
@@ -180,12 +191,13 @@ def otlp_rate(url: str, bodies: list[bytes], n: int, journal: str) -> tuple[floa
                 break
             time.sleep(0.02)
         elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(server.pid) - cpu_before
     finally:
         server.terminate()
         server.wait(60)
         engine.dispose()
     assert stored == n, (stored, n)
-    return n / elapsed, busy
+    return n / elapsed, busy, cpu / n * 1e6
 
 
 def main() -> None:
@@ -207,13 +219,16 @@ def main() -> None:
             price_event(book, e)
         print(f"spans: {args.spans:,} in {len(bodies):,} requests of {args.spans_per_request}")
         for run in range(1, args.runs + 1):
-            rate, busy = otlp_rate(url, bodies, args.spans, f"{tmp}/journal-{run}.jsonl")
+            rate, busy, cpu = otlp_rate(url, bodies, args.spans, f"{tmp}/journal-{run}.jsonl")
             raw = raw_copy_rate(url, events)
             truncate(url)
+            cpu_before = time.process_time()
             writer = writer_rate(url, events, f"{tmp}/writer-{run}.jsonl", connections=2)
+            writer_cpu = (time.process_time() - cpu_before) / len(events) * 1e6
             print(
-                f"run {run}: OTLP -> PostgreSQL {rate:7,.0f} spans/s ({busy} 503s) | "
-                f"writer alone {writer:7,.0f} calls/s | raw COPY (same rows) {raw:7,.0f} rows/s"
+                f"run {run}: OTLP -> PostgreSQL {rate:7,.0f} spans/s ({busy} 503s, "
+                f"{cpu:.1f} µs CPU/span) | writer alone {writer:7,.0f} calls/s "
+                f"({writer_cpu:.1f} µs CPU/call) | raw COPY (same rows) {raw:7,.0f} rows/s"
                 f" | OTLP / writer {rate / writer:4.0%}, / COPY {rate / raw:4.0%}"
             )
 
