@@ -6,13 +6,16 @@ the same run, each timed one call at a time (``perf_counter_ns``):
 
 - the SDK's own ``BatchSpanProcessor.on_end`` for the same spans (an exporter that does nothing),
   what any exporting service already pays per span;
-- ``tracking.record`` with the fields the mapping gives for the same span, made beforehand;
+- ``tracking.record`` with the fields the mapping gives for such a span, made beforehand;
 - ``SpanProcessor.on_end`` for a span that is no GenAI call (an HTTP server span).
 
 The four take turns in rounds of 500 calls, so drift in the machine's load falls on all alike.
+The spans are made beforehand, and the calls run back to back, as ``bench.overhead`` times
+``tracking.record``; with ``--fresh`` each span is ended just before its call (untimed), as in a
+host, whose own work between two calls pushes tracking's code and data out of the CPU's caches.
 The writer runs against a fresh PostgreSQL database with the prices loaded. Goal: at most 15 µs.
 
-    python -m bench.otel [--spans 20000]
+    python -m bench.otel [--spans 20000] [--fresh]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -67,28 +71,39 @@ class NoExport(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def ended_spans(n: int, attributes: dict[str, object]) -> list[ReadableSpan]:
-    """``n`` ended spans of a provider with no processor: each one is new to the store."""
+def span_maker(attributes: dict[str, Any]) -> Callable[[], ReadableSpan]:
+    """Ended spans of a provider with no processor, one per call, each new to the store."""
     provider = TracerProvider(resource=Resource.create({"service.name": "summarizer"}))
     tracer = provider.get_tracer("opentelemetry.instrumentation.openai.v1")
-    spans = []
-    for _ in range(n):
+
+    def ended() -> ReadableSpan:
         span = tracer.start_span("openai.chat", attributes=attributes)
         span.end()
-        spans.append(span)  # type: ignore[arg-type]  # an ended SDK Span is a ReadableSpan
-    return spans
+        return span  # type: ignore[return-value]  # an ended SDK Span is a ReadableSpan
+
+    return ended
 
 
-def alternate(cases: dict[str, Callable[[int], None]], n: int) -> dict[str, list[int]]:
-    """Each case timed call by call, the cases taking turns every ``ROUND`` calls."""
+Case = tuple[Callable[[], Any], Callable[[Any], object]]  # (make the argument, the timed call)
+
+
+def alternate(cases: dict[str, Case], n: int, fresh: bool) -> dict[str, list[int]]:
+    """Each case timed call by call, the cases taking turns every ``ROUND`` calls. The calls'
+    arguments are made beforehand; ``fresh``: each just before its call (untimed), as a host
+    ends a span just before the processor sees it."""
+    made = {
+        name: None if fresh else [make() for _ in range(n)] for name, (make, _) in cases.items()
+    }
     samples: dict[str, list[int]] = {name: [] for name in cases}
     clock = time.perf_counter_ns
     for start in range(0, n, ROUND):
-        for name, body in cases.items():
+        for name, (make, call) in cases.items():
             found = samples[name]
+            ready = made[name]
             for i in range(start, min(start + ROUND, n)):
+                arg = make() if ready is None else ready[i]
                 began = clock()
-                body(i)
+                call(arg)
                 found.append(clock() - began)
     return samples
 
@@ -96,33 +111,29 @@ def alternate(cases: dict[str, Callable[[int], None]], n: int) -> dict[str, list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--spans", type=int, default=20_000)
+    parser.add_argument("--fresh", action="store_true", help="end each span just before")
     args = parser.parse_args()
     n = args.spans
     with fresh_pg() as url, tempfile.TemporaryDirectory() as tmp:
         start_tracking(url, tmp, queue_size=8 * n)
-
         ours = SpanProcessor()
         theirs = BatchSpanProcessor(NoExport(), max_queue_size=4 * n)
-        chat = ended_spans(n, CHAT_SPAN)
-        recorded = ended_spans(n, CHAT_SPAN)
-        fields = [call_kwargs(span_data(span)) for span in recorded]
-        http = ended_spans(n, HTTP_SPAN)
-        batched = ended_spans(n, CHAT_SPAN)
+        chat, http = span_maker(CHAT_SPAN), span_maker(HTTP_SPAN)
+        for _ in range(2000):  # warm-up
+            ours.on_end(chat())
 
-        def record(i: int) -> None:
-            tracking.record(**fields[i])  # type: ignore[arg-type]
+        def fields() -> dict[str, Any]:
+            return call_kwargs(span_data(chat())) or {}
 
-        warm = ended_spans(2000, CHAT_SPAN)
-        for span in warm:
-            ours.on_end(span)
         samples = alternate(
             {
-                "BatchSpanProcessor.on_end (SDK)": lambda i: theirs.on_end(batched[i]),
-                RECORD: record,
-                GENAI: lambda i: ours.on_end(chat[i]),
-                "SpanProcessor.on_end, HTTP span": lambda i: ours.on_end(http[i]),
+                "BatchSpanProcessor.on_end (SDK)": (chat, theirs.on_end),
+                RECORD: (fields, lambda found: tracking.record(**found)),
+                GENAI: (chat, ours.on_end),
+                "SpanProcessor.on_end, HTTP span": (http, ours.on_end),
             },
             n,
+            args.fresh,
         )
         for name, found in samples.items():
             report(name, found)

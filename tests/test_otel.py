@@ -9,10 +9,12 @@ integration tests (gpt-4o and claude-3-5-sonnet, cache rates included).
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import anthropic
@@ -22,10 +24,10 @@ from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
 from opentelemetry.instrumentation.openai import OpenAIInstrumentor as OpenLLMetryOpenAI
 from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor as OfficialOpenAI
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanContext, StatusCode
 
 import tracking
 import tracking.otel
@@ -177,6 +179,33 @@ def test_official_openai_v2_spans_are_stored_as_instrument_stores_them(
     assert by_span.cost_usd is not None and by_span.duration_ms is not None
 
 
+def test_async_client_span_is_attributed_to_the_block_it_ran_in(configured, stub, spans) -> None:
+    """on_end runs in the task that ended the span: its ``attribute()`` block names the user."""
+    openai_case.add_prices(configured)
+    provider, _ = spans
+
+    async def ask(user: str) -> None:
+        async_client = openai_case.client(stub, openai.AsyncOpenAI)
+        with tracking.attribute(user_id=user, feature="drafts"):
+            await async_client.chat.completions.create(
+                model="gpt-4o", messages=openai_case.MESSAGES
+            )
+
+    async def both() -> None:
+        await asyncio.gather(ask("u_a"), ask("u_b"))
+
+    with instrumented(OpenLLMetryOpenAI(), provider):
+        for _ in range(2):
+            reply_chat(stub, OPENAI_CACHED, False)
+        asyncio.run(both())
+    rows = logged(configured)
+    assert sorted((row.user_id, row.feature) for row in rows) == [
+        ("u_a", "drafts"),
+        ("u_b", "drafts"),
+    ]
+    assert all(row.cost_usd == openai_case.CHAT_COST for row in rows)
+
+
 def test_official_openai_v2_does_not_report_cached_chat_tokens(configured, stub, spans) -> None:
     """A limit of the emitter (2.4b0), stated in the README: its chat spans carry no cache
     attribute, so the cached part of the input is priced at the full input rate."""
@@ -262,6 +291,30 @@ def test_a_span_seen_again_is_one_call(configured, stub, spans) -> None:
     again.on_end(span)
     (row,) = logged(configured)
     assert row.input_tokens == 1200
+
+
+def test_a_readable_span_made_elsewhere_and_none_after_shutdown(configured) -> None:
+    """A ReadableSpan built from plain values (as a bridge or a test would hand one over) is read
+    too; after the provider's shutdown, spans are no calls, as for the SDK's own processors."""
+    processor = tracking.otel.SpanProcessor()
+    start = 1_767_225_600_000_000_000
+
+    def ended(span_id: int) -> ReadableSpan:
+        return ReadableSpan(
+            name="chat gpt-4o",
+            context=SpanContext(trace_id=7, span_id=span_id, is_remote=False),
+            attributes={"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 10},
+            resource=Resource.create({"service.name": "billing"}),
+            start_time=start,
+            end_time=start + 2_500_000,
+        )
+
+    processor.on_end(ended(1))
+    processor.shutdown()
+    processor.on_end(ended(2))
+    (row,) = logged(configured)
+    assert (row.input_tokens, row.feature, row.duration_ms) == (10, "billing", 2)
+    assert row.occurred_at.replace(tzinfo=UTC) == datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_other_spans_are_not_calls(configured, spans) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -204,9 +205,13 @@ def test_the_call_id_is_the_same_for_every_export_of_a_span_and_differs_between_
     assert first is not None and again is not None
     assert isinstance(first["call_id"], uuid.UUID) and first["call_id"] == again["call_id"]
     assert call_id(1, 2) != call_id(1, 3) != call_id(2, 2)
-    # uuid5 of the two ids in hex, so any other producer of these ids can make the same
+    # RFC 9562's version 5 of the ids' 24 bytes, so that any other reader of a span makes the same
     trace, span_id = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
-    assert call_id(trace, span_id) == uuid.uuid5(SPAN_NAMESPACE, f"{trace:032x}{span_id:016x}")
+    name = bytes.fromhex("0af7651916cd43dd8448eb211c80319cb7ad6b7169203331")
+    digest = hashlib.sha1(SPAN_NAMESPACE.bytes + name).digest()
+    made = call_id(trace, span_id)
+    assert made == uuid.UUID(bytes=digest[:16], version=5)
+    assert (made.version, made.variant) == (5, uuid.RFC_4122)
 
 
 @pytest.mark.parametrize(
