@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from tracking import alert_cli, budget_cli, price_cli, reprice_cli
+from tracking import alert_cli, budget_cli, otlp_cli, price_cli, reprice_cli
 from tracking.config import resolve_url
 from tracking.db import describe_url, make_engine
 
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     budget_cli.register(sub, url_help)
     alert_cli.register(sub, url_help)
+    otlp_cli.register(sub, url_help)
 
     retention = sub.add_parser("retention", help="drop or archive calls of old months")
     retention.add_argument("--url", help=url_help)

@@ -103,6 +103,11 @@ class Writer:
             self._wake.set()
         return True
 
+    def room(self) -> int:
+        """How many more events ``put`` takes now before the queue is full (a receiver asks
+        before queueing a whole request, so that it is queued whole or refused whole)."""
+        return max(0, self.settings.queue_size - len(self._queue))
+
     def _start(self) -> None:
         with self._start_lock:
             if self._thread is None and not self._stopping:
