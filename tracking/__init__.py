@@ -7,6 +7,7 @@ with tracking.attribute(user_id="u_42", feature="summarize"):
 client = tracking.instrument(OpenAI())    # every call of the client is logged from now on
 """
 
+from tracking.budget_check import BudgetDecision, BudgetExceeded, check_budget, refresh_budgets
 from tracking.client import (
     configure,
     flush,
@@ -21,11 +22,15 @@ from tracking.context import attribute
 from tracking.integrations import instrument
 
 __all__ = [
+    "BudgetDecision",
+    "BudgetExceeded",
     "attribute",
+    "check_budget",
     "configure",
     "flush",
     "instrument",
     "record",
+    "refresh_budgets",
     "refresh_prices",
     "shutdown",
     "stats",

@@ -51,10 +51,13 @@ class Tracker:
         # one set of counts for the caller's side and the writer's, under one lock
         self.counters = Counters((*WRITER_COUNTS, "rejected", "internal_errors"))
         # the writer and its parts load here, at configure() or the first call, not at import
+        from tracking.budget_guard import BudgetGuard
         from tracking.pricing import price_event
         from tracking.writer import Writer
 
         self.writer = Writer(settings, counters=self.counters)
+        sink, interval = self.writer.sink, settings.budget_refresh_interval
+        self.budgets = BudgetGuard(lambda: sink.engine, self.writer.flush, interval, sink.logs)
         self._price_event = price_event
         self._recent: deque[dict[str, str | None]] = deque(maxlen=RECENT_REJECTIONS)
         self._recent_lock = threading.Lock()
@@ -118,6 +121,7 @@ class Tracker:
         if book is not None and not event.priced:
             self._price_event(book, event)
         self.writer.put(event)
+        self.budgets.add(event)  # after the put: a load that flushes then counts it twice at worst
 
     def reject(self, exc: ValueError) -> None:
         self.counters.add("rejected")
@@ -148,7 +152,14 @@ class Tracker:
     def stats(self) -> dict[str, Any]:
         with self._recent_lock:
             recent = list(self._recent)
-        return {**self.writer.stats(), "recent_rejections": recent, "enabled": True}
+        found = {**self.writer.stats(), "recent_rejections": recent, "enabled": True}
+        found["refreshers"] = {**found.get("refreshers", {}), "budgets": self.budgets.status()}
+        return found
+
+    def stop(self, timeout: float | None) -> bool:
+        """Stop the budgets' loads, then flush and stop the writer."""
+        self.budgets.stop()
+        return self.writer.shutdown(timeout)
 
 
 def rejected_field(message: str) -> str | None:
@@ -188,7 +199,7 @@ def configure(
         _settings = settings
         _disabled.update(on=not settings.enabled, error=None)
     if old is not None:
-        old.writer.shutdown(old.settings.shutdown_timeout)
+        old.stop(old.settings.shutdown_timeout)
     if _tracker is not None:
         _tracker.writer.start_if_journal_pending()
 
@@ -382,7 +393,7 @@ def shutdown(timeout: float | None = None) -> bool:
     global _tracker
     with _lock:
         tracker, _tracker = _tracker, None
-    return True if tracker is None else tracker.writer.shutdown(timeout)
+    return True if tracker is None else tracker.stop(timeout)
 
 
 def stats() -> dict[str, Any]:
@@ -406,7 +417,7 @@ def refresh_prices() -> None:
 def _at_exit() -> None:
     tracker = _tracker
     if tracker is not None:
-        tracker.writer.shutdown(tracker.settings.shutdown_timeout)
+        tracker.stop(tracker.settings.shutdown_timeout)
 
 
 atexit.register(_at_exit)

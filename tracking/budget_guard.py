@@ -1,0 +1,199 @@
+"""The process's view of its budgets: loaded from the store by a daemon thread, added to at once
+by every call the process records, and read without I/O by ``check_budget``.
+
+How fresh it is: this process's own calls count the moment they are recorded (a runaway loop is
+stopped by its own calls). Other processes' calls count once they are in the store (their
+writer's ``flush_interval``, 0.5 s by default) and this process has reloaded (every
+``budget_refresh_interval``, 30 s by default): at most about their sum behind. A load first
+flushes this process's writer, so its own calls are then in the store's figure and the additions
+made before the load are dropped; calls recorded during the load are counted twice until the
+next one (it denies early, never late). When the flush fails, nothing is dropped. A store that
+does not answer keeps the last figures (plus this process's calls); before the first load every
+call is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine
+
+from tracking.budget_check import ALLOWED, BudgetDecision
+from tracking.budget_load import load_view
+from tracking.budget_periods import period_at, rolled_limit
+from tracking.budget_view import BudgetView, Entry
+from tracking.events import CallEvent
+from tracking.ratelog import RateLimitedLog
+from tracking.refresher import Refresher
+
+ZERO = Decimal(0)
+FLUSH_TIMEOUT = 5.0  # seconds a load waits for this process's calls to reach the store
+Added = dict[tuple[str, datetime], Decimal]  # (budget, period start) -> this process's spend
+
+
+def _now() -> float:
+    return datetime.now(UTC).timestamp()
+
+
+class BudgetGuard:
+    """Budgets in memory; ``start`` begins the background loads (done at the first check)."""
+
+    def __init__(
+        self,
+        engine: Callable[[], Engine],
+        flush: Callable[[float], bool],
+        interval: float,
+        logs: RateLimitedLog,
+        clock: Callable[[], float] = _now,
+    ) -> None:
+        self._engine = engine
+        self._flush = flush
+        self._logs = logs
+        self._clock = clock  # POSIX seconds (a test moves it across a period's end)
+        self.interval = interval
+        # swapped whole by a load, so a reader sees a view with its own additions
+        self._state: tuple[BudgetView, Added] = (BudgetView(), {})
+        self._refresher = Refresher("budgets", self._load, interval, on_error=self._failed)
+        self._init_runtime()
+        _live_guards.add(self)
+
+    def _init_runtime(self) -> None:
+        self._lock = threading.Lock()  # additions and the swap
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the caller's side: no I/O -------------------------------------------------------------
+    def check(
+        self,
+        user_id: str | None,
+        feature: str | None,
+        customer_id: str | None,
+        model: str | None,
+        provider: str | None,
+        tags: Mapping[str, object],
+    ) -> BudgetDecision:
+        if self._thread is None:
+            self.start()
+        view, added = self._state
+        if not view.entries:
+            return ALLOWED
+        given = (user_id, view.customer_of(customer_id, user_id), feature, provider, model)
+        now = self._clock()
+        hard: tuple[Decimal, str] | None = None
+        soft: tuple[Decimal, str] | None = None
+        for entry in view.matching(given, tags):
+            left = (self._remaining(entry, added, now), entry.budget.name)
+            if entry.budget.hard:
+                hard = left if hard is None or left < hard else hard
+            else:
+                soft = left if soft is None or left < soft else soft
+        decided = hard or soft
+        if decided is None:
+            return ALLOWED
+        return BudgetDecision(hard is None or hard[0] > 0, decided[0], decided[1])
+
+    def _remaining(self, entry: Entry, added: Added, now: float) -> Decimal:
+        if now < entry.end_ts:
+            return entry.limit - entry.spent - added.get(entry.key, ZERO)
+        # a new period began since the load: it starts at the boundary, from this process's
+        # calls in it (the store's figure comes with the next load)
+        b = entry.budget
+        period = period_at(b.period, b.timezone, datetime.fromtimestamp(now, UTC))
+        limit = b.limit_usd
+        if b.rollover and period.start == entry.period.end:
+            limit = rolled_limit(limit, entry.spent + added.get(entry.key, ZERO))
+        return limit - added.get((b.name, period.start), ZERO)
+
+    def add(self, event: CallEvent) -> None:
+        """Count a call this process records in the budgets it falls under, at once."""
+        view = self._state[0]
+        cost = event.cost_usd
+        if not view.entries or not cost:
+            return
+        user = event.user_id
+        given = (user, view.customer_of(None, user), event.feature, event.provider, event.model)
+        at = event.occurred_at.timestamp()
+        keys = []
+        for entry in view.matching(given, event.tags or {}):
+            if at < entry.start_ts:
+                continue  # recorded for an earlier period
+            if at < entry.end_ts:
+                keys.append(entry.key)
+            else:
+                b = entry.budget
+                keys.append((b.name, period_at(b.period, b.timezone, event.occurred_at).start))
+        if keys:
+            with self._lock:
+                added = self._state[1]
+                for key in keys:
+                    added[key] = added.get(key, ZERO) + cost
+
+    # -- the background loads ------------------------------------------------------------------
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="unitwise-budgets", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        tick = min(self.interval, 1.0)
+        while not self._stop.is_set():
+            self._refresher.refresh_if_due()
+            self._stop.wait(tick)
+
+    def refresh(self) -> bool:
+        """Load now (I/O on the calling thread); True if it loaded."""
+        return self._refresher.refresh()
+
+    def _load(self) -> BudgetView:
+        with self._lock:
+            cut = dict(self._state[1])
+        flushed = self._flush(FLUSH_TIMEOUT)
+        with self._engine().connect() as conn:
+            view = load_view(conn, datetime.fromtimestamp(self._clock(), UTC))
+        with self._lock:
+            added = self._state[1]
+            if flushed:  # the calls counted before the flush are in the store's figures now
+                added = {k: v - cut.get(k, ZERO) for k, v in added.items()}
+                added = {k: v for k, v in added.items() if v}
+            self._state = (view, dict(added))
+        return view
+
+    def _failed(self, exc: BaseException) -> None:
+        self._logs.warning("budgets", "unitwise: could not load budgets: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    def after_fork(self) -> None:
+        """A forked child gets its own lock and thread; it keeps the parent's figures."""
+        self._init_runtime()
+        self._refresher.after_fork()
+        self._refresher.make_due()
+
+    def status(self) -> dict[str, Any]:
+        view = self._state[0]
+        return {"loaded": view.loaded, "budgets": len(view.entries), **self._refresher.status()}
+
+
+_live_guards: weakref.WeakSet[BudgetGuard] = weakref.WeakSet()
+
+
+def _reinit_in_child() -> None:
+    for guard in list(_live_guards):
+        guard.after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_in_child)
