@@ -9,18 +9,20 @@ cannot reach its store.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from tracking import client as _client
 from tracking import context
 
 
-@dataclass(frozen=True)
-class BudgetDecision:
+class BudgetDecision(NamedTuple):
     """``allowed`` False only when a hard budget is used up; ``budget`` names the budget that
     decided (the hard one with the least left, else the soft one with the least left; None when
-    no budget applies) and ``remaining`` what it has left this period (negative: overspent)."""
+    no budget applies) and ``remaining`` what it has left this period (negative: overspent).
+
+    Immutable; a named tuple rather than a frozen dataclass, which took a third of a check's
+    time to build (bench/budget_check.py)."""
 
     allowed: bool
     remaining: Decimal | None = None

@@ -10,7 +10,7 @@ call's value; a customer is the one ``customer_users`` maps the user to; a tag m
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -37,12 +37,20 @@ class Entry:
     # additions to this budget in this period are kept
     start_ts: float = field(init=False)
     end_ts: float = field(init=False)
-    key: tuple[str, datetime] = field(init=False)
+    key: str = field(init=False)
+    left: Decimal = field(init=False)  # limit - spent, before this process's additions
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "left", self.limit - self.spent)
         object.__setattr__(self, "start_ts", self.period.start.timestamp())
         object.__setattr__(self, "end_ts", self.period.end.timestamp())
-        object.__setattr__(self, "key", (self.budget.name, self.period.start))
+        object.__setattr__(self, "key", addition_key(self.budget.name, self.period.start))
+
+
+def addition_key(budget: str, period_start: datetime) -> str:
+    """The key of a budget's period among the process's additions: a string, whose hash Python
+    keeps, so a check's look-up does not hash a tuple and a datetime each time."""
+    return f"{period_start.isoformat()} {budget}"
 
 
 def tag_matches(text: str, value: object) -> bool:
@@ -57,18 +65,22 @@ def tag_matches(text: str, value: object) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class _Group:
-    """The budgets with the same scope keys: by the values of those keys."""
+def _everything(given: tuple[str | None, ...]) -> tuple[()]:
+    return ()
 
-    indexes: tuple[int, ...]
-    tag_key: str | None
-    by_values: dict[Any, list[Entry]]
 
-    def values_of(self, given: tuple[str | None, ...]) -> Any:
-        if not self.indexes:
-            return ()
-        return itemgetter(*self.indexes)(given)
+class Group:
+    """The budgets with the same scope keys, by the values of those keys: ``values_of`` picks
+    a call's values of those keys, as the budgets' are stored in ``by_values``."""
+
+    __slots__ = ("by_values", "tag_key", "values_of")
+
+    def __init__(self, indexes: tuple[int, ...], tag_key: str | None) -> None:
+        self.values_of: Callable[[tuple[str | None, ...]], Any] = (
+            itemgetter(*indexes) if indexes else _everything
+        )
+        self.tag_key = tag_key
+        self.by_values: dict[Any, list[Entry]] = {}
 
 
 def _values(budget: Budget, indexes: tuple[int, ...]) -> Any:
@@ -86,13 +98,15 @@ class BudgetView:
         self.entries = tuple(entries)
         self.customers = dict(customers or {})
         self.loaded = customers is not None
-        groups: dict[tuple[tuple[int, ...], str | None], _Group] = {}
+        groups: dict[tuple[tuple[int, ...], str | None], Group] = {}
         for entry in self.entries:
             b = entry.budget
             indexes = tuple(i for i, k in enumerate(KEYS) if getattr(b, k) is not None)
-            group = groups.setdefault((indexes, b.tag_key), _Group(indexes, b.tag_key, {}))
+            group = groups.get((indexes, b.tag_key))
+            if group is None:
+                groups[(indexes, b.tag_key)] = group = Group(indexes, b.tag_key)
             group.by_values.setdefault(_values(b, indexes), []).append(entry)
-        self._groups = tuple(groups.values())
+        self.groups = tuple(groups.values())
         self.has_customers = any(e.budget.customer_id is not None for e in self.entries)
 
     def __bool__(self) -> bool:
@@ -103,7 +117,7 @@ class BudgetView:
     ) -> Iterator[Entry]:
         """The budgets a call falls under: ``given`` its values of ``KEYS`` (the customer
         already resolved, see :meth:`customer_of`), ``tags`` its tags."""
-        for group in self._groups:
+        for group in self.groups:
             found = group.by_values.get(group.values_of(given))
             if not found:
                 continue

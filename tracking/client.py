@@ -157,8 +157,8 @@ class Tracker:
         return found
 
     def stop(self, timeout: float | None) -> bool:
-        """Stop the budgets' loads, then flush and stop the writer."""
-        self.budgets.stop()
+        """Stop the budgets' loads (waiting a second at most), then flush and stop the writer."""
+        self.budgets.stop(1.0 if timeout is None else min(timeout, 1.0))
         return self.writer.shutdown(timeout)
 
 
