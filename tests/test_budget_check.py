@@ -9,6 +9,7 @@ import asyncio
 import multiprocessing
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -181,6 +182,18 @@ def test_no_budget_applies_no_budget_decides(guarded: str) -> None:
     assert check(user_id="u_2") == (False, D("0"), "u_2 only")  # a $0 limit allows nothing
 
 
+def test_an_id_that_is_not_text_is_refused_with_a_message(guarded: str, tmp_path) -> None:
+    add(guarded, Budget("u", D("0"), user_id="u_1", hard=True))
+    tracking.refresh_budgets()
+    with pytest.raises(ValueError, match=r"user_id must be text in check_budget, got \['u_1'\]"):
+        tracking.check_budget(user_id=["u_1"])  # strict (the tests' mode): raised
+    tracking.configure(url=guarded, journal_path=str(tmp_path / "j2.jsonl"), strict=False)
+    tracking.refresh_budgets()
+    assert check(user_id=["u_1"]) == (True, None, None)  # the host's call goes on
+    assert tracking.stats()["rejected"] == 1
+    assert check(user_id="u_1") == (False, D("0"), "u")
+
+
 # --- the process's own calls, reloads, periods ------------------------------------------------
 
 
@@ -211,6 +224,35 @@ def test_a_reload_picks_up_spend_another_process_wrote(guarded: str) -> None:
     write_elsewhere(guarded, event("0.5", feature="f"))
     tracking.refresh_budgets()
     assert check(feature="f") == (False, D("-0.25"), "shared")
+
+
+def test_the_background_thread_reloads_by_itself(store_url: str, tmp_path) -> None:
+    """No refresh_budgets(): the first check starts the loads, which repeat at the interval."""
+    add(store_url, Budget("bg", D("1"), user_id="u_bg", hard=True))
+    tracking.configure(
+        url=store_url,
+        journal_path=str(tmp_path / "j.jsonl"),
+        flush_interval=0.05,
+        budget_refresh_interval=0.05,
+    )
+    try:
+        tracking.check_budget(user_id="u_bg")  # starts the thread
+        assert wait_for(lambda: check(user_id="u_bg") == (True, D("1"), "bg"))
+        write_elsewhere(store_url, event("1", user_id="u_bg"))
+        assert wait_for(lambda: check(user_id="u_bg") == (False, D("0"), "bg"))
+    finally:
+        tracking.shutdown(timeout=5)
+
+
+def wait_for(condition, seconds: float = 20.0) -> bool:
+    """Poll ``condition`` until it holds (True) or ``seconds`` pass (False): not a timing test,
+    the deadline is only there so a broken loader fails instead of hanging."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def test_a_new_period_starts_at_the_boundary_between_reloads(engine) -> None:

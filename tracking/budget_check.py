@@ -54,7 +54,8 @@ def check_budget(
 ) -> BudgetDecision:
     """Whether a call with this attribution may be made now. What is not given comes from the
     ``tracking.attribute`` block in force (user, feature, tags). Never raises because of
-    tracking: a failure of its own allows the call (and is counted in ``stats()``)."""
+    tracking: a failure of its own allows the call (and is counted in ``stats()``), as does an
+    id that is not text (rejected, with a message, like a bad ``record``)."""
     tracker = _client.get()
     if tracker is None:
         return ALLOWED
@@ -72,7 +73,14 @@ def check_budget(
             found,
         )
     except Exception as exc:
-        tracker.internal_error(exc)
+        given = {"user_id": user_id, "feature": feature, "customer_id": customer_id}
+        given |= {"model": model, "provider": provider}
+        bad = [(k, v) for k, v in given.items() if v is not None and not isinstance(v, str)]
+        if bad:  # an unhashable id fails the look-up: the caller's mistake, said as such
+            name, value = bad[0]
+            tracker.reject(ValueError(f"{name} must be text in check_budget, got {value!r}"))
+        else:
+            tracker.internal_error(exc)
         return ALLOWED
 
 
