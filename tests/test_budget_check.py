@@ -83,15 +83,16 @@ def event(cost: str, at: datetime | None = None, **fields) -> CallEvent:
     )
 
 
+def start_tracking(url: str, journal: object, **options: object) -> None:
+    """tracking with a fast writer; budgets reloaded only when the test says (by default)."""
+    settings: dict = {"flush_interval": 0.05, "budget_refresh_interval": 3600, **options}
+    tracking.configure(url=url, journal_path=str(journal), **settings)
+
+
 @pytest.fixture
 def guarded(store_url: str, tmp_path) -> Iterator[str]:
     """tracking on a fresh store; budgets reloaded only when a test says so."""
-    tracking.configure(
-        url=store_url,
-        journal_path=str(tmp_path / "journal.jsonl"),
-        flush_interval=0.05,
-        budget_refresh_interval=3600,
-    )
+    start_tracking(store_url, tmp_path / "journal.jsonl")
     yield store_url
     tracking.shutdown(timeout=5)
 
@@ -229,12 +230,7 @@ def test_a_reload_picks_up_spend_another_process_wrote(guarded: str) -> None:
 def test_the_background_thread_reloads_by_itself(store_url: str, tmp_path) -> None:
     """No refresh_budgets(): the first check starts the loads, which repeat at the interval."""
     add(store_url, Budget("bg", D("1"), user_id="u_bg", hard=True))
-    tracking.configure(
-        url=store_url,
-        journal_path=str(tmp_path / "j.jsonl"),
-        flush_interval=0.05,
-        budget_refresh_interval=0.05,
-    )
+    start_tracking(store_url, tmp_path / "j.jsonl", budget_refresh_interval=0.05)
     try:
         tracking.check_budget(user_id="u_bg")  # starts the thread
         assert wait_for(lambda: check(user_id="u_bg") == (True, D("1"), "bg"))
@@ -331,9 +327,7 @@ def test_threads_stop_at_the_limit_overspending_at_most_a_call_each(guarded: str
 
 def _spend_until_denied(url: str, journal: str, made) -> None:
     """One host process: reload, check, call, until the shared budget says no."""
-    tracking.configure(
-        url=url, journal_path=journal, flush_interval=0.02, budget_refresh_interval=3600
-    )
+    start_tracking(url, journal)
     count = 0
     with tracking.attribute(feature="fleet"):
         while count < 200:  # 15 or so in all, if it works
@@ -383,12 +377,7 @@ def test_an_unreachable_store_keeps_the_last_figures_and_never_raises(pg_url, tm
     proxy.start()
     through = url.set(port=proxy.port).render_as_string(hide_password=False)
     add(pg_url, Budget("kept", D("1"), user_id="u_k", hard=True))
-    tracking.configure(
-        url=through,
-        journal_path=str(tmp_path / "j.jsonl"),
-        flush_interval=0.05,
-        budget_refresh_interval=3600,
-    )
+    start_tracking(through, tmp_path / "j.jsonl")
     try:
         assert tracking.refresh_budgets()
         tracking.record("openai", "gpt-4o", user_id="u_k", cost_usd="0.6")
@@ -406,11 +395,7 @@ def test_an_unreachable_store_keeps_the_last_figures_and_never_raises(pg_url, tm
 
 
 def test_before_the_first_load_every_call_is_allowed(tmp_path) -> None:
-    tracking.configure(
-        url="postgresql://postgres@127.0.0.1:1/none",
-        journal_path=str(tmp_path / "j.jsonl"),
-        budget_refresh_interval=3600,
-    )
+    start_tracking("postgresql://postgres@127.0.0.1:1/none", tmp_path / "j.jsonl")
     try:
         assert not tracking.refresh_budgets()
         assert check(user_id="u_1") == (True, None, None)
