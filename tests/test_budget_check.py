@@ -462,6 +462,12 @@ def _openai_paths(stub):
             model="gpt-4o", messages=messages
         ),
         "responses": lambda: sync.responses.create(model="gpt-4o", input="hi"),
+        "raw response": lambda: sync.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=messages
+        ),
+        "stream helper": lambda: sync.chat.completions.stream(
+            model="gpt-4o", messages=messages
+        ).__enter__(),
     }
 
 
@@ -503,6 +509,19 @@ def test_every_path_refuses_before_sending(guarded: str, stub, sdk: str) -> None
     assert stub.requests == []
     assert tracking.flush(10)
     assert stored_calls(guarded) == []
+
+
+def test_with_tracking_off_nothing_is_refused(store_url: str, stub, monkeypatch) -> None:
+    add(store_url, Budget("zero", D("0"), hard=True))
+    monkeypatch.setenv("UNITWISE_DATABASE_URL", store_url)
+    monkeypatch.setenv("UNITWISE_TRACKING", "off")  # the kill switch turns enforcement off too
+    assert not tracking.refresh_budgets()
+    assert check() == (True, None, None)
+    stub.reply(Reply(body=openai_chat("gpt-4o", USAGE)))
+    openai_client(stub).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert len(stub.requests) == 1
 
 
 def test_a_model_budget_refuses_that_model_only(guarded: str, stub) -> None:
