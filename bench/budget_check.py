@@ -68,7 +68,7 @@ def measure(url: str, rounds: int) -> dict[str, list[float]]:
         cost_usd=Decimal("0.001"),
         priced=True,
     )
-    guard = client.get().budgets  # type: ignore[union-attr]
+    guard = client.get().budget_guard()  # type: ignore[union-attr]
     unloaded = BudgetGuard(lambda: None, lambda timeout: True, 3600, RateLimitedLog())  # type: ignore[arg-type, return-value]
 
     def attribute_block() -> None:

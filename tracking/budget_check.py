@@ -64,7 +64,8 @@ def check_budget(
         found: Mapping[str, object] = tags
         if attribution.tags:
             found = {**attribution.tags, **tags} if tags else attribution.tags
-        return tracker.budgets.check(
+        guard = tracker.budgets or tracker.budget_guard()
+        return guard.check(
             attribution.user_id if user_id is None else user_id,
             attribution.feature if feature is None else feature,
             customer_id,
@@ -88,4 +89,4 @@ def refresh_budgets() -> bool:
     """Load the budgets and their spend now, on this thread (I/O: for start-up, or a test);
     the background thread does it every ``budget_refresh_interval``. True if it loaded."""
     tracker = _client.get()
-    return False if tracker is None else tracker.budgets.refresh()
+    return False if tracker is None else tracker.budget_guard().refresh()

@@ -81,7 +81,7 @@ class BudgetGuard:
         provider: str | None,
         tags: Mapping[str, object],
     ) -> BudgetDecision:
-        if self._thread is None:
+        if self._thread is None:  # a forked child's loads start at its first check
             self.start()
         view, added = self._state
         if not view.entries:

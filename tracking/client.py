@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tracking import context
 from tracking.config import Settings, build_settings, env_flag
@@ -38,6 +38,9 @@ from tracking.events import (
 from tracking.ratelog import RateLimitedLog
 from tracking.schema import TOKEN_FIELDS
 
+if TYPE_CHECKING:
+    from tracking.budget_guard import BudgetGuard
+
 log = logging.getLogger("unitwise")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,13 +54,11 @@ class Tracker:
         # one set of counts for the caller's side and the writer's, under one lock
         self.counters = Counters((*WRITER_COUNTS, "rejected", "internal_errors"))
         # the writer and its parts load here, at configure() or the first call, not at import
-        from tracking.budget_guard import BudgetGuard
         from tracking.pricing import price_event
         from tracking.writer import Writer
 
         self.writer = Writer(settings, counters=self.counters)
-        sink, interval = self.writer.sink, settings.budget_refresh_interval
-        self.budgets = BudgetGuard(lambda: sink.engine, self.writer.flush, interval, sink.logs)
+        self.budgets: BudgetGuard | None = None  # made by the first budget check
         self._price_event = price_event
         self._recent: deque[dict[str, str | None]] = deque(maxlen=RECENT_REJECTIONS)
         self._recent_lock = threading.Lock()
@@ -121,7 +122,9 @@ class Tracker:
         if book is not None and not event.priced:
             self._price_event(book, event)
         self.writer.put(event)
-        self.budgets.add(event)  # after the put: a load that flushes then counts it twice at worst
+        budgets = self.budgets
+        if budgets is not None:  # after the put: a load that flushes counts it twice at worst
+            budgets.add(event)
 
     def reject(self, exc: ValueError) -> None:
         self.counters.add("rejected")
@@ -153,12 +156,29 @@ class Tracker:
         with self._recent_lock:
             recent = list(self._recent)
         found = {**self.writer.stats(), "recent_rejections": recent, "enabled": True}
-        found["refreshers"] = {**found.get("refreshers", {}), "budgets": self.budgets.status()}
+        if self.budgets is not None:
+            found["refreshers"] = {**found["refreshers"], "budgets": self.budgets.status()}
         return found
+
+    def budget_guard(self) -> BudgetGuard:
+        """The budgets in memory, made (and their background loads started) on first use."""
+        guard = self.budgets
+        if guard is None:
+            from tracking.budget_guard import BudgetGuard
+
+            with _lock:
+                guard = self.budgets
+                if guard is None:
+                    sink, interval = self.writer.sink, self.settings.budget_refresh_interval
+                    guard = BudgetGuard(lambda: sink.engine, self.writer.flush, interval, sink.logs)
+                    self.budgets = guard
+            guard.start()
+        return guard
 
     def stop(self, timeout: float | None) -> bool:
         """Stop the budgets' loads (waiting a second at most), then flush and stop the writer."""
-        self.budgets.stop(1.0 if timeout is None else min(timeout, 1.0))
+        if self.budgets is not None:
+            self.budgets.stop(1.0 if timeout is None else min(timeout, 1.0))
         return self.writer.shutdown(timeout)
 
 

@@ -12,7 +12,6 @@ import logging
 from typing import Any, TypeVar
 
 from tracking import client as _client
-from tracking.integrations._policy import Policy
 
 log = logging.getLogger("unitwise")
 C = TypeVar("C")
@@ -60,6 +59,8 @@ def instrument(client: C, enforce_budgets: bool = False) -> C:
         _unsupported(client)  # raises ValueError only in strict mode
         return client
     try:
+        from tracking.integrations._policy import Policy
+
         policy = Policy(enforce_budgets)
         setattr(client, POLICY, policy)
         integration.instrument(client, policy)  # type: ignore[union-attr]
@@ -74,10 +75,10 @@ def _start_budget_loads() -> None:
     """Begin loading the budgets now, so they are known by the first request."""
     tracker = _client.get()
     if tracker is not None:
-        tracker.budgets.start()
+        tracker.budget_guard()
 
 
-def _instrument_copies(client: Any, policy: Policy) -> None:
+def _instrument_copies(client: Any, policy: Any) -> None:
     """``client.with_options(timeout=...)`` (or ``copy``) makes a new client: instrument it too,
     enforcing budgets if this one does."""
     for name in ("copy", "with_options"):
