@@ -68,6 +68,9 @@ class BudgetGuard:
 
     def _init_runtime(self) -> None:
         self._lock = threading.Lock()  # additions and the swap
+        # one load at a time: two (the thread's and a host's refresh_budgets) would each take
+        # away the same additions
+        self._loading = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -174,18 +177,19 @@ class BudgetGuard:
         return self._refresher.refresh()
 
     def _load(self) -> BudgetView:
-        with self._lock:
-            cut = dict(self._state[1])
-        flushed = self._flush(FLUSH_TIMEOUT)
-        with self._engine().connect() as conn:
-            view = load_view(conn, datetime.fromtimestamp(self._clock(), UTC))
-        with self._lock:
-            added = self._state[1]
-            if flushed:  # the calls counted before the flush are in the store's figures now
-                added = {k: v - cut.get(k, ZERO) for k, v in added.items()}
-                added = {k: v for k, v in added.items() if v}
-            self._state = (view, dict(added))
-        return view
+        with self._loading:
+            with self._lock:
+                cut = dict(self._state[1])
+            flushed = self._flush(FLUSH_TIMEOUT)
+            with self._engine().connect() as conn:
+                view = load_view(conn, datetime.fromtimestamp(self._clock(), UTC))
+            with self._lock:
+                added = self._state[1]
+                if flushed:  # the calls counted before the flush are in the store's figures
+                    added = {k: v - cut.get(k, ZERO) for k, v in added.items()}
+                    added = {k: v for k, v in added.items() if v}
+                self._state = (view, dict(added))
+            return view
 
     def _failed(self, exc: BaseException) -> None:
         self._logs.warning("budgets", "unitwise: could not load budgets: %s", exc)
