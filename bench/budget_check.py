@@ -69,7 +69,7 @@ def measure(url: str, rounds: int) -> dict[str, list[float]]:
         priced=True,
     )
     guard = client.get().budget_guard()  # type: ignore[union-attr]
-    unloaded = BudgetGuard(lambda: None, lambda timeout: True, 3600, RateLimitedLog())  # type: ignore[arg-type, return-value]
+    unloaded = BudgetGuard(lambda: None, 3600, RateLimitedLog())  # type: ignore[arg-type, return-value]
 
     def attribute_block() -> None:
         with tracking.attribute(user_id="u_5"):

@@ -214,6 +214,49 @@ def test_the_process_own_calls_deny_at_the_limit_without_a_reload(guarded: str) 
     assert check(user_id="u_loop") == (False, D("-0.2"), "loop")
 
 
+def test_a_call_stored_while_a_reload_reads_is_counted_once(guarded: str) -> None:
+    """A call recorded and stored in the middle of a load (between its first read and the
+    spend's): the load's snapshot does not hold it, so its addition must stay, once."""
+    from sqlalchemy import event as sa_event
+
+    add(guarded, Budget("mid", D("10"), user_id="u_m", hard=True))
+    tracking.refresh_budgets()
+    tracking.record("openai", "gpt-4o", user_id="u_m", cost_usd="1")
+    assert tracking.flush(10)
+    engine = tracking.client.get().writer.sink.engine  # type: ignore[union-attr]
+    loader = threading.get_ident()
+    done: list[bool] = []
+
+    def meanwhile(conn, cursor, statement, *args) -> None:
+        if threading.get_ident() == loader and "rollups" in statement and not done:
+            done.append(True)
+            tracking.record("openai", "gpt-4o", user_id="u_m", cost_usd="2")
+            assert tracking.flush(10)  # stored by the writer's own connection, now
+
+    sa_event.listen(engine, "before_cursor_execute", meanwhile)
+    try:
+        assert tracking.refresh_budgets()
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", meanwhile)
+    assert done
+    assert check(user_id="u_m") == (True, D("7"), "mid")
+    assert tracking.refresh_budgets()  # the next load finds it stored: counted once still
+    assert check(user_id="u_m") == (True, D("7"), "mid")
+
+
+def test_a_call_the_writer_drops_is_taken_back(store_url: str, tmp_path) -> None:
+    add(store_url, Budget("q", D("10"), user_id="u_q", hard=True))
+    start_tracking(store_url, tmp_path / "j.jsonl", queue_size=1, flush_interval=60)
+    try:
+        tracking.refresh_budgets()
+        tracking.record("openai", "gpt-4o", user_id="u_q", cost_usd="1")
+        tracking.record("openai", "gpt-4o", user_id="u_q", cost_usd="2")  # the queue is full
+        assert tracking.stats()["dropped"] == 1
+        assert check(user_id="u_q") == (True, D("9"), "q")
+    finally:
+        tracking.shutdown(timeout=5)
+
+
 def test_a_reload_picks_up_spend_another_process_wrote(guarded: str) -> None:
     add(guarded, Budget("shared", D("1"), feature="f", hard=True))
     tracking.refresh_budgets()
@@ -269,9 +312,7 @@ def test_a_new_period_starts_at_the_boundary_between_reloads(engine) -> None:
         add_budget(conn, carry, "test", now=created)
     midnight = datetime(2026, 3, 11, 4, tzinfo=UTC)  # 00:00 in New York (EDT since 8 March)
     clock = [(midnight - timedelta(seconds=1)).timestamp()]
-    guard = BudgetGuard(
-        lambda: engine, lambda timeout: True, 3600, RateLimitedLog(), clock=lambda: clock[0]
-    )
+    guard = BudgetGuard(lambda: engine, 3600, RateLimitedLog(), clock=lambda: clock[0])
 
     def decide(feature: str) -> tuple[bool, Decimal | None, str | None]:
         d = guard.check(None, feature, None, None, None, {})
@@ -326,15 +367,20 @@ def test_threads_stop_at_the_limit_overspending_at_most_a_call_each(guarded: str
 
 
 def _spend_until_denied(url: str, journal: str, made) -> None:
-    """One host process: reload, check, call, until the shared budget says no."""
+    """One host process: reload, check, call, until the shared budget says no. The bound then
+    holds whatever the scheduling: take the last load that led to an allowed call; what was
+    stored then was under $1, and each process has at most one call not stored then."""
     start_tracking(url, journal)
     count = 0
     with tracking.attribute(feature="fleet"):
         while count < 200:  # 15 or so in all, if it works
-            tracking.refresh_budgets()  # flushes this process's calls, reads everyone's
+            tracking.refresh_budgets()  # reads what every process has stored
             if not tracking.check_budget().allowed:
                 break
             tracking.record("openai", "gpt-4o", cost_usd=COST)
+            # stored before the next check, as the writer's half second is shorter than a
+            # real call: then only the call each process has in flight is unseen by the others
+            assert tracking.flush(30)
             count += 1
     tracking.shutdown(timeout=10)
     made.put(count)

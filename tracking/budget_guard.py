@@ -4,12 +4,16 @@ by every call the process records, and read without I/O by ``check_budget``.
 How fresh it is: this process's own calls count the moment they are recorded (a runaway loop is
 stopped by its own calls). Other processes' calls count once they are in the store (their
 writer's ``flush_interval``, 0.5 s by default) and this process has reloaded (every
-``budget_refresh_interval``, 30 s by default): at most about their sum behind. A load first
-flushes this process's writer, so its own calls are then in the store's figure and the additions
-made before the load are dropped; calls recorded during the load are counted twice until the
-next one (it denies early, never late). When the flush fails, nothing is dropped. A store that
+``budget_refresh_interval``, 30 s by default): at most about their sum behind. A store that
 does not answer keeps the last figures (plus this process's calls); before the first load every
 call is allowed.
+
+Counted once, exactly: each addition is kept with its call's id until a load finds that id in
+the store. A load reads, in one snapshot (REPEATABLE READ on PostgreSQL, a read transaction
+on SQLite), the spend and which of the pending ids are stored; the ids are taken after the
+snapshot began and a call is added before it is queued, so a call is either in the snapshot's
+spend and found (its addition dropped) or in neither (kept). A call the writer drops (queue
+full) is taken away again; one that waits in the journal stays counted until it is stored.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -26,7 +31,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from tracking.budget_check import ALLOWED, BudgetDecision
-from tracking.budget_load import load_view
+from tracking.budget_load import begin_snapshot, load_view, stored_ids
 from tracking.budget_periods import period_at, rolled_limit
 from tracking.budget_view import BudgetView, Entry, addition_key, tag_matches
 from tracking.events import CallEvent
@@ -40,7 +45,6 @@ def _tag_applies(entry: Entry, value: object) -> bool:
     return value is not None and tag_matches(entry.budget.tag_value or "", value)
 
 
-FLUSH_TIMEOUT = 5.0  # seconds a load waits for this process's calls to reach the store
 Added = dict[str, Decimal]  # addition_key(budget, period start) -> this process's spend
 
 
@@ -50,18 +54,18 @@ class BudgetGuard:
     def __init__(
         self,
         engine: Callable[[], Engine],
-        flush: Callable[[float], bool],
         interval: float,
         logs: RateLimitedLog,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._engine = engine
-        self._flush = flush
         self._logs = logs
         self._clock = clock  # POSIX seconds (a test moves it across a period's end)
         self.interval = interval
         # swapped whole by a load, so a reader sees a view with its own additions
         self._state: tuple[BudgetView, Added] = (BudgetView(), {})
+        # the additions not yet found in the store: call id -> (keys, cost)
+        self._pending: dict[uuid.UUID, tuple[tuple[str, ...], Decimal]] = {}
         self._refresher = Refresher("budgets", self._load, interval, on_error=self._failed)
         self._init_runtime()
         _live_guards.add(self)
@@ -153,9 +157,28 @@ class BudgetGuard:
                 keys.append(addition_key(b.name, period.start))
         if keys:
             with self._lock:
+                self._pending[event.id] = (tuple(keys), cost)
                 added = self._state[1]
                 for key in keys:
                     added[key] = added.get(key, ZERO) + cost
+
+    def forget(self, event: CallEvent) -> None:
+        """Take back the addition of a call that will never be stored (dropped by the writer)."""
+        with self._lock:
+            self._take_back([event.id], self._state[1])
+
+    def _take_back(self, ids: Iterable[uuid.UUID], added: Added) -> None:
+        for call_id in ids:
+            found = self._pending.pop(call_id, None)
+            if found is None:
+                continue
+            keys, cost = found
+            for key in keys:
+                left = added.get(key, ZERO) - cost
+                if left:
+                    added[key] = left
+                else:
+                    added.pop(key, None)
 
     # -- the background loads ------------------------------------------------------------------
     def start(self) -> None:
@@ -177,18 +200,17 @@ class BudgetGuard:
         return self._refresher.refresh()
 
     def _load(self) -> BudgetView:
-        with self._loading:
+        with self._loading, self._engine().connect() as conn:
+            begin_snapshot(conn)
             with self._lock:
-                cut = dict(self._state[1])
-            flushed = self._flush(FLUSH_TIMEOUT)
-            with self._engine().connect() as conn:
-                view = load_view(conn, datetime.fromtimestamp(self._clock(), UTC))
+                pending = list(self._pending)
+            view = load_view(conn, datetime.fromtimestamp(self._clock(), UTC))
+            stored = stored_ids(conn, pending)
+            conn.rollback()
             with self._lock:
-                added = self._state[1]
-                if flushed:  # the calls counted before the flush are in the store's figures
-                    added = {k: v - cut.get(k, ZERO) for k, v in added.items()}
-                    added = {k: v for k, v in added.items() if v}
-                self._state = (view, dict(added))
+                added = dict(self._state[1])
+                self._take_back(stored, added)
+                self._state = (view, added)
             return view
 
     def _failed(self, exc: BaseException) -> None:

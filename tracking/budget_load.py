@@ -1,16 +1,21 @@
 """Read the budgets, their spend this period and the user -> customer map from the store into
-a :class:`~tracking.budget_view.BudgetView`: the background refresher's one query step."""
+a :class:`~tracking.budget_view.BudgetView`, and which of this process's calls the store holds:
+the background refresher's query steps, meant to run in one snapshot (:func:`begin_snapshot`)."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from tracking.budget_periods import period_at
 from tracking.budget_store import limit_in, list_budgets, spent_in
 from tracking.budget_view import BudgetView, Entry
-from tracking.schema import customer_users
+from tracking.schema import budgets, call_ids, customer_users
+
+ID_CHUNK = 500  # ids looked up per statement
 
 
 def load_view(conn: Connection, now: datetime | None = None) -> BudgetView:
@@ -27,3 +32,23 @@ def load_view(conn: Connection, now: datetime | None = None) -> BudgetView:
         rows = conn.execute(select(customer_users.c.user_id, customer_users.c.customer_id))
         customers = {user: customer for user, customer in rows}
     return BudgetView(entries, customers)
+
+
+def begin_snapshot(conn: Connection) -> None:
+    """Make the connection's next reads one snapshot, and take it now (by reading a table):
+    REPEATABLE READ on PostgreSQL; on SQLite a read transaction (WAL keeps it consistent),
+    which its Python driver would not begin for a SELECT."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.execution_options(isolation_level="REPEATABLE READ")
+    conn.execute(select(func.count()).select_from(budgets)).scalar_one()
+
+
+def stored_ids(conn: Connection, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Which of ``ids`` the store holds (``call_ids``: one row per stored call)."""
+    found: list[uuid.UUID] = []
+    for start in range(0, len(ids), ID_CHUNK):
+        chunk = ids[start : start + ID_CHUNK]
+        found += conn.execute(select(call_ids.c.id).where(call_ids.c.id.in_(chunk))).scalars()
+    return found

@@ -121,10 +121,13 @@ class Tracker:
         book = self.writer.prices.value
         if book is not None and not event.priced:
             self._price_event(book, event)
-        self.writer.put(event)
         budgets = self.budgets
-        if budgets is not None:  # after the put: a load that flushes counts it twice at worst
+        if budgets is None:
+            self.writer.put(event)
+        else:  # added before it is queued: see tracking.budget_guard, "counted once"
             budgets.add(event)
+            if not self.writer.put(event):
+                budgets.forget(event)
 
     def reject(self, exc: ValueError) -> None:
         self.counters.add("rejected")
@@ -170,7 +173,7 @@ class Tracker:
                 guard = self.budgets
                 if guard is None:
                     sink, interval = self.writer.sink, self.settings.budget_refresh_interval
-                    guard = BudgetGuard(lambda: sink.engine, self.writer.flush, interval, sink.logs)
+                    guard = BudgetGuard(lambda: sink.engine, interval, sink.logs)
                     self.budgets = guard
             guard.start()
         return guard
