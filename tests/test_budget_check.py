@@ -244,6 +244,18 @@ def test_a_call_stored_while_a_reload_reads_is_counted_once(guarded: str) -> Non
     assert check(user_id="u_m") == (True, D("7"), "mid")
 
 
+def test_a_call_id_recorded_twice_counts_once(guarded: str) -> None:
+    add(guarded, Budget("twice", D("10"), user_id="u_t", hard=True))
+    tracking.refresh_budgets()
+    call_id = uuid.uuid4()
+    for _ in range(2):
+        tracking.record("openai", "gpt-4o", user_id="u_t", cost_usd="3", call_id=call_id)
+    assert check(user_id="u_t") == (True, D("7"), "twice")
+    assert tracking.flush(10)
+    assert tracking.refresh_budgets()
+    assert check(user_id="u_t") == (True, D("7"), "twice")
+
+
 def test_a_call_the_writer_drops_is_taken_back(store_url: str, tmp_path) -> None:
     add(store_url, Budget("q", D("10"), user_id="u_q", hard=True))
     start_tracking(store_url, tmp_path / "j.jsonl", queue_size=1, flush_interval=60)

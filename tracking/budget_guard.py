@@ -157,6 +157,8 @@ class BudgetGuard:
                 keys.append(addition_key(b.name, period.start))
         if keys:
             with self._lock:
+                if event.id in self._pending:
+                    return  # the same call_id recorded again: the store keeps it once
                 self._pending[event.id] = (tuple(keys), cost)
                 added = self._state[1]
                 for key in keys:
