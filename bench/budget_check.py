@@ -2,7 +2,8 @@
 addition to the budgets in memory, with N budgets loaded, beside references timed in the same
 rounds (a dict look-up, a ``tracking.attribute`` block entered and left).
 
-Each sample times a batch of 100 calls (``perf_counter_ns``) and divides; the variants take
+Each sample times a batch of 100 calls (``perf_counter_ns``) and divides (an addition's figure
+includes a ``next()`` over calls made beforehand, each with an id of its own); the variants take
 turns, round after round, so a slow spell of the machine falls on all of them alike. The
 budgets: N-2 for users ``u_0``..., one for a feature, one for a tag; the "apply" check falls
 under three of them (a user's, the feature's, the tag's), the "none applies" one under none.
@@ -32,6 +33,7 @@ from tracking.events import CallEvent
 from tracking.ratelog import RateLimitedLog
 
 BATCH = 100
+SAMPLES = 20  # batches per variant per round
 
 
 def per_call_ns(body: Callable[[], object]) -> float:
@@ -57,16 +59,23 @@ def load_budgets(url: str, n: int) -> None:
 def measure(url: str, rounds: int) -> dict[str, list[float]]:
     """Per-round medians of every variant, the variants alternating within each round."""
     lookup = {("u_5", "chat"): 1}
-    event = CallEvent(
-        id=uuid.uuid4(),
-        occurred_at=datetime.now(UTC),
-        provider="openai",
-        model="gpt-4o",
-        user_id="u_5",
-        feature="chat",
-        tags={"team": "growth"},
-        cost_usd=Decimal("0.001"),
-        priced=True,
+    now = datetime.now(UTC)
+    # a call is added once per id: every timed addition gets a call of its own, made beforehand
+    events = iter(
+        [
+            CallEvent(
+                id=uuid.uuid4(),
+                occurred_at=now,
+                provider="openai",
+                model="gpt-4o",
+                user_id="u_5",
+                feature="chat",
+                tags={"team": "growth"},
+                cost_usd=Decimal("0.001"),
+                priced=True,
+            )
+            for _ in range(2 * rounds * SAMPLES * BATCH)
+        ]
     )
     guard = client.get().budget_guard()  # type: ignore[union-attr]
     unloaded = BudgetGuard(lambda: None, 3600, RateLimitedLog())  # type: ignore[arg-type, return-value]
@@ -82,13 +91,13 @@ def measure(url: str, rounds: int) -> dict[str, list[float]]:
             user_id="u_5", feature="chat", team="growth"
         ),
         "check_budget, none applies": lambda: tracking.check_budget(user_id="nobody"),
-        "a recorded call added (to 3 budgets)": lambda: guard.add(event),
-        "a recorded call, no budget loaded": lambda: unloaded.add(event),
+        "a recorded call added (to 3 budgets)": lambda: guard.add(next(events)),
+        "a recorded call, no budget loaded": lambda: unloaded.add(next(events)),
     }
     found: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, body in variants.items():
-            found[name].append(statistics.median(per_call_ns(body) for _ in range(20)))
+            found[name].append(statistics.median(per_call_ns(body) for _ in range(SAMPLES)))
     return found
 
 
