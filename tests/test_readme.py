@@ -77,7 +77,7 @@ def test_instrument_example_runs_and_logs_its_call(tmp_path, stub) -> None:
     """The two lines, run as written against the local stub in place of OpenAI's API."""
     from tests.llm_stub import Reply, openai_chat, openai_usage
 
-    (example,) = [b for b in python_blocks() if "tracking.instrument(" in b]
+    (example,) = [b for b in python_blocks() if "tracking.instrument(OpenAI())" in b]
     answer = openai_chat("gpt-4o-2024-08-06", openai_usage(1200, 300, cached=1000))
     stub.reply(Reply(body=answer, headers={"x-request-id": "req_readme"}))
     url = f"sqlite:///{tmp_path / 'readme.db'}"

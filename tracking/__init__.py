@@ -7,6 +7,8 @@ with tracking.attribute(user_id="u_42", feature="summarize"):
 client = tracking.instrument(OpenAI())    # every call of the client is logged from now on
 """
 
+from typing import TYPE_CHECKING, Any
+
 from tracking.client import (
     configure,
     flush,
@@ -20,13 +22,39 @@ from tracking.client import (
 from tracking.context import attribute
 from tracking.integrations import instrument, litellm_callback
 
+if TYPE_CHECKING:
+    from tracking.budget_check import (
+        BudgetDecision,
+        BudgetExceeded,
+        check_budget,
+        refresh_budgets,
+    )
+
+# budget enforcement, imported at first use so that ``import tracking`` stays light
+_BUDGET_NAMES = ("BudgetDecision", "BudgetExceeded", "check_budget", "refresh_budgets")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BUDGET_NAMES:
+        from tracking import budget_check
+
+        value = getattr(budget_check, name)
+        globals()[name] = value  # later look-ups are plain module attributes
+        return value
+    raise AttributeError(f"module 'tracking' has no attribute {name!r}")
+
+
 __all__ = [
+    "BudgetDecision",
+    "BudgetExceeded",
     "attribute",
+    "check_budget",
     "configure",
     "flush",
     "instrument",
     "litellm_callback",
     "record",
+    "refresh_budgets",
     "refresh_prices",
     "shutdown",
     "stats",

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tracking import context
 from tracking.config import Settings, build_settings, env_flag
@@ -38,6 +38,9 @@ from tracking.events import (
 from tracking.ratelog import RateLimitedLog
 from tracking.schema import TOKEN_FIELDS
 
+if TYPE_CHECKING:
+    from tracking.budget_guard import BudgetGuard
+
 log = logging.getLogger("unitwise")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,6 +58,7 @@ class Tracker:
         from tracking.writer import Writer
 
         self.writer = Writer(settings, counters=self.counters)
+        self.budgets: BudgetGuard | None = None  # made by the first budget check
         self._price_event = price_event
         self._recent: deque[dict[str, str | None]] = deque(maxlen=RECENT_REJECTIONS)
         self._recent_lock = threading.Lock()
@@ -117,7 +121,13 @@ class Tracker:
         book = self.writer.prices.value
         if book is not None and not event.priced:
             self._price_event(book, event)
-        self.writer.put(event)
+        budgets = self.budgets
+        if budgets is None:
+            self.writer.put(event)
+        else:  # added before it is queued: see tracking.budget_guard, "counted once"
+            budgets.add(event)
+            if not self.writer.put(event):
+                budgets.forget(event)
 
     def reject(self, exc: ValueError) -> None:
         self.counters.add("rejected")
@@ -148,7 +158,31 @@ class Tracker:
     def stats(self) -> dict[str, Any]:
         with self._recent_lock:
             recent = list(self._recent)
-        return {**self.writer.stats(), "recent_rejections": recent, "enabled": True}
+        found = {**self.writer.stats(), "recent_rejections": recent, "enabled": True}
+        if self.budgets is not None:
+            found["refreshers"] = {**found["refreshers"], "budgets": self.budgets.status()}
+        return found
+
+    def budget_guard(self) -> BudgetGuard:
+        """The budgets in memory, made (and their background loads started) on first use."""
+        guard = self.budgets
+        if guard is None:
+            from tracking.budget_guard import BudgetGuard
+
+            with _lock:
+                guard = self.budgets
+                if guard is None:
+                    sink, interval = self.writer.sink, self.settings.budget_refresh_interval
+                    guard = BudgetGuard(lambda: sink.engine, interval, sink.logs)
+                    self.budgets = guard
+            guard.start()
+        return guard
+
+    def stop(self, timeout: float | None) -> bool:
+        """Stop the budgets' loads (waiting a second at most), then flush and stop the writer."""
+        if self.budgets is not None:
+            self.budgets.stop(1.0 if timeout is None else min(timeout, 1.0))
+        return self.writer.shutdown(timeout)
 
 
 def rejected_field(message: str) -> str | None:
@@ -188,7 +222,7 @@ def configure(
         _settings = settings
         _disabled.update(on=not settings.enabled, error=None)
     if old is not None:
-        old.writer.shutdown(old.settings.shutdown_timeout)
+        old.stop(old.settings.shutdown_timeout)
     if _tracker is not None:
         _tracker.writer.start_if_journal_pending()
 
@@ -382,7 +416,7 @@ def shutdown(timeout: float | None = None) -> bool:
     global _tracker
     with _lock:
         tracker, _tracker = _tracker, None
-    return True if tracker is None else tracker.writer.shutdown(timeout)
+    return True if tracker is None else tracker.stop(timeout)
 
 
 def stats() -> dict[str, Any]:
@@ -406,7 +440,7 @@ def refresh_prices() -> None:
 def _at_exit() -> None:
     tracker = _tracker
     if tracker is not None:
-        tracker.writer.shutdown(tracker.settings.shutdown_timeout)
+        tracker.stop(tracker.settings.shutdown_timeout)
 
 
 atexit.register(_at_exit)

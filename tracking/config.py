@@ -60,6 +60,7 @@ class Settings:
     max_tags_bytes: int = 4_096
     write_connections: int = 2  # PostgreSQL only: batches written at once, one per connection
     write_timeout: float = 60.0  # PostgreSQL: seconds a batch may take before it is journaled
+    budget_refresh_interval: float = 30.0  # seconds between loads of the budgets' spend
 
     def __post_init__(self) -> None:
         """Refuse what would stop the writer quietly: a batch size of 0 takes empty batches
@@ -73,6 +74,7 @@ class Settings:
             "shutdown_timeout",
             "price_refresh_interval",
             "write_timeout",
+            "budget_refresh_interval",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):

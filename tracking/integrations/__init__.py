@@ -22,6 +22,7 @@ _INTEGRATIONS = {
     "anthropic": "tracking.integrations.anthropic",
 }
 INSTRUMENTED = "_unitwise_instrumented"
+POLICY = "_unitwise_policy"  # the client's Policy (enforce_budgets), shared by its wrappers
 
 
 def _sdk_of(client: object) -> str | None:
@@ -32,12 +33,21 @@ def _sdk_of(client: object) -> str | None:
     return None
 
 
-def instrument(client: C) -> C:
+def instrument(client: C, enforce_budgets: bool = False) -> C:
     """Log every call of ``client`` (OpenAI, AsyncOpenAI, AzureOpenAI, Anthropic, AsyncAnthropic)
     with its usage, latency, status and cost; returns the same client. Instrumenting twice is
-    harmless. An unsupported object is left as it is, with a warning (ValueError when strict)."""
+    harmless. An unsupported object is left as it is, with a warning (ValueError when strict).
+
+    ``enforce_budgets=True``: before each request, ``check_budget`` with the attribution in force
+    and the request's model; a hard budget used up raises ``tracking.BudgetExceeded`` and
+    nothing is sent. Once on, a later ``instrument(client)`` does not turn it off."""
     try:
+        if enforce_budgets:
+            _start_budget_loads()
         if getattr(client, INSTRUMENTED, False):
+            policy = getattr(client, POLICY, None)
+            if enforce_budgets and policy is not None:
+                policy.enforce_budgets = True
             return client
         sdk = _sdk_of(client)
         integration = importlib.import_module(_INTEGRATIONS[sdk]) if sdk is not None else None
@@ -49,16 +59,28 @@ def instrument(client: C) -> C:
         _unsupported(client)  # raises ValueError only in strict mode
         return client
     try:
-        integration.instrument(client)  # type: ignore[union-attr]
-        _instrument_copies(client)
+        from tracking.integrations._policy import Policy
+
+        policy = Policy(enforce_budgets)
+        setattr(client, POLICY, policy)
+        integration.instrument(client, policy)  # type: ignore[union-attr]
+        _instrument_copies(client, policy)
         setattr(client, INSTRUMENTED, True)
     except Exception as exc:  # partly wrapped methods stay wrapped; a retry wraps the rest
         _internal(exc)
     return client
 
 
-def _instrument_copies(client: Any) -> None:
-    """``client.with_options(timeout=...)`` (or ``copy``) makes a new client: instrument it too."""
+def _start_budget_loads() -> None:
+    """Begin loading the budgets now, so they are known by the first request."""
+    tracker = _client.get()
+    if tracker is not None:
+        tracker.budget_guard()
+
+
+def _instrument_copies(client: Any, policy: Any) -> None:
+    """``client.with_options(timeout=...)`` (or ``copy``) makes a new client: instrument it too,
+    enforcing budgets if this one does."""
     for name in ("copy", "with_options"):
         original = getattr(client, name, None)
         if original is None:
@@ -66,7 +88,7 @@ def _instrument_copies(client: Any) -> None:
 
         @functools.wraps(original)
         def copier(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            return instrument(_original(*args, **kwargs))
+            return instrument(_original(*args, **kwargs), policy.enforce_budgets)
 
         setattr(client, name, copier)
 

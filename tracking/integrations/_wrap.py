@@ -13,6 +13,7 @@ from typing import Any
 
 from tracking import client as _client
 from tracking.integrations._call import Call, guarded, internal_error
+from tracking.integrations._policy import Policy, enforce
 from tracking.integrations._stream import Observe, TrackedAsyncStream, TrackedStream
 
 MARK = "__unitwise_instrumented__"
@@ -30,12 +31,13 @@ class Spec:
     request_header: str = "x-request-id"  # where a stream's request id is
 
 
-def wrap(owner: object, name: str, spec: Spec, is_async: bool) -> None:
+def wrap(owner: object, name: str, spec: Spec, is_async: bool, policy: Policy) -> None:
     """Wrap ``owner.name`` once (wrapping an already wrapped method does nothing)."""
     original = getattr(owner, name, None)
     if original is None or getattr(original, MARK, False):
         return
-    wrapper = async_wrapper(original, spec) if is_async else sync_wrapper(original, spec)
+    make = async_wrapper if is_async else sync_wrapper
+    wrapper = make(original, spec, policy)
     setattr(wrapper, MARK, True)
     setattr(owner, name, wrapper)
 
@@ -92,9 +94,10 @@ def header_request_id(call: Call, spec: Spec, headers: Any) -> None:
         call.request_id = request_id
 
 
-def sync_wrapper(original: Callable[..., Any], spec: Spec) -> Callable[..., Any]:
+def sync_wrapper(original: Callable[..., Any], spec: Spec, policy: Policy) -> Callable[..., Any]:
     @functools.wraps(original)
     def instrumented(*args: Any, **kwargs: Any) -> Any:
+        enforce(policy, spec.provider, kwargs)
         call = start(spec, kwargs)
         if call is None:
             return original(*args, **kwargs)
@@ -108,9 +111,10 @@ def sync_wrapper(original: Callable[..., Any], spec: Spec) -> Callable[..., Any]
     return instrumented
 
 
-def async_wrapper(original: Callable[..., Any], spec: Spec) -> Callable[..., Any]:
+def async_wrapper(original: Callable[..., Any], spec: Spec, policy: Policy) -> Callable[..., Any]:
     @functools.wraps(original)
     async def instrumented(*args: Any, **kwargs: Any) -> Any:
+        enforce(policy, spec.provider, kwargs)
         call = start(spec, kwargs)
         if call is None:
             return await original(*args, **kwargs)

@@ -18,6 +18,7 @@ from typing import Any
 import anthropic
 
 from tracking.integrations._call import Call, field, guarded, tokens
+from tracking.integrations._policy import Policy, enforce
 from tracking.integrations._stream import TrackedAsyncStream, TrackedStream
 from tracking.integrations._wrap import MARK, Spec, failed, start, stream_request_id, wrap
 
@@ -137,12 +138,13 @@ class _StreamManager:
         return getattr(self._manager, name)
 
 
-def _wrap_stream_helper(messages: Any) -> None:
+def _wrap_stream_helper(messages: Any, policy: Policy) -> None:
     original = getattr(messages, "stream", None)
     if original is None or getattr(original, MARK, False):
         return
 
     def stream(*args: Any, **kwargs: Any) -> Any:
+        enforce(policy, PROVIDER, kwargs)  # the request is only sent on entering the manager
         return _StreamManager(original(*args, **kwargs), kwargs)
 
     stream.__doc__ = original.__doc__
@@ -154,9 +156,9 @@ def supports(client: object) -> bool:
     return isinstance(client, anthropic.Anthropic | anthropic.AsyncAnthropic)
 
 
-def instrument(client: Any) -> None:
+def instrument(client: Any, policy: Policy) -> None:
     is_async = isinstance(client, anthropic.AsyncAnthropic)
     messages = client.messages
-    wrap(messages, "create", CREATE, is_async)
-    wrap(messages, "parse", CREATE, is_async)  # posts on its own, never through create
-    _wrap_stream_helper(messages)
+    wrap(messages, "create", CREATE, is_async, policy)
+    wrap(messages, "parse", CREATE, is_async, policy)  # posts on its own, never through create
+    _wrap_stream_helper(messages, policy)

@@ -23,6 +23,7 @@ from typing import Any
 import openai
 
 from tracking.integrations._call import Call, field, tokens
+from tracking.integrations._policy import Policy
 from tracking.integrations._wrap import Spec, wrap
 
 PROVIDER = "openai"
@@ -204,7 +205,7 @@ def supports(client: object) -> bool:
     return isinstance(client, openai.OpenAI | openai.AsyncOpenAI)
 
 
-def instrument(client: Any) -> None:
+def instrument(client: Any, policy: Policy) -> None:
     """Wrap the logged methods of this client's resources (AzureOpenAI is an OpenAI client)."""
     is_async = isinstance(client, openai.AsyncOpenAI)
     for path, method, spec in METHODS:
@@ -214,4 +215,4 @@ def instrument(client: Any) -> None:
             if owner is None:
                 break
         if owner is not None:
-            wrap(owner, method, spec, is_async)
+            wrap(owner, method, spec, is_async, policy)
