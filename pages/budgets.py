@@ -1,11 +1,12 @@
 """Budgets & what-if: every budget's status and projection, its past periods and the editor
-(dashboard/budgets_view.py); the What-if tab is filled by the simulation."""
+(dashboard/budgets_view.py), the alerts due (dashboard/alerts_view.py), and the What-if tab
+filled by the simulation."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import budgets_view, data, notices
+from dashboard import alerts_view, budgets_view, data, notices
 from dashboard.access import editor_access, sign_in
 from dashboard.db import store_url
 
@@ -17,8 +18,10 @@ if state.kind == "missing":
     st.stop()
 access = editor_access(url)
 sign_in(access)  # for a reader who cannot edit: why, and the login or password to edit
-tab_budgets, tab_whatif = st.tabs(["Budgets", "What-if"])
+tab_budgets, tab_alerts, tab_whatif = st.tabs(["Budgets", "Alerts", "What-if"])
 with tab_budgets:
     budgets_view.budgets_section(url, access)
+with tab_alerts:  # what `python -m tracking alerts check` sends, and where it went
+    alerts_view.show_alerts()
 with tab_whatif:
     st.caption("What-if scenarios: switch a feature's model, change prices, see the cost ahead.")

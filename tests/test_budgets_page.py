@@ -17,6 +17,7 @@ from dashboard.budgets_view import AS_OF
 from dashboard.economics.budget_projection import project_budget
 from dashboard.formats import usd
 from tests.test_pricing_page import ENTRY, PASSWORD, PASSWORD_SECRETS, enter_password, frame
+from tracking.alerts import due_alerts
 from tracking.budget_store import Budget, add_budget, get_budget, list_budgets, status
 from tracking.schema import audit_log, budgets
 
@@ -99,7 +100,7 @@ def count(engine: Engine) -> int:
 def test_the_status_table_shows_status_and_projection(demo_app_store: Engine) -> None:
     add(demo_app_store, *BUDGETS)
     at = page(demo_app_store)
-    assert [t.label for t in at.tabs] == ["Budgets", "What-if"]
+    assert [t.label for t in at.tabs] == ["Budgets", "Alerts", "What-if"]
     now = as_of(at)
     table = frame(at, "breach").set_index("budget")
     with demo_app_store.connect() as conn:
@@ -128,7 +129,22 @@ def test_the_status_table_shows_status_and_projection(demo_app_store: Engine) ->
     assert table.loc["everything", "unknown cost"].startswith("plus ")
     assert table.loc["gpt-4o week", "unknown cost"] == ""  # gpt-4o is priced
     assert table.loc["everything", "period"].endswith("(UTC)")
-    assert at.tabs[1].caption[0].value.startswith("What-if")
+    assert at.tabs[2].caption[0].value.startswith("What-if")
+
+
+def test_the_alerts_tab_shows_the_alerts_due(demo_app_store: Engine) -> None:
+    """The Alerts tab lists what ``due_alerts`` finds (the demo's spend crosses the budgets'
+    thresholds and the hard one's limit), none sent yet, with the hard limit called out."""
+    tight = Budget(name="tight", limit_usd=Decimal("0.01"), hard=True)
+    add(demo_app_store, *BUDGETS, tight)
+    at = page(demo_app_store)
+    with demo_app_store.connect() as conn:
+        want = due_alerts(conn)
+    shown = frame(at, "sent to")
+    assert list(shown["alert"]) == [a.message for a in want]
+    assert set(shown["sent to"]) == {"not yet"}
+    assert any(a.kind == "hard_limit" and "tight" in a.message for a in want)
+    assert any("at its limit" in e.value for e in at.tabs[1].error)
 
 
 def test_past_periods_show_spent_against_the_limit(demo_app_store: Engine) -> None:

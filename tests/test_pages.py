@@ -163,7 +163,7 @@ def test_pages_without_filters_leave_them_as_they_were(demo_app_store: Engine) -
         at.switch_page(f"../pages/{page}.py").run()
         assert not at.exception, at.exception
         if page == "budgets":
-            assert [t.label for t in at.tabs] == ["Budgets", "What-if"]
+            assert [t.label for t in at.tabs] == ["Budgets", "Alerts", "What-if"]
         assert not at.sidebar.multiselect and not at.sidebar.date_input  # filters unused here
     at.switch_page("../pages/overview.py").run()
     assert at.multiselect(key="f_providers").value == ["openai"]  # kept meanwhile
