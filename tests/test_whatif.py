@@ -1,0 +1,211 @@
+"""The what-if simulator: exact money under each lever, the band, the tornado, bad levers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+
+from dashboard.economics.money import AVERAGE_MONTH_DAYS, _nanos
+from dashboard.economics.whatif import (
+    Baseline,
+    BaselineLine,
+    BudgetLimit,
+    LeverError,
+    Levers,
+    Move,
+    levers_from_params,
+    levers_to_params,
+    sensitivity,
+    simulate,
+)
+from tracking.sqltypes import NANOS_PER_DOLLAR, from_nanos
+
+# dollars per token: $2.50 / $10 per 1M, and a model at exactly half of both
+RATES = {
+    "openai/gpt-4o": {
+        "input_tokens": Fraction(25, 10_000_000),
+        "output_tokens": Fraction(1, 100_000),
+    },
+    "openai/half": {
+        "input_tokens": Fraction(125, 100_000_000),
+        "output_tokens": Fraction(5, 1_000_000),
+    },
+}
+
+
+def line(
+    feature: str, model: str, plan: str | None, calls: int, inp: int, out: int
+) -> BaselineLine:
+    rates = RATES[f"openai/{model}"]
+    cost = inp * rates["input_tokens"] + out * rates["output_tokens"]
+    return BaselineLine(
+        feature, "openai", model, plan, calls, inp, out, cost_nanos=int(cost * NANOS_PER_DOLLAR)
+    )
+
+
+def baseline(daily: tuple[int, ...] = (5, 7, 6, 9, 3, 8, 4)) -> Baseline:
+    lines = (
+        line("chat", "gpt-4o", "pro", 700, 1_400_000, 280_000),
+        line("summarize", "gpt-4o", None, 70, 700_000, 70_000),
+    )
+    total = sum(x.cost_nanos for x in lines)
+    weights = sum(daily)
+    days = tuple(total * d // weights for d in daily)
+    return Baseline(lines, days, {"pro": Decimal("49")})
+
+
+def month_of(nanos: int, days: int = 7) -> Decimal:
+    return from_nanos(_nanos(Fraction(nanos, NANOS_PER_DOLLAR) * AVERAGE_MONTH_DAYS / days))
+
+
+def by_feature(month, feature: str) -> Decimal:
+    return sum((v for (f, _, _), v in month.parts.items() if f == feature), Decimal(0))
+
+
+def test_no_change_reproduces_the_baseline_exactly() -> None:
+    base = baseline()
+    result = simulate(base, Levers(), RATES, draws=0)
+    assert len(result.months) == 12
+    for month in result.months:
+        assert month.cost == base.monthly_cost == month_of(sum(x.cost_nanos for x in base.lines))
+        assert by_feature(month, "chat") == month_of(base.lines[0].cost_nanos)
+        assert month.calls == round(Fraction(770) * AVERAGE_MONTH_DAYS / 7)
+
+
+def test_a_ten_percent_price_rise_raises_that_models_cost_by_exactly_ten_percent() -> None:
+    base = Baseline(
+        (*baseline().lines, line("search", "half", None, 70, 700_000, 0)), baseline().daily_nanos
+    )
+    before = simulate(base, Levers(), RATES, draws=0).months[0]
+    after = simulate(base, Levers(price_pct={"openai/gpt-4o": Decimal(10)}), RATES, draws=0).months[
+        0
+    ]
+    for key, cost in before.parts.items():
+        want = cost * Decimal("1.1") if key[1] == "openai/gpt-4o" else cost
+        assert after.parts[key] == want
+    assert by_feature(after, "search") == by_feature(before, "search") > 0
+
+
+def test_moving_a_feature_to_a_model_at_half_the_rates_halves_its_cost() -> None:
+    base = baseline()
+    before = simulate(base, Levers(), RATES, draws=0).months[0]
+    moved = simulate(base, Levers(moves=(Move("chat", "openai/half"),)), RATES, draws=0).months[0]
+    assert by_feature(moved, "chat") * 2 == by_feature(before, "chat") > 0
+    assert {k[1] for k in moved.parts if k[0] == "chat"} == {"openai/half"}
+    assert by_feature(moved, "summarize") == by_feature(before, "summarize")
+
+
+def test_a_move_with_token_ratios_is_priced_from_the_target_rates() -> None:
+    base = baseline()
+    levers = Levers(
+        moves=(Move("chat", "openai/half", "openai/gpt-4o", Decimal(2), Decimal("0.5")),)
+    )
+    moved = simulate(base, levers, RATES, draws=0).months[0]
+    # 2.8M input and 140k output tokens at $1.25 / $5 per 1M, a 7-day window
+    want = Fraction(2_800_000 * 125, 100_000_000) + Fraction(140_000 * 5, 1_000_000)
+    assert by_feature(moved, "chat") == month_of(int(want * NANOS_PER_DOLLAR))
+
+
+def test_the_band_narrows_as_the_baseline_varies_less() -> None:
+    wide = simulate(baseline((1, 20, 2, 18, 1, 25, 3)), Levers(), RATES, seed=1).months[0]
+    narrow = simulate(baseline((10, 11, 10, 12, 10, 11, 10)), Levers(), RATES, seed=1).months[0]
+    flat = simulate(baseline((10,) * 7), Levers(), RATES, seed=1).months[0]
+    assert wide.cost == narrow.cost == flat.cost
+    assert wide.high - wide.low > narrow.high - narrow.low > flat.high - flat.low == 0
+    assert wide.low < wide.cost < wide.high
+    again = simulate(baseline((1, 20, 2, 18, 1, 25, 3)), Levers(), RATES, seed=1).months[0]
+    assert (again.low, again.high) == (wide.low, wide.high)  # seeded
+
+
+def test_user_growth_compounds_each_month() -> None:
+    base = baseline()
+    flat = simulate(base, Levers(), RATES, draws=0).months[0].cost
+    grown = simulate(base, Levers(user_growth_pct=Decimal(10), horizon_months=3), RATES, draws=0)
+    exact = Fraction(sum(x.cost_nanos for x in base.lines)) * AVERAGE_MONTH_DAYS / 7
+    assert [m.cost for m in grown.months] == [
+        from_nanos(round(exact * Fraction(11, 10) ** m)) for m in (1, 2, 3)
+    ]
+    assert grown.months[0].cost > flat
+    pro = [p for p in grown.plans if p.plan == "pro"]
+    assert [p.revenue for p in pro] == [Decimal("53.9"), Decimal("59.29"), Decimal("65.219")]
+    assert all(p.margin == p.revenue - p.ai_cost for p in pro)
+
+
+def test_cache_hits_and_output_length_reprice_the_changed_tokens() -> None:
+    base = baseline()
+    before = simulate(base, Levers(), RATES, draws=0).months[0]
+    longer = simulate(base, Levers(output_length_pct=Decimal(100)), RATES, draws=0).months[0]
+    # doubling output adds the output's cost once: 280k x $10/1M = $2.80 a week for chat
+    assert by_feature(longer, "chat") - by_feature(before, "chat") == month_of(2_800_000_000)
+    cached = simulate(base, Levers(cache_hit_pct=Decimal(50)), RATES, draws=0).months[0]
+    assert cached.cost == before.cost  # no cache rate: cache reads are billed as input
+    rates = {**RATES, "openai/gpt-4o": {**RATES["openai/gpt-4o"], "cache_read_tokens": Fraction(0)}}
+    free = simulate(base, Levers(cache_hit_pct=Decimal(50)), rates, draws=0).months[0]
+    # half of chat's 1.4M input tokens free: $1.75 a week less
+    assert by_feature(before, "chat") - by_feature(free, "chat") == month_of(1_750_000_000)
+
+
+def test_horizon_bounds_and_bad_levers_are_refused_clearly() -> None:
+    assert len(simulate(baseline(), Levers(horizon_months=1), RATES, draws=0).months) == 1
+    for levers, message in (
+        (Levers(horizon_months=0), "horizon_months: 0 is not a whole 1 to 12 months"),
+        (Levers(horizon_months=13), "horizon_months: 13 is not a whole 1 to 12 months"),
+        (Levers(user_growth_pct="fast"), "user_growth_pct: 'fast' is not a number"),
+        (Levers(usage_per_user_pct=Decimal(-100)), "usage_per_user_pct: -100% is outside"),
+        (Levers(cache_hit_pct=Decimal(120)), "cache_hit_pct: 120% is not a share from 0 to 100%"),
+        (
+            Levers(price_pct={"gpt-4o": Decimal(1)}),
+            "price_pct: 'gpt-4o' is not a model as provider/model",
+        ),
+        (Levers(moves=(Move("chat", "openai/nope"),)), "moves: openai/nope has no price"),
+        (
+            Levers(moves=(Move("chat", "openai/half", input_ratio=Decimal(0)),)),
+            "moves.input_ratio: 0 is outside",
+        ),
+    ):
+        with pytest.raises(LeverError, match=None) as refused:
+            simulate(baseline(), levers, RATES)
+        assert str(refused.value).startswith(message), refused.value
+
+
+def test_the_month_a_budget_breaks() -> None:
+    base = baseline()
+    month1 = simulate(base, Levers(), RATES, draws=0).months[0]
+    chat = by_feature(month1, "chat")
+    limits = [
+        BudgetLimit("chat", chat * Decimal("1.15"), feature="chat"),
+        BudgetLimit("all", month1.cost * 10),
+    ]
+    result = simulate(base, Levers(user_growth_pct=Decimal(10)), RATES, limits, draws=0)
+    assert result.budgets[0].month == 2  # x1.1 fits, x1.21 does not
+    assert result.budgets[0].cost == by_feature(result.months[1], "chat")
+    assert result.budgets[1].month is None
+
+
+def test_the_tornado_puts_the_lever_that_moves_the_total_most_first() -> None:
+    rows = sensitivity(baseline(), Levers(), RATES)
+    assert rows[0].swing >= rows[-1].swing
+    usage = next(r for r in rows if r.lever == "Usage per user")
+    total = simulate(baseline(), Levers(), RATES, draws=0).total
+    assert abs(usage.high_total - total * Decimal("1.2")) <= Decimal("0.00000002")
+    assert next(r for r in rows if r.lever == "Cache-hit rate").swing == 0  # no cache rate
+
+
+def test_levers_round_trip_through_json() -> None:
+    levers = Levers(
+        horizon_months=6,
+        price_pct={"openai/gpt-4o": Decimal("-12.5")},
+        draft_prices={"openai/half": {"input_tokens": Decimal("1.1")}},
+        moves=(Move("chat", "openai/half", None, Decimal("1.2"), Decimal("0.8")),),
+        user_growth_pct=Decimal("3"),
+        cache_hit_pct=Decimal("40"),
+    )
+    import json
+
+    again = levers_from_params(json.loads(json.dumps(levers_to_params(levers))))
+    base = baseline()
+    assert simulate(base, again, RATES, draws=0) == simulate(base, levers, RATES, draws=0)
+    with pytest.raises(LeverError, match="unknown lever"):
+        levers_from_params({"speed": "1"})
