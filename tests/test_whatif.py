@@ -209,3 +209,113 @@ def test_levers_round_trip_through_json() -> None:
     assert simulate(base, again, RATES, draws=0) == simulate(base, levers, RATES, draws=0)
     with pytest.raises(LeverError, match="unknown lever"):
         levers_from_params({"speed": "1"})
+
+
+# --- the store: scenarios saved and audited, the baseline read from the rollups ---------------
+
+
+def audit_rows(engine):
+    from sqlalchemy import select
+
+    from tracking.schema import audit_log
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(audit_log).where(audit_log.c.table_name == "scenarios").order_by(audit_log.c.id)
+        )
+        return [(r.who, r.action, r.key, r.before, r.after) for r in rows]
+
+
+def test_a_scenario_round_trips_through_the_store_and_is_audited(engine) -> None:
+    from dashboard.scenarios import delete_scenario, list_scenarios, load_scenario, save_scenario
+
+    levers = Levers(
+        horizon_months=6,
+        price_pct={"openai/gpt-4o": Decimal("-12.5")},
+        moves=(Move("chat", "openai/half", None, Decimal("1.2"), Decimal("0.8")),),
+        cache_hit_pct=Decimal("40"),
+    )
+    with engine.begin() as conn:
+        save_scenario(conn, "cheaper chat", levers, "ann@example.com")
+    with engine.connect() as conn:
+        saved = load_scenario(conn, "cheaper chat")
+    assert saved is not None and saved.created_by == "ann@example.com"
+    assert saved.levers == levers
+    assert simulate(baseline(), saved.levers, RATES, draws=0) == simulate(
+        baseline(), levers, RATES, draws=0
+    )
+    grown = Levers(user_growth_pct=Decimal(5))
+    with engine.begin() as conn:
+        save_scenario(conn, "cheaper chat", grown, "bob@example.com")
+        with pytest.raises(LeverError, match="horizon_months"):
+            save_scenario(conn, "bad", Levers(horizon_months=40), "bob@example.com")
+        with pytest.raises(LeverError, match="name: a scenario needs a name"):
+            save_scenario(conn, " ", grown, "bob@example.com")
+    with engine.begin() as conn:
+        assert [s.name for s in list_scenarios(conn)] == ["cheaper chat"]
+        assert list_scenarios(conn)[0].levers == validate(grown)
+        delete_scenario(conn, "cheaper chat", "bob@example.com")
+        with pytest.raises(LeverError, match="no scenario named 'gone'"):
+            delete_scenario(conn, "gone", "bob@example.com")
+    with engine.connect() as conn:
+        assert list_scenarios(conn) == []
+    (add, edit, remove) = audit_rows(engine)
+    assert add == ("ann@example.com", "add", "cheaper chat", None, levers_to_params(levers))
+    assert edit[:3] == ("bob@example.com", "edit", "cheaper chat") and edit[3] == add[4]
+    assert edit[4]["user_growth_pct"] == "5"
+    assert remove[:3] == ("bob@example.com", "remove", "cheaper chat") and remove[4] is None
+
+
+def validate(levers: Levers) -> Levers:
+    from dashboard.economics.whatif import validate_levers
+
+    return validate_levers(levers, None)
+
+
+def test_the_baseline_is_the_rollups_by_feature_model_and_plan(engine) -> None:
+    from datetime import date
+
+    from sqlalchemy import func, insert, select
+
+    from dashboard.whatif_data import load_baseline
+    from tracking.schema import ROLLUP_TABLES, customer_users, customers, daily_rollups, plans
+
+    day = date(2026, 3, 10)
+    with engine.begin() as conn:
+        conn.execute(insert(plans).values(name="pro", price=Decimal("49"), period="month"))
+        conn.execute(
+            insert(customers).values(
+                customer_id="c1", start=date(2026, 1, 1), name="C1", plan="pro", seats=2
+            )
+        )
+        conn.execute(insert(customer_users).values(user_id="u1", customer_id="c1"))
+        rows = [
+            ("u1", "chat", "gpt-4o", 0, "1.000000001"),
+            ("u2", "chat", "gpt-4o", 1, "2.5"),
+            ("u1", "chat", "gpt-4o", 3, "0.25"),
+            ("u1", "search", "other", 2, "0"),
+            ("u1", "chat", "gpt-4o", 9, "100"),  # before the window
+        ]
+        for user, feature, model, back, cost in rows:
+            values = dict(
+                day=day.replace(day=10 - back), user_id=user, feature=feature,
+                provider="openai", model=model, calls=3, input_tokens=100, output_tokens=10,
+                cost_usd=Decimal(cost), unpriced_calls=1 if model == "other" else 0,
+            )  # fmt: skip
+            for table in ROLLUP_TABLES:  # as the writer does: each rollup sums the same calls
+                conn.execute(
+                    insert(table).values({k: v for k, v in values.items() if k in table.c})
+                )
+    with engine.connect() as conn:
+        base = load_baseline(conn, day, 7)
+        r = daily_rollups.c
+        total = conn.execute(select(func.sum(r.cost_usd)).where(r.day >= date(2026, 3, 4))).scalar()
+    assert base.days == 7 and sum(base.daily_nanos) == sum(x.cost_nanos for x in base.lines)
+    assert base.cost == Decimal(total) == Decimal("3.750000001")
+    assert base.daily_nanos[-1] == 1_000_000_001 and base.daily_nanos[0] == 0
+    lines = {(x.feature, x.model, x.plan): x for x in base.lines}
+    assert lines[("chat", "gpt-4o", "pro")].cost_nanos == 1_250_000_001
+    assert lines[("chat", "gpt-4o", "pro")].calls == 6
+    assert lines[("chat", "gpt-4o", None)].cost_nanos == 2_500_000_000
+    assert lines[("search", "other", "pro")].unpriced_calls == 1
+    assert base.plan_revenue == {"pro": Decimal("98")}

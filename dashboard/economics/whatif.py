@@ -174,9 +174,10 @@ def _model_key(name: str, key: Any) -> str:
     return key
 
 
-def validate_levers(levers: Levers, rates: Rates) -> Levers:
+def validate_levers(levers: Levers, rates: Rates | None) -> Levers:
     """The levers checked and normalised (Decimals), or LeverError naming the first wrong one.
-    A feature can only move to a model with a price (current or drafted)."""
+    A feature can only move to a model with a price (current or drafted); ``rates`` None (a
+    scenario stored for later) leaves that to the simulation."""
     horizon = levers.horizon_months
     if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= MAX_HORIZON:
         raise LeverError("horizon_months", f"{horizon!r} is not a whole 1 to {MAX_HORIZON} months")
@@ -203,7 +204,7 @@ def validate_levers(levers: Levers, rates: Rates) -> Levers:
         target = _model_key("moves", move.to_model)
         if move.from_model is not None:
             _model_key("moves", move.from_model)
-        if target not in rates and target not in drafts:
+        if rates is not None and target not in rates and target not in drafts:
             raise LeverError("moves", f"{target} has no price: a feature moves to a priced model")
         if (move.feature, move.from_model) in seen:
             raise LeverError("moves", f"{move.feature} is moved twice from the same model")
