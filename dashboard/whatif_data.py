@@ -23,6 +23,7 @@ from tracking.schema import (
     customers,
     daily_feature_model_rollups,
     daily_rollups,
+    price_versions,
 )
 from tracking.sqltypes import from_nanos, to_nanos
 
@@ -136,3 +137,10 @@ def budget_limits(conn: Connection) -> tuple[list[BudgetLimit], list[str]]:
             )
         )
     return limits, skipped
+
+
+def priced_models(conn: Connection) -> list[str]:
+    """Every "provider/model" the price table has a version of: where a feature can move."""
+    v = price_versions.c
+    query = select(v.provider, v.model).distinct().order_by(v.provider, v.model)
+    return [f"{provider}/{model}" for provider, model in conn.execute(query)]

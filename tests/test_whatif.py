@@ -319,3 +319,67 @@ def test_the_baseline_is_the_rollups_by_feature_model_and_plan(engine) -> None:
     assert lines[("chat", "gpt-4o", None)].cost_nanos == 2_500_000_000
     assert lines[("search", "other", "pro")].unpriced_calls == 1
     assert base.plan_revenue == {"pro": Decimal("98")}
+
+
+# --- the What-if tab, from the entry script, on both stores ---------------------------------
+
+
+def expected_projection(engine, levers: Levers):
+    from datetime import UTC, datetime, timedelta
+
+    from dashboard.economics.whatif import rates_from_book
+    from dashboard.whatif_data import budget_limits, load_baseline, priced_models
+    from tracking.pricing import load_price_book
+
+    end = datetime.now(UTC).date() - timedelta(days=1)
+    with engine.connect() as conn:
+        base = load_baseline(conn, end, 28)
+        rates = rates_from_book(load_price_book(conn), priced_models(conn), datetime.now(UTC))
+        limits, _ = budget_limits(conn)
+    return base, simulate(base, levers, rates, limits, draws=0)
+
+
+def test_the_whatif_tab_shows_the_simulators_figures(demo_app_store) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from dashboard.formats import usd
+    from dashboard.scenarios import list_scenarios
+    from tests.test_pages import ENTRY
+
+    at = AppTest.from_file(ENTRY, default_timeout=90).run()
+    at.switch_page("../pages/budgets.py").run()
+    assert not at.exception, at.exception
+    shown = {m.label: m.value for m in at.metric}
+    base, want = expected_projection(demo_app_store, Levers())
+    assert base.cost > 0
+    assert shown["Baseline per month"] == usd(base.monthly_cost) == shown["Month 1 projected"]
+    assert shown["Total over 12 months"] == usd(want.total)
+
+    at.text_input(key="whatif.growth").input("5").run()
+    at.slider(key="whatif.horizon").set_value(6).run()
+    at.selectbox(key="whatif.move_feature").set_value(base.lines[0].feature).run()
+    at.selectbox(key="whatif.move_to").set_value("openai/gpt-4o").run()
+    at.text_input(key="whatif.move_out").input("0.5").run()
+    levers = Levers(
+        horizon_months=6,
+        user_growth_pct=Decimal(5),
+        moves=(Move(base.lines[0].feature, "openai/gpt-4o", None, Decimal(1), Decimal("0.5")),),
+    )
+    _, want = expected_projection(demo_app_store, levers)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Month 1 projected"] == usd(want.months[0].cost)
+    assert shown["Total over 6 months"] == usd(want.total)
+    table = next(d.value for d in at.dataframe if "cost_usd" in d.value.columns)
+    assert list(table["cost_usd"]) == [str(m.cost) for m in want.months]
+
+    if demo_app_store.dialect.name == "sqlite":  # the embedded store: whoever runs it edits
+        at.text_input(key="whatif.save_name").input("growth").run()
+        at.button(key="whatif.save").click().run()
+        with demo_app_store.connect() as conn:
+            (saved,) = list_scenarios(conn)
+        assert saved.name == "growth" and saved.levers == validate(levers)
+    else:  # a shared store without a signed-in editor: read-only, nothing to save with
+        assert not [b for b in at.button if b.key == "whatif.save"]
+
+    at.text_input(key="whatif.growth").input("lots").run()
+    assert "user_growth_pct: 'lots' is not a number" in [e.value for e in at.error]
