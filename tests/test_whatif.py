@@ -383,3 +383,14 @@ def test_the_whatif_tab_shows_the_simulators_figures(demo_app_store) -> None:
 
     at.text_input(key="whatif.growth").input("lots").run()
     assert "user_growth_pct: 'lots' is not a number" in [e.value for e in at.error]
+
+
+def test_a_draft_price_table_reprices_that_models_tokens() -> None:
+    base = baseline()
+    before = simulate(base, Levers(), RATES, draws=0).months[0]
+    # gpt-4o's output drafted from $10 to $20 per 1M: chat's 280k output tokens cost $2.80 more
+    drafted = Levers(draft_prices={"openai/gpt-4o": {"output_tokens": Decimal(20)}})
+    after = simulate(base, drafted, RATES, draws=0).months[0]
+    assert by_feature(after, "chat") - by_feature(before, "chat") == month_of(2_800_000_000)
+    with pytest.raises(LeverError, match="'images' is not one of"):
+        simulate(base, Levers(draft_prices={"openai/gpt-4o": {"images": 1}}), RATES)
