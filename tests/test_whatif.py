@@ -324,6 +324,19 @@ def test_the_baseline_is_the_rollups_by_feature_model_and_plan(engine) -> None:
 # --- the What-if tab, from the entry script, on both stores ---------------------------------
 
 
+def expected_inputs(engine):
+    from datetime import UTC, datetime, timedelta
+
+    from dashboard.economics.whatif import rates_from_book
+    from dashboard.whatif_data import load_baseline, priced_models
+    from tracking.pricing import load_price_book
+
+    end = datetime.now(UTC).date() - timedelta(days=1)
+    with engine.connect() as conn:
+        base = load_baseline(conn, end, 28)
+        return base, rates_from_book(load_price_book(conn), priced_models(conn), datetime.now(UTC))
+
+
 def expected_projection(engine, levers: Levers):
     from datetime import UTC, datetime, timedelta
 
@@ -345,15 +358,38 @@ def test_the_whatif_tab_shows_the_simulators_figures(demo_app_store) -> None:
     from dashboard.formats import usd
     from dashboard.scenarios import list_scenarios
     from tests.test_pages import ENTRY
+    from tests.test_pricing_page import PASSWORD, PASSWORD_SECRETS, enter_password, who
+    from tracking.budget_store import Budget, add_budget
 
-    at = AppTest.from_file(ENTRY, default_timeout=90).run()
+    with demo_app_store.begin() as conn:  # a tenth of a month's baseline: broken in month 1
+        add_budget(conn, Budget("all", Decimal("0.01"), period="day"), "test")
+    shared = demo_app_store.dialect.name != "sqlite"
+    at = AppTest.from_file(ENTRY, default_timeout=90)
+    if shared:
+        for name, value in PASSWORD_SECRETS.items():
+            at.secrets[name] = value
+    at.run()
     at.switch_page("../pages/budgets.py").run()
     assert not at.exception, at.exception
+    assert not [b for b in at.button if b.key == "whatif.save"] or not shared  # read-only first
+    if shared:
+        enter_password(at, PASSWORD)
     shown = {m.label: m.value for m in at.metric}
     base, want = expected_projection(demo_app_store, Levers())
     assert base.cost > 0
     assert shown["Baseline per month"] == usd(base.monthly_cost) == shown["Month 1 projected"]
     assert shown["Total over 12 months"] == usd(want.total)
+    (broken,) = want.budgets
+    budgets = next(d.value for d in at.dataframe if "breaks_in_month" in d.value.columns)
+    assert budgets.to_dict("records") == [
+        {
+            "budget": "all",
+            "monthly_limit": "0.304375000",
+            "breaks_in_month": str(broken.month),
+            "projected_spend": str(broken.cost),
+        }
+    ]
+    assert broken.month == 1 and broken.cost == want.months[0].cost
 
     at.text_input(key="whatif.growth").input("5").run()
     at.slider(key="whatif.horizon").set_value(6).run()
@@ -371,15 +407,22 @@ def test_the_whatif_tab_shows_the_simulators_figures(demo_app_store) -> None:
     assert shown["Total over 6 months"] == usd(want.total)
     table = next(d.value for d in at.dataframe if "cost_usd" in d.value.columns)
     assert list(table["cost_usd"]) == [str(m.cost) for m in want.months]
+    tornado = next(d.value for d in at.dataframe if "swing_usd" in d.value.columns)
+    _, rates = expected_inputs(demo_app_store)
+    rows = sensitivity(base, levers, rates)
+    assert list(tornado["lever"]) == [r.lever for r in rows]
+    assert list(tornado["swing_usd"]) == [str(r.swing) for r in rows]
 
-    if demo_app_store.dialect.name == "sqlite":  # the embedded store: whoever runs it edits
-        at.text_input(key="whatif.save_name").input("growth").run()
-        at.button(key="whatif.save").click().run()
-        with demo_app_store.connect() as conn:
-            (saved,) = list_scenarios(conn)
-        assert saved.name == "growth" and saved.levers == validate(levers)
-    else:  # a shared store without a signed-in editor: read-only, nothing to save with
-        assert not [b for b in at.button if b.key == "whatif.save"]
+    at.text_input(key="whatif.save_name").input("growth").run()
+    at.button(key="whatif.save").click().run()
+    with demo_app_store.connect() as conn:
+        (saved,) = list_scenarios(conn)
+    assert saved.name == "growth" and saved.levers == validate(levers)
+    assert saved.created_by == who(demo_app_store)
+    assert audit_rows(demo_app_store)[-1][:3] == (who(demo_app_store), "add", "growth")
+    at.multiselect(key="whatif.compare").select("growth").run()
+    compared = next(d.value for d in at.dataframe if "growth" in d.value.columns)
+    assert list(compared["growth"]) == [*(str(m.cost) for m in want.months), str(want.total)]
 
     at.text_input(key="whatif.growth").input("lots").run()
     assert "user_growth_pct: 'lots' is not a number" in [e.value for e in at.error]
