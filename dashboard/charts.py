@@ -185,3 +185,47 @@ def budget_history(points: pd.DataFrame) -> alt.Chart:
     )
     ticks = base.mark_tick(color="#d62728", thickness=2).encode(y="limit:Q", tooltip=tooltip)
     return (bars + ticks).properties(height=220)
+
+
+def projection_band(frame: pd.DataFrame) -> alt.LayerChart:
+    """Projected cost per month (``month``, ``cost``) with its band (``low``..``high``)."""
+    highest = _top(frame["high"])
+    y_axis = alt.Axis(format=axis_format(highest))
+    base = alt.Chart(frame).encode(x=alt.X("month:O", title="Month"))
+    band = base.mark_area(opacity=0.25).encode(
+        y=alt.Y("low:Q", title="Cost (USD)", axis=y_axis), y2="high:Q"
+    )
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("cost:Q", axis=y_axis),
+        tooltip=[
+            alt.Tooltip("month:O", title="Month"),
+            alt.Tooltip("cost:Q", title="Projected", format=MONEY),
+            alt.Tooltip("low:Q", title="Low (5%)", format=MONEY),
+            alt.Tooltip("high:Q", title="High (95%)", format=MONEY),
+        ],
+    )
+    return band + line
+
+
+def tornado(frame: pd.DataFrame, total: float) -> alt.LayerChart:
+    """Each lever's low and high total (``lever``, ``low_total``, ``high_total``) as a bar
+    from one to the other, the biggest swing on top, with the scenario's ``total`` as a rule."""
+    order = list(frame["lever"])
+    bars = (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            y=alt.Y("lever:N", sort=order, title=None),
+            x=alt.X("low_total:Q", title="Total cost over the horizon (USD)"),
+            x2="high_total:Q",
+            tooltip=[
+                alt.Tooltip("lever:N", title="Lever"),
+                alt.Tooltip("low_value:N", title="Low"),
+                alt.Tooltip("low_total:Q", title="Total at low", format=MONEY),
+                alt.Tooltip("high_value:N", title="High"),
+                alt.Tooltip("high_total:Q", title="Total at high", format=MONEY),
+            ],
+        )
+    )
+    rule = alt.Chart(pd.DataFrame({"total": [total]})).mark_rule().encode(x="total:Q")
+    return bars + rule

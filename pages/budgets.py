@@ -1,12 +1,14 @@
 """Budgets & what-if: every budget's status and projection, its past periods and the editor
-(dashboard/budgets_view.py), the alerts due (dashboard/alerts_view.py), and the What-if tab
-filled by the simulation."""
+(dashboard/budgets_view.py), the alerts due (dashboard/alerts_view.py), and what-if scenarios
+(dashboard/whatif_view.py)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import streamlit as st
 
-from dashboard import alerts_view, budgets_view, data, notices
+from dashboard import alerts_view, budgets_view, data, notices, whatif_view
 from dashboard.access import editor_access, sign_in
 from dashboard.db import store_url
 
@@ -24,4 +26,4 @@ with tab_budgets:
 with tab_alerts:  # what `python -m tracking alerts check` sends, and where it went
     alerts_view.show_alerts()
 with tab_whatif:
-    st.caption("What-if scenarios: switch a feature's model, change prices, see the cost ahead.")
+    whatif_view.whatif_section(url, access, datetime.now(UTC).date())

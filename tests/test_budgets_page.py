@@ -129,7 +129,6 @@ def test_the_status_table_shows_status_and_projection(demo_app_store: Engine) ->
     assert table.loc["everything", "unknown cost"].startswith("plus ")
     assert table.loc["gpt-4o week", "unknown cost"] == ""  # gpt-4o is priced
     assert table.loc["everything", "period"].endswith("(UTC)")
-    assert at.tabs[2].caption[0].value.startswith("What-if")
 
 
 def test_the_alerts_tab_shows_the_alerts_due(demo_app_store: Engine) -> None:

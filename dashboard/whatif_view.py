@@ -1,0 +1,231 @@
+"""The What-if tab of Budgets & what-if: the levers, the projection with its band, the plans'
+margins, the budgets it breaks, the tornado, and saved scenarios compared side by side.
+Widgets only: the figures are ``economics.whatif``'s, the reads ``whatif_data``'s, the writes
+``scenarios``' (editor role checked again at each write)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, scenarios, whatif_data
+from dashboard.access import Access
+from dashboard.db import engine
+from dashboard.economics.whatif import (
+    Baseline,
+    LeverError,
+    Levers,
+    Move,
+    Projection,
+    rates_from_book,
+    sensitivity,
+    simulate,
+)
+from dashboard.formats import usd
+from dashboard.notices import READ_ONLY
+from tracking.pricing import load_price_book
+
+TTL = 60
+NONE = "(none)"
+DRAWS = 1000
+
+
+@st.cache_data(ttl=TTL, show_spinner="Reading the baseline…")
+def inputs(
+    url: str, end: date, days: int
+) -> tuple[Baseline, dict[str, dict[str, Fraction]], list, list[str]]:
+    """The baseline, the current rates of every priced model, the budgets it can project."""
+    with engine(url).connect() as conn:
+        baseline = whatif_data.load_baseline(conn, end, days)
+        models = whatif_data.priced_models(conn)
+        rates = rates_from_book(load_price_book(conn), models, datetime.now(UTC))
+        limits, skipped = whatif_data.budget_limits(conn)
+    return baseline, rates, limits, skipped
+
+
+def levers(baseline: Baseline, rates: dict[str, Any]) -> Levers:
+    """The levers as set in the widgets (text kept as typed: ``simulate`` checks it)."""
+    cols = st.columns(3)
+    horizon = cols[0].slider("Horizon (months)", 1, 12, 12, key="whatif.horizon")
+    growth = cols[1].text_input("User growth % per month", "0", key="whatif.growth")
+    usage = cols[2].text_input("Usage per user, % change", "0", key="whatif.usage")
+    cols = st.columns(3)
+    cache = cols[0].text_input(
+        "Cache-hit rate % of input", "", key="whatif.cache", help="empty: as in the baseline"
+    )
+    output = cols[1].text_input("Output length, % change", "0", key="whatif.output")
+    models = sorted({line.model_key for line in baseline.lines} | set(rates))
+    price_model = cols[2].selectbox("Price change of", [NONE, *models], key="whatif.price_model")
+    price_pct = "0"
+    if price_model != NONE:
+        price_pct = st.text_input(f"{price_model} price, % change", "0", key="whatif.price_pct")
+    move_cols = st.columns(4)
+    features = sorted({line.feature for line in baseline.lines})
+    feature = move_cols[0].selectbox("Move feature", [NONE, *features], key="whatif.move_feature")
+    moves: tuple[Move, ...] = ()
+    if feature != NONE:
+        target = move_cols[1].selectbox("to model", sorted(rates), key="whatif.move_to")
+        ratio_in = move_cols[2].text_input("input tokens x", "1", key="whatif.move_in")
+        ratio_out = move_cols[3].text_input("output tokens x", "1", key="whatif.move_out")
+        if target:
+            moves = (Move(feature, target, None, ratio_in, ratio_out),)  # type: ignore[arg-type]
+    return Levers(
+        horizon_months=horizon,
+        price_pct={price_model: price_pct} if price_model != NONE else {},  # type: ignore[dict-item]
+        moves=moves,
+        user_growth_pct=growth,  # type: ignore[arg-type]
+        usage_per_user_pct=usage,  # type: ignore[arg-type]
+        cache_hit_pct=cache.strip() or None,  # type: ignore[arg-type]
+        output_length_pct=output,  # type: ignore[arg-type]
+    )
+
+
+def months_frame(projection: Projection) -> pd.DataFrame:
+    """One row per month: exact cost, band and calls as text, floats to draw."""
+    rows = [
+        {
+            "month": m.month,
+            "cost_usd": str(m.cost),
+            "low_usd": str(m.low),
+            "high_usd": str(m.high),
+            "calls": m.calls,
+            "cost": float(m.cost),
+            "low": float(m.low),
+            "high": float(m.high),
+        }
+        for m in projection.months
+    ]
+    return pd.DataFrame(rows)
+
+
+def plans_frame(projection: Projection) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "plan": p.plan,
+                "month": p.month,
+                "revenue": str(p.revenue),
+                "ai_cost": str(p.ai_cost),
+                "margin": str(p.margin),
+                "margin_pct": "n/a" if p.margin_pct is None else str(p.margin_pct),
+            }
+            for p in projection.plans
+        ]
+    )
+
+
+def budgets_frame(projection: Projection) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "budget": b.budget,
+                "monthly_limit": str(b.monthly_limit),
+                "breaks_in_month": "never" if b.month is None else str(b.month),
+                "projected_spend": "" if b.cost is None else str(b.cost),
+            }
+            for b in projection.budgets
+        ]
+    )
+
+
+def tornado_frame(rows: list) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "lever": r.lever,
+                "low_value": r.low_value,
+                "high_value": r.high_value,
+                "low_total": float(r.low_total),
+                "high_total": float(r.high_total),
+                "swing_usd": str(r.swing),
+            }
+            for r in rows
+        ]
+    )
+
+
+def whatif_section(url: str, access: Access, today: date) -> None:
+    days = int(
+        st.number_input("Baseline: last N days", 7, 90, 28, key="whatif.days", help="UTC days")
+    )
+    end = today - timedelta(days=1)
+    baseline, rates, limits, skipped = inputs(url, end, days)
+    st.caption(
+        f"Baseline {end - timedelta(days=days - 1)} to {end}: {usd(baseline.cost)}, "
+        f"{usd(baseline.monthly_cost)} per average month."
+    )
+    chosen = levers(baseline, rates)
+    try:
+        projection = simulate(baseline, chosen, rates, limits, draws=DRAWS)
+        rows = sensitivity(baseline, chosen, rates)
+    except LeverError as exc:
+        st.error(str(exc))
+        return
+    first = projection.months[0]
+    cols = st.columns(3)
+    cols[0].metric("Baseline per month", usd(baseline.monthly_cost))
+    cols[1].metric("Month 1 projected", usd(first.cost))
+    cols[2].metric(f"Total over {len(projection.months)} months", usd(projection.total))
+    for note in projection.notes:
+        st.warning(note)
+    frame = months_frame(projection)
+    st.altair_chart(charts.projection_band(frame), width="stretch")
+    st.dataframe(frame[["month", "cost_usd", "low_usd", "high_usd", "calls"]], hide_index=True)
+    if projection.plans:
+        st.subheader("Margin per plan")
+        st.dataframe(plans_frame(projection), hide_index=True)
+    if projection.budgets:
+        st.subheader("Budgets")
+        st.dataframe(budgets_frame(projection), hide_index=True)
+    if skipped:
+        st.caption(f"Not projected (a user, customer or tag scope): {', '.join(skipped)}")
+    st.subheader("Which lever moves the total most")
+    tornado = tornado_frame(rows)
+    st.altair_chart(charts.tornado(tornado, float(projection.total)), width="stretch")
+    st.dataframe(tornado.drop(columns=["low_total", "high_total"]), hide_index=True)
+    scenarios_section(url, access, baseline, rates, chosen)
+
+
+def scenarios_section(
+    url: str, access: Access, baseline: Baseline, rates: dict[str, Any], chosen: Levers
+) -> None:
+    st.subheader("Scenarios")
+    with engine(url).connect() as conn:
+        saved = scenarios.list_scenarios(conn)
+    if access.can_edit:
+        cols = st.columns([3, 1])
+        name = cols[0].text_input("Save these levers as", key="whatif.save_name")
+        if cols[1].button("Save scenario", key="whatif.save"):
+            try:
+                with engine(url).begin() as conn:
+                    scenarios.save_scenario(conn, name, chosen, access.who or "")
+            except LeverError as exc:
+                st.error(str(exc))
+            else:
+                st.success(f"Saved {name!r}.")
+                with engine(url).connect() as conn:
+                    saved = scenarios.list_scenarios(conn)
+    else:
+        st.caption(access.reason or READ_ONLY)
+    names = [s.name for s in saved]
+    picked = st.multiselect("Compare saved scenarios", names, key="whatif.compare")
+    if picked:
+        found = {s.name: s for s in saved}
+        results = [("current levers", simulate(baseline, chosen, rates, draws=0))]
+        for name in picked:
+            try:
+                results.append((name, simulate(baseline, found[name].levers, rates, draws=0)))
+            except LeverError as exc:
+                st.error(f"{name}: {exc}")
+        st.dataframe(scenarios.compare(results), hide_index=True)
+    if access.can_edit and names:
+        cols = st.columns([3, 1])
+        gone = cols[0].selectbox("Delete scenario", names, key="whatif.delete_name")
+        if cols[1].button("Delete", key="whatif.delete"):
+            with engine(url).begin() as conn:
+                scenarios.delete_scenario(conn, gone, access.who or "")
+            st.rerun()
