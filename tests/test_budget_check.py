@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import re
+import sys
 import threading
 import time
 import uuid
@@ -399,8 +400,11 @@ def _spend_until_denied(url: str, journal: str, made) -> None:
 
 
 def test_processes_stop_at_the_limit_overspending_at_most_a_call_each(
-    guarded: str, tmp_path
+    guarded: str, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # a spawned child runs the parent's main script first; after an AppTest in this process
+    # that is dashboard/app.py, which fails outside Streamlit: the children import by name only
+    monkeypatch.delattr(sys.modules["__main__"], "__file__", raising=False)
     add(guarded, Budget("fleet", D("1"), feature="fleet", hard=True))
     spawn = multiprocessing.get_context("spawn")
     made = spawn.Queue()

@@ -121,7 +121,9 @@ def test_migration_0002_fills_the_narrower_rollups_of_a_0001_store(engine, monke
             want = {t.name: rollups_from_calls(conn, rollup_keys(t)) for t in narrower}
         with engine.begin() as conn:
             removed = apply_retention(conn, keep_months=1, now=datetime(2026, 2, 10, tzinfo=UTC))
-        assert removed.months == [(2026, 1)]
+        # January goes; months before it may exist too, empty, made by other tests of this
+        # session's database (the fixture empties tables, it drops no partition)
+        assert (2026, 1) in removed.months and max(removed.months) == (2026, 1)
     finally:
         upgrade(engine)
     with engine.connect() as conn:
