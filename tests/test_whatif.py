@@ -599,3 +599,41 @@ def test_a_scenario_with_several_levers_saves_and_loads_back_whole(demo_app_stor
     with demo_app_store.connect() as conn:
         again = {s.name: s.levers for s in list_scenarios(conn)}
     assert again["mix again"] == again["mix"]  # the loaded tables carry every lever
+
+
+def test_the_tables_read_into_levers_and_back() -> None:
+    from dashboard.whatif_tables import read_tables, table_rows
+
+    levers = Levers(
+        price_pct={"openai/gpt-4o": Decimal("12.5"), "openai/half": Decimal(-3)},
+        draft_prices={"openai/new": {"input_tokens": Decimal("0.4"), "output_tokens": Decimal(2)}},
+        moves=(
+            Move("chat", "openai/new", "openai/gpt-4o", Decimal("1.5"), Decimal(1)),
+            Move("summarize", "openai/half"),
+        ),
+    )
+    rows = table_rows(levers)
+    blank = {"model": None, "change_pct": float("nan")}  # an empty new row is no lever
+    read = read_tables([*rows["prices"], blank], rows["moves"], rows["drafts"], RATES)
+    assert not read.problems
+    assert (read.price_pct, read.draft_prices, read.moves) == (
+        levers.price_pct,
+        levers.draft_prices,
+        levers.moves,
+    )
+    assert rows["moves"][1]["from_model"] == "" and rows["moves"][1]["input_ratio"] == "1"
+
+
+def test_rows_that_repeat_a_lever_are_refused_by_row() -> None:
+    from dashboard.whatif_tables import read_tables
+
+    price = {"model": "openai/gpt-4o", "change_pct": "5"}
+    draft = {"model": "openai/gpt-4o", "unit": "input_tokens", "usd_per_1m": "3"}
+    move = {"feature": "chat", "to_model": "openai/half"}
+    read = read_tables([price, price], [move, move], [draft, draft], RATES)
+    assert [str(p) for p in read.problems] == [
+        "Draft prices, row 2: openai/gpt-4o input_tokens is drafted twice",
+        "Price changes, row 2: openai/gpt-4o has two price changes",
+        "Feature moves, row 2: chat is moved twice from the same model",
+    ]
+    assert (read.price_pct, read.draft_prices, read.moves) == ({}, {}, ())
