@@ -1,7 +1,9 @@
-"""The What-if tab of Budgets & what-if: the levers, the projection with its band, the plans'
-margins, the budgets it breaks, the tornado, and saved scenarios compared side by side.
-Widgets only: the figures are ``economics.whatif``'s, the reads ``whatif_data``'s, the writes
-``scenarios``' (editor role checked again at each write)."""
+"""The What-if tab of Budgets & what-if: the levers (tables of price changes, feature moves and
+draft prices among them), the projection with its band, the plans' margins, the budgets it
+breaks, the tornado, and saved scenarios loaded back or compared side by side.
+Widgets only: the figures are ``economics.whatif``'s, the tables read by ``whatif_tables``,
+the reads ``whatif_data``'s, the writes ``scenarios``' (editor role checked again at each
+write)."""
 
 from __future__ import annotations
 
