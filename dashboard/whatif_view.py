@@ -1,7 +1,9 @@
-"""The What-if tab of Budgets & what-if: the levers, the projection with its band, the plans'
-margins, the budgets it breaks, the tornado, and saved scenarios compared side by side.
-Widgets only: the figures are ``economics.whatif``'s, the reads ``whatif_data``'s, the writes
-``scenarios``' (editor role checked again at each write)."""
+"""The What-if tab of Budgets & what-if: the levers (tables of price changes, feature moves and
+draft prices among them), the projection with its band, the plans' margins, the budgets it
+breaks, the tornado, and saved scenarios loaded back or compared side by side.
+Widgets only: the figures are ``economics.whatif``'s, the tables read by ``whatif_tables``,
+the reads ``whatif_data``'s, the writes ``scenarios``' (editor role checked again at each
+write)."""
 
 from __future__ import annotations
 
@@ -16,10 +18,10 @@ from dashboard import charts, scenarios, whatif_data
 from dashboard.access import Access
 from dashboard.db import engine
 from dashboard.economics.whatif import (
+    RATE_UNITS,
     Baseline,
     LeverError,
     Levers,
-    Move,
     Projection,
     rates_from_book,
     sensitivity,
@@ -27,11 +29,22 @@ from dashboard.economics.whatif import (
 )
 from dashboard.formats import usd
 from dashboard.notices import READ_ONLY
+from dashboard.whatif_tables import (
+    DRAFT_LABELS,
+    MOVE_LABELS,
+    PRICE_LABELS,
+    TableLevers,
+    read_tables,
+    table_rows,
+)
 from tracking.pricing import load_price_book
 
 TTL = 60
-NONE = "(none)"
 DRAWS = 1000
+ROWS = "whatif.rows"  # the lever tables' rows as last loaded from a scenario
+GENERATION = "whatif.generation"
+LOAD = "whatif.load_name"
+TABLES = ("prices", "drafts", "moves")
 
 
 @st.cache_data(ttl=TTL, show_spinner="Reading the baseline…")
@@ -47,8 +60,53 @@ def inputs(
     return baseline, rates, limits, skipped
 
 
-def levers(baseline: Baseline, rates: dict[str, Any]) -> Levers:
-    """The levers as set in the widgets (text kept as typed: ``simulate`` checks it)."""
+def _editor(
+    name: str, title: str, labels: dict[str, str], config: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """One lever table (its rows as loaded from a scenario, else empty), as edited."""
+    st.markdown(title)
+    rows = st.session_state.get(ROWS, {}).get(name, [])
+    frame = pd.DataFrame(rows, columns=list(labels), dtype="object")
+    config = {c: st.column_config.TextColumn(label) for c, label in labels.items()} | config
+    edited = st.data_editor(
+        frame, key=editor_key(name), num_rows="dynamic", hide_index=True, column_config=config
+    )
+    return list(edited.to_dict("records"))
+
+
+def editor_key(name: str) -> str:
+    """A lever table's key: a new one after a load, so that the table starts from its rows."""
+    return f"whatif.{name}.{st.session_state.get(GENERATION, 0)}"
+
+
+def tables(baseline: Baseline, rates: dict[str, Any]) -> TableLevers:
+    """The price changes, feature moves and draft prices as set in their tables."""
+    models = sorted({line.model_key for line in baseline.lines} | set(rates))
+    features = sorted({line.feature for line in baseline.lines})
+
+    def pick(labels: dict[str, str], column: str, options: list[str]) -> dict[str, Any]:
+        return {column: st.column_config.SelectboxColumn(labels[column], options=options)}
+
+    left, right = st.columns(2)
+    with left:
+        title = "**Price changes** (a model's price up or down in %)"
+        prices = _editor("prices", title, PRICE_LABELS, pick(PRICE_LABELS, "model", models))
+    with right:
+        title = "**Draft price table** (dollars per 1M tokens; other units kept)"
+        units = list(RATE_UNITS)
+        drafts = _editor("drafts", title, DRAFT_LABELS, pick(DRAFT_LABELS, "unit", units))
+    title = (
+        "**Feature moves** (from model blank: from every model; a target needs a price, "
+        "current or drafted; token ratios blank: 1)"
+    )
+    choices = pick(MOVE_LABELS, "feature", features) | pick(MOVE_LABELS, "from_model", models)
+    moves = _editor("moves", title, MOVE_LABELS, choices)
+    return read_tables(prices, moves, drafts, rates)
+
+
+def levers(baseline: Baseline, rates: dict[str, Any]) -> Levers | None:
+    """The levers as set in the widgets (text kept as typed: ``simulate`` checks it), or None
+    after naming every bad cell of the lever tables."""
     cols = st.columns(3)
     horizon = cols[0].slider("Horizon (months)", 1, 12, 12, key="whatif.horizon")
     growth = cols[1].text_input("User growth % per month", "0", key="whatif.growth")
@@ -58,30 +116,38 @@ def levers(baseline: Baseline, rates: dict[str, Any]) -> Levers:
         "Cache-hit rate % of input", "", key="whatif.cache", help="empty: as in the baseline"
     )
     output = cols[1].text_input("Output length, % change", "0", key="whatif.output")
-    models = sorted({line.model_key for line in baseline.lines} | set(rates))
-    price_model = cols[2].selectbox("Price change of", [NONE, *models], key="whatif.price_model")
-    price_pct = "0"
-    if price_model != NONE:
-        price_pct = st.text_input(f"{price_model} price, % change", "0", key="whatif.price_pct")
-    move_cols = st.columns(4)
-    features = sorted({line.feature for line in baseline.lines})
-    feature = move_cols[0].selectbox("Move feature", [NONE, *features], key="whatif.move_feature")
-    moves: tuple[Move, ...] = ()
-    if feature != NONE:
-        target = move_cols[1].selectbox("to model", sorted(rates), key="whatif.move_to")
-        ratio_in = move_cols[2].text_input("input tokens x", "1", key="whatif.move_in")
-        ratio_out = move_cols[3].text_input("output tokens x", "1", key="whatif.move_out")
-        if target:
-            moves = (Move(feature, target, None, ratio_in, ratio_out),)  # type: ignore[arg-type]
+    found = tables(baseline, rates)
+    if found.problems:
+        st.error(
+            "Nothing is simulated. Fix these cells first:\n\n"
+            + "\n\n".join(f"- {p}" for p in found.problems)
+        )
+        return None
     return Levers(
         horizon_months=horizon,
-        price_pct={price_model: price_pct} if price_model != NONE else {},  # type: ignore[dict-item]
-        moves=moves,
+        price_pct=found.price_pct,
+        draft_prices=found.draft_prices,
+        moves=found.moves,
         user_growth_pct=growth,  # type: ignore[arg-type]
         usage_per_user_pct=usage,  # type: ignore[arg-type]
         cache_hit_pct=cache.strip() or None,  # type: ignore[arg-type]
         output_length_pct=output,  # type: ignore[arg-type]
     )
+
+
+def load(levers: Levers) -> None:
+    """Put saved levers into the widgets and tables (a callback: before the widgets exist)."""
+    st.session_state["whatif.horizon"] = levers.horizon_months
+    st.session_state["whatif.growth"] = str(levers.user_growth_pct)
+    st.session_state["whatif.usage"] = str(levers.usage_per_user_pct)
+    st.session_state["whatif.cache"] = (
+        "" if levers.cache_hit_pct is None else str(levers.cache_hit_pct)
+    )
+    st.session_state["whatif.output"] = str(levers.output_length_pct)
+    st.session_state[ROWS] = table_rows(levers)
+    for name in TABLES:  # the tables' edits so far are replaced by the scenario's rows
+        st.session_state.pop(editor_key(name), None)
+    st.session_state[GENERATION] = st.session_state.get(GENERATION, 0) + 1
 
 
 def months_frame(projection: Projection) -> pd.DataFrame:
@@ -159,6 +225,8 @@ def whatif_section(url: str, access: Access, today: date) -> None:
         f"{usd(baseline.monthly_cost)} per average month."
     )
     chosen = levers(baseline, rates)
+    if chosen is None:
+        return
     try:
         projection = simulate(baseline, chosen, rates, limits, draws=DRAWS)
         rows = sensitivity(baseline, chosen, rates)
@@ -212,6 +280,11 @@ def scenarios_section(
     else:
         st.caption(access.reason or READ_ONLY)
     names = [s.name for s in saved]
+    if names:
+        cols = st.columns([3, 1])
+        wanted = cols[0].selectbox("Load a saved scenario into the levers", names, key=LOAD)
+        kept = {s.name: s.levers for s in saved}
+        cols[1].button("Load", key="whatif.load", on_click=load, args=(kept[wanted],))
     picked = st.multiselect("Compare saved scenarios", names, key="whatif.compare")
     if picked:
         found = {s.name: s for s in saved}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 from fractions import Fraction
 
@@ -393,9 +394,8 @@ def test_the_whatif_tab_shows_the_simulators_figures(demo_app_store) -> None:
 
     at.text_input(key="whatif.growth").input("5").run()
     at.slider(key="whatif.horizon").set_value(6).run()
-    at.selectbox(key="whatif.move_feature").set_value(base.lines[0].feature).run()
-    at.selectbox(key="whatif.move_to").set_value("openai/gpt-4o").run()
-    at.text_input(key="whatif.move_out").input("0.5").run()
+    move = {"feature": base.lines[0].feature, "to_model": "openai/gpt-4o", "output_ratio": "0.5"}
+    edit(at, "moves", [move])
     levers = Levers(
         horizon_months=6,
         user_growth_pct=Decimal(5),
@@ -437,3 +437,203 @@ def test_a_draft_price_table_reprices_that_models_tokens() -> None:
     assert by_feature(after, "chat") - by_feature(before, "chat") == month_of(2_800_000_000)
     with pytest.raises(LeverError, match="'images' is not one of"):
         simulate(base, Levers(draft_prices={"openai/gpt-4o": {"images": 1}}), RATES)
+
+
+# --- the lever tables: several price changes, moves and draft prices at once ----------------
+
+TABLES = ("prices", "drafts", "moves")
+
+
+def edit(at, table: str, added_rows: list[dict]) -> None:
+    """Rows added to one of the What-if tab's lever tables, as the browser's editor sends them."""
+    at.session_state[f"whatif.{table}.0"] = {
+        "edited_rows": {},
+        "added_rows": added_rows,
+        "deleted_rows": [],
+    }
+    at.run()
+    assert not at.exception, at.exception
+
+
+def whatif_page(engine):
+    """The Budgets & what-if page from the entry script, on PostgreSQL signed in as an editor."""
+    from tests.test_budgets_page import page
+
+    return page(engine)
+
+
+def mixed_levers(base: Baseline) -> tuple[dict[str, list[dict]], Levers]:
+    """Two price changes, two moves and a draft price for a model the store does not price,
+    as the tables' rows and as the Levers they mean."""
+    models = sorted({x.model_key for x in base.lines} - {"openai/gpt-4o"})
+    drafted = models[0]  # unpriced in the demo store: the draft prices it, and it can be a target
+    on_gpt4o = sorted({x.feature for x in base.lines if x.model_key == "openai/gpt-4o"})
+    elsewhere = sorted(
+        {x.feature for x in base.lines if x.model_key not in ("openai/gpt-4o", drafted)}
+    )
+    assert on_gpt4o and elsewhere
+    rows = {
+        "prices": [
+            {"model": "openai/gpt-4o", "change_pct": "10"},
+            {"model": drafted, "change_pct": "-20"},
+        ],
+        "drafts": [
+            {"model": drafted, "unit": "input_tokens", "usd_per_1m": "1.5"},
+            {"model": drafted, "unit": "output_tokens", "usd_per_1m": "6"},
+        ],
+        "moves": [
+            {
+                "feature": elsewhere[0],
+                "to_model": "openai/gpt-4o",
+                "input_ratio": "1.2",
+                "output_ratio": "0.8",
+            },
+            {"feature": on_gpt4o[0], "from_model": "openai/gpt-4o", "to_model": drafted},
+        ],
+    }
+    levers = Levers(
+        price_pct={"openai/gpt-4o": Decimal(10), drafted: Decimal(-20)},
+        draft_prices={drafted: {"input_tokens": Decimal("1.5"), "output_tokens": Decimal(6)}},
+        moves=(
+            Move(elsewhere[0], "openai/gpt-4o", None, Decimal("1.2"), Decimal("0.8")),
+            Move(on_gpt4o[0], drafted, "openai/gpt-4o"),
+        ),
+    )
+    return rows, levers
+
+
+def assert_shows(at, want) -> None:
+    """The page's figures are the projection's, to the nano-dollar."""
+    from dashboard.formats import usd
+
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Month 1 projected"] == usd(want.months[0].cost)
+    assert shown[f"Total over {len(want.months)} months"] == usd(want.total)
+    table = next(d.value for d in at.dataframe if "cost_usd" in d.value.columns)
+    assert list(table["cost_usd"]) == [str(m.cost) for m in want.months]
+
+
+def test_several_price_changes_moves_and_draft_prices_at_once(demo_app_store) -> None:
+    at = whatif_page(demo_app_store)
+    base, plain = expected_projection(demo_app_store, Levers())
+    rows, levers = mixed_levers(base)
+    for table in TABLES:
+        edit(at, table, rows[table])
+    assert not at.error, [e.value for e in at.error]
+    _, want = expected_projection(demo_app_store, levers)
+    assert want.total != plain.total
+    assert_shows(at, want)
+    # each lever counts: without the drafted model's price cut the figures differ
+    _, uncut = expected_projection(
+        demo_app_store, replace(levers, price_pct={"openai/gpt-4o": Decimal(10)})
+    )
+    assert uncut.total != want.total
+    tornado = next(d.value for d in at.dataframe if "swing_usd" in d.value.columns)
+    _, rates = expected_inputs(demo_app_store)
+    assert list(tornado["swing_usd"]) == [str(r.swing) for r in sensitivity(base, levers, rates)]
+
+
+def test_a_draft_price_on_the_page_reprices_as_the_function_does(demo_app_store) -> None:
+    at = whatif_page(demo_app_store)
+    _, before = expected_projection(demo_app_store, Levers())
+    edit(at, "drafts", [{"model": "openai/gpt-4o", "unit": "output_tokens", "usd_per_1m": "20"}])
+    drafted = Levers(draft_prices={"openai/gpt-4o": {"output_tokens": Decimal(20)}})
+    _, want = expected_projection(demo_app_store, drafted)
+    assert want.total > before.total
+    assert_shows(at, want)
+
+
+def test_a_bad_cell_is_named_by_row_and_column_and_nothing_is_simulated(demo_app_store) -> None:
+    at = whatif_page(demo_app_store)
+    base, _ = expected_projection(demo_app_store, Levers())
+    unpriced = sorted({x.model_key for x in base.lines} - {"openai/gpt-4o"})[0]
+    edit(at, "prices", [{"model": "openai/gpt-4o", "change_pct": "5"}, {"change_pct": "lots"}])
+    edit(at, "moves", [{"feature": base.lines[0].feature, "to_model": unpriced}])
+    edit(at, "drafts", [{"model": "openai/gpt-4o", "unit": "images", "usd_per_1m": "-1"}])
+    (error,) = [e.value for e in at.error]
+    assert error.startswith("Nothing is simulated. Fix these cells first:")
+    for problem in (
+        "Price changes, row 2, Model: '' is not a model as provider/model",
+        "Price changes, row 2, Change %: 'lots' is not a number",
+        f"Feature moves, row 1, To model: {unpriced} has no price",
+        "Draft prices, row 1, Unit: 'images' is not one of",
+        "Draft prices, row 1, $ per 1M tokens: -1 must not be negative",
+    ):
+        assert problem in error
+    assert "Price changes, row 1" not in error
+    assert not at.metric and not any(d.value.columns.isin(["cost_usd"]).any() for d in at.dataframe)
+    assert not [b for b in at.button if b.key == "whatif.save"]  # nothing to save either
+
+
+def test_a_scenario_with_several_levers_saves_and_loads_back_whole(demo_app_store) -> None:
+    from dashboard.scenarios import list_scenarios
+    from dashboard.whatif_tables import table_rows
+
+    at = whatif_page(demo_app_store)
+    base, _ = expected_projection(demo_app_store, Levers())
+    rows, levers = mixed_levers(base)
+    levers = replace(levers, horizon_months=4, user_growth_pct=Decimal(3))
+    at.slider(key="whatif.horizon").set_value(4).run()
+    at.text_input(key="whatif.growth").input("3").run()
+    for table in TABLES:
+        edit(at, table, rows[table])
+    at.text_input(key="whatif.save_name").input("mix").run()
+    at.button(key="whatif.save").click().run()
+    with demo_app_store.connect() as conn:
+        (saved,) = list_scenarios(conn)
+    assert saved.name == "mix" and saved.levers == validate(levers)
+
+    fresh = whatif_page(demo_app_store)  # a new session: every lever at its default
+    _, plain = expected_projection(demo_app_store, Levers())
+    assert_shows(fresh, plain)
+    fresh.selectbox(key="whatif.load_name").set_value("mix").run()
+    fresh.button(key="whatif.load").click().run()
+    assert not fresh.exception and not fresh.error, [e.value for e in fresh.error]
+    assert fresh.slider(key="whatif.horizon").value == 4
+    assert fresh.text_input(key="whatif.growth").value == "3"
+    assert fresh.session_state["whatif.rows"] == table_rows(saved.levers)
+    _, want = expected_projection(demo_app_store, levers)
+    assert_shows(fresh, want)
+    fresh.text_input(key="whatif.save_name").input("mix again").run()
+    fresh.button(key="whatif.save").click().run()
+    with demo_app_store.connect() as conn:
+        again = {s.name: s.levers for s in list_scenarios(conn)}
+    assert again["mix again"] == again["mix"]  # the loaded tables carry every lever
+
+
+def test_the_tables_read_into_levers_and_back() -> None:
+    from dashboard.whatif_tables import read_tables, table_rows
+
+    levers = Levers(
+        price_pct={"openai/gpt-4o": Decimal("12.5"), "openai/half": Decimal(-3)},
+        draft_prices={"openai/new": {"input_tokens": Decimal("0.4"), "output_tokens": Decimal(2)}},
+        moves=(
+            Move("chat", "openai/new", "openai/gpt-4o", Decimal("1.5"), Decimal(1)),
+            Move("summarize", "openai/half"),
+        ),
+    )
+    rows = table_rows(levers)
+    blank = {"model": None, "change_pct": float("nan")}  # an empty new row is no lever
+    read = read_tables([*rows["prices"], blank], rows["moves"], rows["drafts"], RATES)
+    assert not read.problems
+    assert (read.price_pct, read.draft_prices, read.moves) == (
+        levers.price_pct,
+        levers.draft_prices,
+        levers.moves,
+    )
+    assert rows["moves"][1]["from_model"] == "" and rows["moves"][1]["input_ratio"] == "1"
+
+
+def test_rows_that_repeat_a_lever_are_refused_by_row() -> None:
+    from dashboard.whatif_tables import read_tables
+
+    price = {"model": "openai/gpt-4o", "change_pct": "5"}
+    draft = {"model": "openai/gpt-4o", "unit": "input_tokens", "usd_per_1m": "3"}
+    move = {"feature": "chat", "to_model": "openai/half"}
+    read = read_tables([price, price], [move, move], [draft, draft], RATES)
+    assert [str(p) for p in read.problems] == [
+        "Draft prices, row 2: openai/gpt-4o input_tokens is drafted twice",
+        "Price changes, row 2: openai/gpt-4o has two price changes",
+        "Feature moves, row 2: chat is moved twice from the same model",
+    ]
+    assert (read.price_pct, read.draft_prices, read.moves) == ({}, {}, ())
