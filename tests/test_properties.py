@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 import tracking
 from tests.conftest import _empty
 from tracking.db import make_engine
-from tracking.events import COUNT_LIMITS, MAX_COST, NAME_LIMITS
+from tracking.events import _CALL_ID_NAMESPACE, COUNT_LIMITS, MAX_COST, NAME_LIMITS
 from tracking.price_store import RATE_DECIMALS, RATE_LIMIT, RateRow, add_version
 from tracking.pricing import INFORMATIONAL, TOKEN_PARTS, PriceBook, PriceVersion, Rate
 from tracking.schema import calls
@@ -39,8 +39,8 @@ from tracking.sqltypes import NANOS_PER_DOLLAR
 # trip takes longer than hypothesis' default deadline; UNITWISE_PROPERTY_EXAMPLES=2000 digs deeper
 EXAMPLES = int(os.environ.get("UNITWISE_PROPERTY_EXAMPLES", "40"))
 FEW = settings(max_examples=EXAMPLES, deadline=None)
-# the store fixtures are made once per test, not per example: each example uses its own model
-# and call ids, so what one example leaves in the store cannot touch the next one
+# the store fixtures are made once per test, not per example: each example prices its own
+# model, and the one that reads ids back empties the store first (hypothesis repeats values)
 ON_STORE = settings(FEW, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -323,17 +323,23 @@ JSON_VALUES = st.recursive(
     max_leaves=8,
 )
 IDS = st.uuids() | texts(60)
+PAD = st.sampled_from(["", " ", "\t", "\n", "\u3000", "\xa0"])  # whitespace record trims
+
+
+def padded(limit: int) -> st.SearchStrategy[str]:
+    """A name as a caller might pass it: text within ``limit`` with whitespace around it."""
+    return st.tuples(PAD, texts(limit), PAD).map("".join)
 
 
 @st.composite
 def good_calls(draw: st.DrawFn) -> dict[str, Any]:
     """A call ``record`` must accept: every field valid, many of them hostile-looking."""
     fields: dict[str, Any] = {
-        "provider": draw(texts(NAME_LIMITS["provider"])),
-        "model": draw(texts(NAME_LIMITS["model"])),
+        "provider": draw(padded(NAME_LIMITS["provider"])),
+        "model": draw(padded(NAME_LIMITS["model"])),
         "call_id": draw(IDS),
-        "user_id": draw(st.none() | texts(NAME_LIMITS["user_id"])),
-        "feature": draw(st.none() | texts(NAME_LIMITS["feature"])),
+        "user_id": draw(st.none() | padded(NAME_LIMITS["user_id"])),
+        "feature": draw(st.none() | padded(NAME_LIMITS["feature"])),
         "tags": draw(st.none() | st.dictionaries(texts(30), JSON_VALUES, min_size=1, max_size=4)),
         "occurred_at": draw(
             st.datetimes(datetime(1970, 1, 2), datetime(2026, 1, 1), timezones=st.just(UTC))
@@ -358,7 +364,7 @@ def stored_id(call_id: uuid.UUID | str) -> uuid.UUID:
     try:
         return uuid.UUID(call_id)
     except ValueError:
-        return uuid.uuid5(uuid.UUID("6f1c1e0e-4d53-4a43-9a2d-2f1f0c8f3e11"), call_id)
+        return uuid.uuid5(_CALL_ID_NAMESPACE, call_id)
 
 
 @ON_STORE
@@ -374,9 +380,11 @@ def test_whatever_record_accepts_it_stores_and_reads_back_unchanged(
     stats = tracking.stats()
     assert stats["rejected"] == before and stats["spilled"] == 0
     row = rows_of(lenient, got)[got]
-    # text is kept as given (generated already trimmed: record trims surrounding whitespace)
-    for name in ("provider", "model", "user_id", "feature", "tags", "occurred_at"):
-        assert getattr(row, name) == fields[name], name
+    # names are kept as given but for the whitespace around them, which record trims
+    for name in ("provider", "model", "user_id", "feature"):
+        given_name = fields[name]
+        assert getattr(row, name) == (None if given_name is None else given_name.strip()), name
+    assert (row.tags, row.occurred_at) == (fields["tags"], fields["occurred_at"])
     for name in ("input_tokens", "cache_read_tokens", "output_tokens", "reasoning_tokens"):
         assert getattr(row, name) == fields.get(name), name
     assert row.duration_ms == fields["duration_ms"]
