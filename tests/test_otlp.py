@@ -221,6 +221,21 @@ def test_a_refused_span_is_reported_and_the_others_stored(
     assert [r.id for r in stored_calls(store_url)] == [id_of(spans[0])]
 
 
+def test_a_span_priced_beyond_what_the_store_holds_is_refused_and_the_others_stored(
+    endpoint: Endpoint, store_url: str
+) -> None:
+    endpoint.receiver.tracker.writer.refresh_prices()  # priced as it is received
+    huge = {**USAGE, "gen_ai.usage.input_tokens": 2**62}  # $11.5 trillion at $2.50/M
+    spans = genai_spans(USAGE, huge)
+    answer = httpx.post(endpoint.url, content=body_of(spans), headers=PROTOBUF)
+    assert answer.status_code == 200
+    partial = ExportTraceServiceResponse.FromString(answer.content).partial_success
+    assert partial.rejected_spans == 1
+    assert "cost_usd" in partial.error_message
+    endpoint.flush()
+    assert [r.id for r in stored_calls(store_url)] == [id_of(spans[0])]
+
+
 def _zero_span_id() -> bytes:
     request = encode_spans(genai_spans(USAGE, USAGE))
     request.resource_spans[0].scope_spans[0].spans[1].span_id = b"\0" * 8

@@ -25,6 +25,7 @@ from tracking.config import Settings, build_settings, env_flag
 from tracking.counters import WRITER_COUNTS, Counters
 from tracking.events import (
     COUNT_CHECKS,
+    MAX_COST,
     CallEvent,
     _name,
     call_uuid,
@@ -121,6 +122,8 @@ class Tracker:
         book = self.writer.prices.value
         if book is not None and not event.priced:
             self._price_event(book, event)
+            if event.cost_usd is not None and event.cost_usd > MAX_COST:  # else the store refuses
+                raise ValueError(f"cost_usd computed from the usage must be at most {MAX_COST}")
         budgets = self.budgets
         if budgets is None:
             self.writer.put(event)

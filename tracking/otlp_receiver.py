@@ -79,8 +79,13 @@ class Receiver:
         if outcome.refused:  # counted once: a request answered Busy is sent again
             self.tracker.counters.add("rejected", len(outcome.refused))
         for event in events:
-            self.tracker.emit(event)
-        outcome.stored = len(events)
+            try:
+                self.tracker.emit(event)
+            except ValueError as exc:  # priced beyond what the store holds
+                outcome.refused.append(f"call {event.id}: {exc}")
+                self.tracker.counters.add("rejected")
+            else:
+                outcome.stored += 1
         return outcome
 
     def close(self, timeout: float) -> bool:

@@ -8,7 +8,7 @@ Price rates and percentages are never summed, so on SQLite they are stored as de
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Numeric, String
@@ -26,8 +26,12 @@ def to_nanos(amount: Decimal) -> int:
 
 def from_nanos(nanos: int) -> Decimal:
     """Integer nano-dollars to dollars, exponent -9 (a shift of the exponent, not a division:
-    this runs for every priced call on the host's thread)."""
-    return Decimal(nanos).scaleb(-9)
+    this runs for every priced call on the host's thread). Exact whatever its size: in the
+    default context a cost of 28 digits or more (above $10^19) was rounded."""
+    return Decimal(nanos).scaleb(-9, _EXACT)
+
+
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 def plain_decimal(amount: Decimal) -> str:
