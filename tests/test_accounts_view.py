@@ -23,6 +23,7 @@ from dashboard.accounts import (
     write_users,
 )
 from dashboard.economics import Plan, Term
+from tests.test_pricing_page import edit_table, who
 from tracking.schema import audit_log, customer_users, customers, plans, revenue
 
 PASSWORD = "pw"
@@ -82,17 +83,8 @@ def _open(engine: Engine, editor: bool, secrets: dict | None) -> AppTest:
     return at
 
 
-def who(engine: Engine) -> str:
-    return "local" if engine.dialect.name == "sqlite" else "editor (password)"
-
-
 def edit(at: AppTest, kind: str, edited_rows=None, added_rows=(), deleted_rows=()) -> AppTest:
-    at.session_state[editor_key(at, kind)] = {
-        "edited_rows": edited_rows or {},
-        "added_rows": list(added_rows),
-        "deleted_rows": list(deleted_rows),
-    }
-    at.run()
+    edit_table(at, editor_key(at, kind), edited_rows, added_rows, deleted_rows)
     assert not at.exception, at.exception
     return at
 

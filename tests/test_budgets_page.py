@@ -16,7 +16,17 @@ from dashboard.budget_data import daily_spend, history
 from dashboard.budgets_view import AS_OF
 from dashboard.economics.budget_projection import project_budget
 from dashboard.formats import usd
-from tests.test_pricing_page import ENTRY, PASSWORD, PASSWORD_SECRETS, enter_password, frame
+from tests.test_pricing_page import (
+    ENTRY,
+    PASSWORD,
+    PASSWORD_SECRETS,
+    click,
+    edit_table,
+    enter_password,
+    frame,
+    has_button,
+    who,
+)
 from tracking.alerts import due_alerts
 from tracking.budget_store import Budget, add_budget, get_budget, list_budgets, status
 from tracking.schema import audit_log, budgets
@@ -65,26 +75,15 @@ def as_of(at: AppTest) -> datetime:
 
 
 def edit(at: AppTest, edited_rows=None, added_rows=(), deleted_rows=()) -> AppTest:
-    at.session_state[EDITOR] = {
-        "edited_rows": edited_rows or {},
-        "added_rows": list(added_rows),
-        "deleted_rows": list(deleted_rows),
-    }
-    return at.run()
+    return edit_table(at, EDITOR, edited_rows, added_rows, deleted_rows)
 
 
 def save(at: AppTest) -> AppTest:
-    at.button(key="budgets.save").click().run()
-    assert not at.exception, at.exception
-    return at
+    return click(at, "budgets.save")
 
 
 def can_save(at: AppTest) -> bool:
-    return any(b.key == "budgets.save" for b in at.button)
-
-
-def who(engine: Engine) -> str:
-    return "local" if engine.dialect.name == "sqlite" else "editor (password)"
+    return has_button(at, "budgets.save")
 
 
 def audit_rows(engine: Engine) -> list:

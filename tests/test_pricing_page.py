@@ -64,12 +64,20 @@ def who(engine: Engine) -> str:
     return "local" if engine.dialect.name == "sqlite" else "editor (password)"
 
 
-def can_save(at: AppTest) -> bool:
-    return any(b.key == "pricing.save" for b in at.button)
+def has_button(at: AppTest, key: str) -> bool:
+    return any(b.key == key for b in at.button)
 
 
-def edit(at: AppTest, edited_rows=None, added_rows=(), deleted_rows=()) -> AppTest:
-    at.session_state[EDITOR] = {
+def click(at: AppTest, key: str) -> AppTest:
+    """Click the button ``key``; the page must rerun without an exception."""
+    at.button(key=key).click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def edit_table(at: AppTest, key: str, edited_rows=None, added_rows=(), deleted_rows=()) -> AppTest:
+    """Edit the st.data_editor ``key`` as a user would: its session state holds the edits."""
+    at.session_state[key] = {
         "edited_rows": edited_rows or {},
         "added_rows": list(added_rows),
         "deleted_rows": list(deleted_rows),
@@ -77,10 +85,16 @@ def edit(at: AppTest, edited_rows=None, added_rows=(), deleted_rows=()) -> AppTe
     return at.run()
 
 
+def can_save(at: AppTest) -> bool:
+    return has_button(at, "pricing.save")
+
+
+def edit(at: AppTest, edited_rows=None, added_rows=(), deleted_rows=()) -> AppTest:
+    return edit_table(at, EDITOR, edited_rows, added_rows, deleted_rows)
+
+
 def save(at: AppTest) -> AppTest:
-    at.button(key="pricing.save").click().run()
-    assert not at.exception, at.exception
-    return at
+    return click(at, "pricing.save")
 
 
 def row_of(at: AppTest, unit: str) -> int:
