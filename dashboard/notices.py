@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import PAGES
-from dashboard.data import StoreState
+from dashboard.data import StoreState, store_state
 from dashboard.formats import plural
 
 ADD_PRICE = (
@@ -24,6 +24,16 @@ def missing_store(state: StoreState) -> None:
         "`python -m tracking migrate --url URL` (or `make run`)."
         + (f"\n\nThe store said: {state.error}" if state.error else "")
     )
+
+
+def store_or_stop(url: str) -> StoreState:
+    """The store's state for a page; a store without tables gets the notice and stops the page
+    there (every page needs the tables)."""
+    state = store_state(url)
+    if state.kind == "missing":
+        missing_store(state)
+        st.stop()
+    return state
 
 
 def future_calls(state: StoreState) -> None:

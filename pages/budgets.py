@@ -8,16 +8,13 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from dashboard import alerts_view, budgets_view, data, notices, whatif_view
+from dashboard import alerts_view, budgets_view, notices, whatif_view
 from dashboard.access import editor_access, sign_in
 from dashboard.db import store_url
 
 st.title("Budgets & what-if")
 url = store_url()
-state = data.store_state(url)
-if state.kind == "missing":
-    notices.missing_store(state)
-    st.stop()
+notices.store_or_stop(url)
 access = editor_access(url)
 sign_in(access)  # for a reader who cannot edit: why, and the login or password to edit
 tab_budgets, tab_alerts, tab_whatif = st.tabs(["Budgets", "Alerts", "What-if"])

@@ -14,10 +14,7 @@ from dashboard.raw_calls import DRILL_PAGE, GROUPS
 
 st.title("Costs")
 url = store_url()
-state = data.store_state(url)
-if state.kind == "missing":
-    notices.missing_store(state)
-    st.stop()
+state = notices.store_or_stop(url)
 if state.kind == "empty":
     st.info("No calls logged yet: the Overview page can load demo data.")
     st.stop()

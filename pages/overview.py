@@ -13,10 +13,7 @@ from dashboard.filters import current
 
 st.title("Overview")
 url = store_url()
-state = data.store_state(url)
-if state.kind == "missing":
-    notices.missing_store(state)
-    st.stop()
+state = notices.store_or_stop(url)
 if state.kind == "empty":
     st.info(
         "No calls logged yet. Add `tracking` to a service, or load demo data here or with "

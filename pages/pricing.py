@@ -7,17 +7,14 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from dashboard import catalogue_panel, data, notices, price_editor, pricing_view, reprice_panel
+from dashboard import catalogue_panel, notices, price_editor, pricing_view, reprice_panel
 from dashboard.access import editor_access, sign_in
 from dashboard.db import store_url
 from dashboard.price_table import stale_days
 
 st.title("Pricing")
 url = store_url()
-state = data.store_state(url)
-if state.kind == "missing":
-    notices.missing_store(state)
-    st.stop()
+notices.store_or_stop(url)
 access = editor_access(url)
 now = datetime.now(UTC)
 try:

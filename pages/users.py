@@ -7,16 +7,13 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from dashboard import accounts_view, data, margins_view, notices
+from dashboard import accounts_view, margins_view, notices
 from dashboard.access import editor_access, sign_in
 from dashboard.db import store_url
 
 st.title("Users & margins")
 url = store_url()
-state = data.store_state(url)
-if state.kind == "missing":
-    notices.missing_store(state)
-    st.stop()
+notices.store_or_stop(url)
 access = editor_access(url)
 sign_in(access)  # for a reader who cannot edit: why, and the login or password to edit
 chosen = margins_view.settings(datetime.now(UTC).date())
