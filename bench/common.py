@@ -197,3 +197,16 @@ def run_in_checkout(code: str, directory: str, *args: str, package: str) -> dict
     found: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     assert found.pop(package).startswith(directory), f"the child did not import DIR's {package}"
     return found
+
+
+def price_events(url: str, events: list[CallEvent]) -> None:
+    """Price ``events`` in place with the store's price book, as a tracker would before
+    queueing them (untimed set-up for benchmarks that time only the writing)."""
+    from tracking.pricing import load_price_book, price_event
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        book = load_price_book(conn)
+    engine.dispose()
+    for event in events:
+        price_event(book, event)

@@ -13,12 +13,11 @@ import argparse
 import io
 import time
 
-from bench.common import fresh_pg, make_events
+from bench.common import fresh_pg, make_events, price_events
 from tracking.config import build_settings
 from tracking.db import make_engine
 from tracking.partitions import ensure_months, month_of
 from tracking.pg_copy import COPY_COLUMNS, copy_text
-from tracking.pricing import load_price_book, price_event
 from tracking.writer import Writer
 
 
@@ -68,12 +67,7 @@ def main() -> None:
     import tempfile
 
     with fresh_pg() as url, tempfile.TemporaryDirectory() as tmp:
-        engine = make_engine(url)
-        with engine.connect() as conn:
-            book = load_price_book(conn)
-        engine.dispose()
-        for e in events:
-            price_event(book, e)
+        price_events(url, events)
         unpriced = sum(e.cost_usd is None for e in events)
         writer = writer_rate(url, events, f"{tmp}/journal.jsonl", args.connections)
         raw = raw_copy_rate(url, events)

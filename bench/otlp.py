@@ -33,12 +33,11 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from sqlalchemy import func, select
 
-from bench.common import fresh_pg, make_events
+from bench.common import fresh_pg, make_events, price_events
 from bench.ingest import raw_copy_rate, writer_rate
 from tracking.db import make_engine
 from tracking.events import CallEvent
 from tracking.otel_mapping import call_id
-from tracking.pricing import load_price_book, price_event
 from tracking.schema import calls
 
 HEADERS = {"Content-Type": "application/x-protobuf"}
@@ -211,12 +210,7 @@ def main() -> None:
     import tempfile
 
     with fresh_pg() as url, tempfile.TemporaryDirectory() as tmp:
-        engine = make_engine(url)
-        with engine.connect() as conn:
-            book = load_price_book(conn)
-        engine.dispose()
-        for e in events:
-            price_event(book, e)
+        price_events(url, events)
         print(f"spans: {args.spans:,} in {len(bodies):,} requests of {args.spans_per_request}")
         for run in range(1, args.runs + 1):
             rate, busy, cpu = otlp_rate(url, bodies, args.spans, f"{tmp}/journal-{run}.jsonl")
