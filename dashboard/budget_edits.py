@@ -18,6 +18,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from dashboard.account_edits import blank
+from dashboard.formats import cell_message
 from tracking.budget_store import (
     Budget,
     BudgetError,
@@ -59,10 +60,8 @@ class CellProblem:
     message: str
 
     def __str__(self) -> str:
-        where = [f"Row {self.row}"] if self.row is not None else []
-        if self.column is not None:
-            where.append(LABELS.get(self.column, self.column))
-        return f"{', '.join(where)}: {self.message}" if where else self.message
+        label = None if self.column is None else LABELS.get(self.column, self.column)
+        return cell_message(self.row, label, self.message)
 
 
 @dataclass

@@ -119,3 +119,12 @@ def csv_table(table: pd.DataFrame, group: str) -> str:
         for s in table["share_pct"]
     ]
     return out.rename(columns=CSV_NAMES).to_csv(index=False)
+
+
+def cell_message(row: int | None, label: str | None, message: str) -> str:
+    """An editor's problem as the pages show it: "Row 3, Rate ($): ...", the row 1-based as the
+    table numbers rows; without a row or a column, only what is known of where."""
+    where = [f"Row {row}"] if row is not None else []
+    if label is not None:
+        where.append(label)
+    return f"{', '.join(where)}: {message}" if where else message

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine, func, select
 
+from dashboard.formats import cell_message
 from dashboard.price_table import (
     VARIANTS,
     model_key,
@@ -60,12 +61,8 @@ class CellError:
     message: str
 
     def __str__(self) -> str:
-        where = []
-        if self.row is not None:
-            where.append(f"Row {self.row}")
-        if self.column is not None:
-            where.append(LABELS.get(self.column, self.column))
-        return f"{', '.join(where)}: {self.message}" if where else self.message
+        label = None if self.column is None else LABELS.get(self.column, self.column)
+        return cell_message(self.row, label, self.message)
 
 
 @dataclass(frozen=True)
