@@ -72,6 +72,8 @@ class BudgetPlan:
     changes: list[Budget] = field(default_factory=list)
     removes: list[str] = field(default_factory=list)
     problems: list[CellProblem] = field(default_factory=list)
+    # the stored budgets the edit began from, by name: a save refuses one changed since
+    began: dict[str, Budget] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -165,6 +167,8 @@ def plan_edits(stored: Sequence[Budget], state: Mapping[str, Any] | None) -> Bud
     edited = {int(p): dict(c or {}) for p, c in (state.get("edited_rows") or {}).items()}
     rows: list[tuple[int, Budget | None, dict[str, Any]]] = []
     for position, record in enumerate(start):
+        if position in deleted or position in edited:
+            plan.began[stored[position].name] = stored[position]
         if position in deleted:
             plan.removes.append(stored[position].name)
         elif position in edited:
@@ -203,13 +207,14 @@ def plan_edits(stored: Sequence[Budget], state: Mapping[str, Any] | None) -> Bud
 
 def save_plan(engine: Engine, plan: BudgetPlan, who: str) -> None:
     """Write the plan in one transaction (an audit row per budget): all of it, or nothing,
-    with BudgetError when the store refuses (a budget removed or added meanwhile)."""
+    with BudgetError when the store refuses (a budget added, changed or removed by someone else
+    since the edit began: the second of two editors is refused, never overwrites the first)."""
     if plan.problems:
         raise ValueError("a plan with problems is not saved")
     with engine.begin() as conn:
         for name in plan.removes:
-            remove_budget(conn, name, who)
+            remove_budget(conn, name, who, plan.began.get(name))
         for budget in plan.changes:
-            change_budget(conn, budget, who)
+            change_budget(conn, budget, who, plan.began.get(budget.name))
         for budget in plan.adds:
             add_budget(conn, budget, who)

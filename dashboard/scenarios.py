@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, false, func, insert, select, update
 
 from dashboard.economics.whatif import (
     LeverError,
@@ -58,6 +58,24 @@ def _saved(row: Any) -> SavedScenario:
     )
 
 
+SCENARIO_LOCK = 7_401_018  # the PostgreSQL advisory lock every writer of scenarios takes
+
+
+def lock_scenarios(conn: Connection) -> None:
+    """Serialise scenario writes, before anything is read, so that two saves under one name at
+    once are an add then a replacement (its old levers audited), never a duplicate-key error.
+    PostgreSQL: an advisory transaction lock; SQLite: its write lock (a write matching nothing)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(SCENARIO_LOCK)))
+    else:
+        conn.execute(update(scenarios).where(false()).values(name=scenarios.c.name))
+
+
+def replaced(saved: SavedScenario) -> bool:
+    """Whether a save replaced a scenario saved before under its name (the page says so)."""
+    return saved.created_at != saved.updated_at
+
+
 def load_scenario(conn: Connection, name: str) -> SavedScenario | None:
     row = conn.execute(select(scenarios).where(scenarios.c.name == name)).first()
     return None if row is None else _saved(row)
@@ -77,6 +95,7 @@ def save_scenario(
     check_name(name)
     params = levers_to_params(validate_levers(levers, None))
     when = (now or datetime.now(UTC)).astimezone(UTC)
+    lock_scenarios(conn)
     found = conn.execute(select(scenarios.c.params).where(scenarios.c.name == name)).first()
     if found is None:
         conn.execute(
@@ -105,6 +124,7 @@ def save_scenario(
 def delete_scenario(conn: Connection, name: str, who: str) -> SavedScenario:
     """Delete ``name`` and audit it (action "remove", its levers as before); an unknown name
     is refused (LeverError), nothing written."""
+    lock_scenarios(conn)
     found = load_scenario(conn, name)
     if found is None:
         raise LeverError("name", f"no scenario named {name!r}")

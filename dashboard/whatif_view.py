@@ -270,11 +270,16 @@ def scenarios_section(
         if cols[1].button("Save scenario", key="whatif.save"):
             try:
                 with engine(url).begin() as conn:
-                    scenarios.save_scenario(conn, name, chosen, access.who or "")
+                    stored = scenarios.save_scenario(conn, name, chosen, access.who or "")
             except LeverError as exc:
                 st.error(str(exc))
             else:
-                st.success(f"Saved {name!r}.")
+                st.success(
+                    f"Saved {name!r}, replacing the scenario of that name (its levers are in the"
+                    " audit log)."
+                    if scenarios.replaced(stored)
+                    else f"Saved {name!r}."
+                )
                 with engine(url).connect() as conn:
                     saved = scenarios.list_scenarios(conn)
     else:

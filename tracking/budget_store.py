@@ -16,7 +16,18 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, case, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    and_,
+    case,
+    delete,
+    false,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.sql import ColumnElement
 
 from tracking.audit import record_change
@@ -43,6 +54,7 @@ from tracking.tag_match import tag_equals
 SCOPE_FIELDS = ("user_id", "customer_id", "feature", "provider", "model", "tag_key", "tag_value")
 MAX_LIMIT = Decimal(10) ** 11  # NUMERIC(20, 9): eleven digits before the point
 THRESHOLD_RANGE = (1, 1000)  # percents of the limit
+BUDGET_LOCK = 7_401_017  # the PostgreSQL advisory lock every writer of budgets takes
 
 
 class BudgetError(ValueError):
@@ -199,11 +211,37 @@ def list_budgets(conn: Connection) -> list[Budget]:
     return [_from_row(r) for r in conn.execute(select(budgets).order_by(budgets.c.name))]
 
 
+def lock_budgets(conn: Connection) -> None:
+    """Make this transaction the store's only writer of budgets until it ends, so that what a
+    writer checks (a name free, a budget as the editor saw it) stays true until it commits.
+    PostgreSQL: an advisory transaction lock; SQLite: its write lock, taken by a write that
+    changes nothing before anything is read."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(BUDGET_LOCK)))
+    else:
+        conn.execute(update(budgets).where(false()).values(name=budgets.c.name))
+
+
+def _as_began(conn: Connection, name: str, began: Budget | None) -> Budget:
+    """The stored budget ``name`` (under the lock), refused when it is gone or, given what the
+    editor ``began`` from, when someone else changed it since: never a silent overwrite."""
+    lock_budgets(conn)
+    found = get_budget(conn, name)
+    if found is None and began is not None:
+        raise BudgetError("name", f"budget {name!r} was removed by someone else since you began")
+    if found is None:
+        raise BudgetError("name", f"no budget named {name!r}")
+    if began is not None and found != began:
+        raise BudgetError("name", f"budget {name!r} was changed by someone else since you began")
+    return found
+
+
 def add_budget(conn: Connection, budget: Budget, who: str, now: datetime | None = None) -> Budget:
     """Store a new budget and its audit row (action "add") in the caller's transaction; returns
     it as stored. Refuses (BudgetError, nothing written) a name already taken and any bad
     field (:func:`validate_budget`)."""
     budget = validate_budget(budget)
+    lock_budgets(conn)
     if get_budget(conn, budget.name) is not None:
         raise BudgetError("name", f"a budget named {budget.name!r} exists already")
     stored = replace(budget, created_at=(now or datetime.now(UTC)).astimezone(UTC), created_by=who)
@@ -212,15 +250,16 @@ def add_budget(conn: Connection, budget: Budget, who: str, now: datetime | None 
     return stored
 
 
-def change_budget(conn: Connection, budget: Budget, who: str) -> Budget:
+def change_budget(
+    conn: Connection, budget: Budget, who: str, began: Budget | None = None
+) -> Budget:
     """Replace the stored budget of ``budget.name`` with ``budget`` and audit it (action
     "edit", before and after) in the caller's transaction; its creation time and author stay,
-    so a rollover budget keeps carrying. Refuses (BudgetError, nothing written) an unknown name
-    and any bad field; an unchanged budget writes nothing."""
+    so a rollover budget keeps carrying. Refuses (BudgetError, nothing written) an unknown name,
+    any bad field and, given the budget the edit ``began`` from, one changed since; an unchanged
+    budget writes nothing."""
     budget = validate_budget(budget)
-    found = get_budget(conn, budget.name)
-    if found is None:
-        raise BudgetError("name", f"no budget named {budget.name!r}")
+    found = _as_began(conn, budget.name, began)
     stored = replace(budget, created_at=found.created_at, created_by=found.created_by)
     if stored == found:
         return found
@@ -234,12 +273,11 @@ def change_budget(conn: Connection, budget: Budget, who: str) -> Budget:
     return stored
 
 
-def remove_budget(conn: Connection, name: str, who: str) -> Budget:
+def remove_budget(conn: Connection, name: str, who: str, began: Budget | None = None) -> Budget:
     """Delete the budget ``name`` and audit it (action "remove", the budget as before); returns
-    what was removed. An unknown name is refused (BudgetError), nothing written."""
-    found = get_budget(conn, name)
-    if found is None:
-        raise BudgetError("name", f"no budget named {name!r}")
+    what was removed. An unknown name, or one changed since the budget the edit ``began`` from,
+    is refused (BudgetError), nothing written."""
+    found = _as_began(conn, name, began)
     conn.execute(delete(budgets).where(budgets.c.name == name))
     record_change(conn, who, "remove", budgets.name, name, budget_json(found), None)
     return found
