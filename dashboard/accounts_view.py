@@ -41,7 +41,7 @@ from dashboard.account_import import (
 from dashboard.accounts import PERIODS, AccountError
 from dashboard.db import engine
 from dashboard.formats import plural
-from dashboard.notices import READ_ONLY
+from dashboard.notices import READ_ONLY, not_an_editor
 
 SAVED = "accounts.saved"  # {"plans" | "customers" | "revenue" | "import": message}, shown once
 PREVIEW = "accounts.import.preview_result"  # (what was previewed, the Preview, its rows)
@@ -202,8 +202,7 @@ def discard(kind: str) -> None:
 def save_table(url: str, access: Access, kind: str, begun: Start, note: str | None) -> None:
     """Save a table's edits: every bad cell named and nothing written while there is one, else
     the changed and added rows written (audited, who: the editor) and the page run again."""
-    if not access.can_edit:  # checked again here: a crafted session state must not save
-        st.error(access.reason or READ_ONLY)
+    if not_an_editor(access):
         return
     state = st.session_state.get(editor_key(kind))
     if not pending(state):
@@ -398,8 +397,7 @@ def run_import(
 ) -> None:
     """Import the CSV (checked again against the store as it is now: nothing is written while a
     row is bad), then the page runs again with what it added and changed."""
-    if not access.can_edit:  # checked again here: a crafted session state must not import
-        st.error(access.reason or READ_ONLY)
+    if not_an_editor(access):
         return
     with engine(url).begin() as conn:
         result = import_csv(

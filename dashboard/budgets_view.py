@@ -17,7 +17,7 @@ from dashboard.budget_data import BudgetRow, PastPeriod, budget_rows, history
 from dashboard.budget_edits import LABELS, budgets_frame, plan_edits, save_plan
 from dashboard.db import engine
 from dashboard.formats import plural, usd
-from dashboard.notices import READ_ONLY
+from dashboard.notices import READ_ONLY, not_an_editor
 from tracking.budget_periods import PERIOD_KINDS
 from tracking.budget_store import Budget, BudgetError, list_budgets
 
@@ -166,8 +166,7 @@ def save(url: str, access: Access, stored: list[Budget], state: object) -> None:
     if plan.empty:
         st.info("Nothing changed.")
         return
-    if not access.can_edit:  # checked again here: a crafted session state must not save
-        st.error(access.reason)
+    if not_an_editor(access):
         return
     try:
         save_plan(engine(url), plan, access.who or "")

@@ -12,7 +12,7 @@ import streamlit as st
 from dashboard.access import Access
 from dashboard.db import engine
 from dashboard.formats import plural
-from dashboard.notices import READ_ONLY
+from dashboard.notices import READ_ONLY, not_an_editor
 from dashboard.price_edits import newest_version, saved_since
 from tracking.catalogue_store import CatalogueChange, accept_catalogue, catalogue_diff, rates_text
 from tracking.price_store import lock_prices
@@ -94,20 +94,29 @@ def catalogue_section(url: str, access: Access) -> None:
     if st.button(
         f"Accept selected ({len(keys)})", disabled=not keys, key="pricing.catalogue_accept"
     ):
-        with engine(url).begin() as conn:
-            lock_prices(conn)
-            # a model saved since the list the reader ticked was drawn is not overwritten
-            edited = saved_since(conn, base if shown is None else min(shown, base))
-            mine = zip(ticked["key"], ticked["provider"], ticked["model"], strict=True)
-            stale = {k for k, p, m in mine if (p, m) in edited}
-            fresh = [k for k in keys if k not in stale]
-            report = accept_catalogue(conn, fresh, access.who or "")
-            report.skipped += [(k, "saved by an editor since this list was made") for k in stale]
-        st.cache_data.clear()
-        st.session_state.pop("pricing.catalogue", None)
-        written = len(report.added) + len(report.changed)
-        message = f"Accepted {plural(written, 'catalogue version')}."
-        if report.skipped:
-            message += " Skipped: " + "; ".join(f"{k} ({why})" for k, why in report.skipped)
-        st.session_state["pricing.saved"] = message
-        st.rerun()
+        accept(url, access, ticked, base, shown)
+
+
+def accept(url: str, access: Access, ticked: pd.DataFrame, base: int, shown: int | None) -> None:
+    """Accept the ``ticked`` rows of the list (keys, providers, models) drawn at version
+    ``base`` (``shown``: the one this reader saw before), skipping a model saved since."""
+    if not_an_editor(access):
+        return
+    keys = list(ticked["key"])
+    with engine(url).begin() as conn:
+        lock_prices(conn)
+        # a model saved since the list the reader ticked was drawn is not overwritten
+        edited = saved_since(conn, base if shown is None else min(shown, base))
+        mine = zip(ticked["key"], ticked["provider"], ticked["model"], strict=True)
+        stale = {k for k, p, m in mine if (p, m) in edited}
+        fresh = [k for k in keys if k not in stale]
+        report = accept_catalogue(conn, fresh, access.who or "")
+        report.skipped += [(k, "saved by an editor since this list was made") for k in stale]
+    st.cache_data.clear()
+    st.session_state.pop("pricing.catalogue", None)
+    written = len(report.added) + len(report.changed)
+    message = f"Accepted {plural(written, 'catalogue version')}."
+    if report.skipped:
+        message += " Skipped: " + "; ".join(f"{k} ({why})" for k, why in report.skipped)
+    st.session_state["pricing.saved"] = message
+    st.rerun()

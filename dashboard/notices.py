@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import PAGES
+from dashboard.access import Access
 from dashboard.data import StoreState, store_state
 from dashboard.formats import plural
 
@@ -16,6 +17,17 @@ ADD_PRICE = (
 )
 REPRICE = "python -m tracking prices reprice --url URL --unpriced"
 READ_ONLY = "Read-only: editing needs the editor role (see the top of the page)."
+
+
+def not_an_editor(access: Access) -> bool:
+    """True, with the reason shown, when this reader may not write. Every write function of the
+    app calls it first, not only the page that draws its button: a crafted session state (a
+    click or an edit set without signing in) that reaches a write writes nothing.
+    tests/test_write_paths.py holds every write path to it."""
+    if access.can_edit:
+        return False
+    st.error(access.reason or READ_ONLY)
+    return True
 
 
 def missing_store(state: StoreState) -> None:

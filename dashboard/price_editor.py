@@ -15,7 +15,7 @@ from dashboard import price_table
 from dashboard.access import Access
 from dashboard.db import engine
 from dashboard.formats import plural
-from dashboard.notices import READ_ONLY
+from dashboard.notices import READ_ONLY, not_an_editor
 from dashboard.price_edits import (
     EDITOR_COLUMNS,
     LABELS,
@@ -151,8 +151,7 @@ def _save(
     if not plan.changes:
         st.info("Nothing changed.")
         return None
-    if not access.can_edit:  # checked again here: a crafted session state must not save
-        st.error(access.reason)
+    if not_an_editor(access):
         return None
     result = save_plan(engine(url), plan, base, access.who or "", note)
     if result.conflicts:

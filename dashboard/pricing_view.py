@@ -14,6 +14,7 @@ from dashboard import charts, price_table
 from dashboard.access import Access
 from dashboard.db import engine
 from dashboard.formats import plural
+from dashboard.notices import not_an_editor
 
 TTL = 60
 MINUTE = "YYYY-MM-DD HH:mm"  # how the page's tables show a moment (UTC)
@@ -133,8 +134,7 @@ def prices_section(prices: pd.DataFrame, stale_after: int, access: Access, url: 
 def verify(url: str, access: Access, chosen: list[str], note: str | None) -> bool:
     """Mark "provider/model" names verified, as ``access.who``; refused (False, with the
     reason shown) without the editor role, whatever the widgets' state says."""
-    if not access.can_edit:
-        st.error(access.reason)
+    if not_an_editor(access):
         return False
     pairs = [tuple(name.split("/", 1)) for name in chosen]
     with engine(url).begin() as conn:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from dashboard.access import Access
 from dashboard.db import engine
 from dashboard.formats import plural
-from dashboard.notices import READ_ONLY
+from dashboard.notices import READ_ONLY, not_an_editor
 from tracking.reprice import apply_reprice, plan_reprice
 from tracking.reprice_preview import Change, Preview, Selection
 from tracking.schema import daily_feature_model_rollups
@@ -156,6 +156,8 @@ def show_preview(preview: Preview) -> None:
 
 
 def apply(url: str, access: Access, selection: Selection, selected: int) -> None:
+    if not_an_editor(access):
+        return
     bar = st.progress(0.0, text="Repricing…")
 
     def progress(batch: int, seen: int, changed: int) -> None:

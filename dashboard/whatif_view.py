@@ -28,7 +28,7 @@ from dashboard.economics.whatif import (
     simulate,
 )
 from dashboard.formats import usd
-from dashboard.notices import READ_ONLY
+from dashboard.notices import READ_ONLY, not_an_editor
 from dashboard.whatif_tables import (
     DRAFT_LABELS,
     MOVE_LABELS,
@@ -267,21 +267,11 @@ def scenarios_section(
     if access.can_edit:
         cols = st.columns([3, 1])
         name = cols[0].text_input("Save these levers as", key="whatif.save_name")
-        if cols[1].button("Save scenario", key="whatif.save"):
-            try:
-                with engine(url).begin() as conn:
-                    stored = scenarios.save_scenario(conn, name, chosen, access.who or "")
-            except LeverError as exc:
-                st.error(str(exc))
-            else:
-                st.success(
-                    f"Saved {name!r}, replacing the scenario of that name (its levers are in the"
-                    " audit log)."
-                    if scenarios.replaced(stored)
-                    else f"Saved {name!r}."
-                )
-                with engine(url).connect() as conn:
-                    saved = scenarios.list_scenarios(conn)
+        if cols[1].button("Save scenario", key="whatif.save") and save_scenario(
+            url, access, name, chosen
+        ):
+            with engine(url).connect() as conn:
+                saved = scenarios.list_scenarios(conn)
     else:
         st.caption(access.reason or READ_ONLY)
     names = [s.name for s in saved]
@@ -304,6 +294,34 @@ def scenarios_section(
         cols = st.columns([3, 1])
         gone = cols[0].selectbox("Delete scenario", names, key="whatif.delete_name")
         if cols[1].button("Delete", key="whatif.delete"):
-            with engine(url).begin() as conn:
-                scenarios.delete_scenario(conn, gone, access.who or "")
-            st.rerun()
+            delete_scenario(url, access, gone)
+
+
+def save_scenario(url: str, access: Access, name: str, chosen: Levers) -> bool:
+    """Save the levers as ``name`` (saying so when that replaced a scenario); whether saved."""
+    if not_an_editor(access):
+        return False
+    try:
+        with engine(url).begin() as conn:
+            stored = scenarios.save_scenario(conn, name, chosen, access.who or "")
+    except LeverError as exc:
+        st.error(str(exc))
+        return False
+    st.success(
+        f"Saved {name!r}, replacing the scenario of that name (its levers are in the audit log)."
+        if scenarios.replaced(stored)
+        else f"Saved {name!r}."
+    )
+    return True
+
+
+def delete_scenario(url: str, access: Access, name: str) -> None:
+    if not_an_editor(access):
+        return
+    try:
+        with engine(url).begin() as conn:
+            scenarios.delete_scenario(conn, name, access.who or "")
+    except LeverError as exc:  # deleted in another session meanwhile
+        st.error(str(exc))
+        return
+    st.rerun()

@@ -575,35 +575,6 @@ def test_a_shared_store_without_the_editor_role_is_read_only(demo_app_store: Eng
     assert counts(demo_app_store) == before
 
 
-def _save_unsigned() -> None:
-    """The save handlers called with a reader who may not edit (as a crafted run would)."""
-    import streamlit as st
-
-    from dashboard import account_edits, db
-    from dashboard.access import Access
-    from dashboard.accounts_view import editor_key, run_import, save_table
-
-    url = db.store_url()
-    reader = Access(False, None, "This is a shared store: editing needs the editor role.")
-    with db.engine(url).connect() as conn:
-        begun = account_edits.start(conn, "plans")
-    st.session_state[editor_key("plans")] = {
-        "edited_rows": {0: {"price": "99"}},
-        "added_rows": [],
-        "deleted_rows": [],
-    }
-    save_table(url, reader, "plans", begun, None)
-    run_import(url, reader, "plans", "name,price\nsilver,15\n", {}, None, None)
-
-
-def test_the_save_handlers_check_the_editor_role_again(demo_app_store: Engine) -> None:
-    before = counts(demo_app_store)
-    at = AppTest.from_function(_save_unsigned, default_timeout=60).run()
-    assert not at.exception, at.exception
-    assert texts(at.error).count("editing needs the editor role") == 2
-    assert counts(demo_app_store) == before
-
-
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_the_embedded_store_is_editable_as_it_is(store_url: str, monkeypatch) -> None:
     """An empty SQLite store: the tables start empty, and a first plan can be added."""
