@@ -41,7 +41,7 @@ HASH_KEY = "editor_password_hash"
 AUTH_SECTION = "auth"
 
 LOCAL_WHO = "local"
-PASSWORD_WHO = "editor (password)"
+PASSWORD_WHO = "editor (password)"  # noqa: S105 - the audit log's "who", not a password
 
 HASH_COMMAND = "python -m dashboard.access hash-password"
 

@@ -74,9 +74,8 @@ def settings(today: date) -> Settings | None:
         below = _decimal("Flag margins below %", "20", "margins.below", "customers listed")
     with cols[4]:
         target = _decimal("Target margin %", "60", "margins.target", "the price plans need")
-    if None in (fee, infra, below, target):
+    if fee is None or infra is None or below is None or target is None:
         return None
-    assert fee is not None and infra is not None and below is not None and target is not None
     if fee >= 100 or target >= 100:
         st.error("A fee or a target margin of 100% or more leaves no price that works.")
         return None

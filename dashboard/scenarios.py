@@ -117,7 +117,8 @@ def save_scenario(
         )
         record_change(conn, who, "edit", scenarios.name, name, found.params, params)
     saved = load_scenario(conn, name)
-    assert saved is not None
+    if saved is None:  # written above in this transaction: only a broken store gets here
+        raise RuntimeError(f"the scenario {name!r} just saved is not in the store")
     return saved
 
 

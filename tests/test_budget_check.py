@@ -643,7 +643,7 @@ def test_readme_fastapi_handler_answers_402(guarded: str, stub, monkeypatch, tmp
     monkeypatch.setenv("OPENAI_API_KEY", "sk-readme")
     add(guarded, Budget("u_broke", D("0"), user_id="u_broke", hard=True))
     namespace: dict = {}
-    exec(compile(example, "README.md", "exec"), namespace)
+    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102 - runs the README's own example
     tracking.refresh_budgets()
     stub.reply(Reply(body=openai_chat("gpt-4o", USAGE, text="Short.")))
     with TestClient(namespace["app"]) as http:

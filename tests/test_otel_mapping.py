@@ -208,7 +208,7 @@ def test_the_call_id_is_the_same_for_every_export_of_a_span_and_differs_between_
     # RFC 9562's version 5 of the ids' 24 bytes, so that any other reader of a span makes the same
     trace, span_id = 0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331
     name = bytes.fromhex("0af7651916cd43dd8448eb211c80319cb7ad6b7169203331")
-    digest = hashlib.sha1(SPAN_NAMESPACE.bytes + name).digest()
+    digest = hashlib.sha1(SPAN_NAMESPACE.bytes + name).digest()  # noqa: S324 - UUIDv5 is SHA-1 by spec
     made = call_id(trace, span_id)
     assert made == uuid.UUID(bytes=digest[:16], version=5)
     assert (made.version, made.variant) == (5, uuid.RFC_4122)

@@ -12,7 +12,7 @@ import os
 from tracking.config import data_dir, resolve_url
 from tracking.db import describe_url
 
-TOKEN_ENV = "UNITWISE_OTLP_TOKEN"
+TOKEN_ENV = "UNITWISE_OTLP_TOKEN"  # noqa: S105 - the variable's name, not a token
 DEFAULT_PORT = 4318  # OTLP/HTTP's registered port
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 JOURNAL = "otlp-journal.jsonl"  # in the data folder, unless --journal or $UNITWISE_JOURNAL_PATH

@@ -54,7 +54,8 @@ stage = Table(
 )
 _CREATE_STAGE = CreateTable(stage, if_not_exists=True)  # emptied at each commit
 _COLUMNS = tuple(c.name for c in calls.columns)
-assert set(_COLUMNS) == set(ROW_FIELDS), "CallEvent and the calls table must agree"
+if set(_COLUMNS) != set(ROW_FIELDS):  # checked at import: a schema change must update both
+    raise ImportError("CallEvent and the calls table must agree")
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 # str.translate with a table costs about 1 µs even when nothing changes; the regex check that
 # finds nothing to escape (nearly always) costs a quarter of that (bench/ingest, serialisation)
@@ -68,7 +69,8 @@ COPY_COLUMNS = (
     "operation", "user_id", "feature", "status", "error_type", "request_id", *TOKEN_FIELDS,
     "units", "batch", "cost_usd", "cost_source", "price_version_id", "tags", "environment",
 )  # fmt: skip
-assert set(COPY_COLUMNS) == set(_COLUMNS), "copy_line must write every column of calls"
+if set(COPY_COLUMNS) != set(_COLUMNS):
+    raise ImportError("copy_line must write every column of calls")
 _COPY_SQL = f"COPY unitwise_stage ({', '.join(COPY_COLUMNS)}) FROM STDIN"
 
 
@@ -145,7 +147,8 @@ def _batch_totals(moved: Any) -> Any:
         "provider": moved.c.provider,
         "model": moved.c.model,
     }
-    assert tuple(keys) == ROLLUP_KEYS
+    if tuple(keys) != ROLLUP_KEYS:
+        raise RuntimeError("the moved calls' keys must be the rollups' keys, in order")
     totals = {
         "calls": func.count(),
         "error_calls": func.sum(case((moved.c.status != "ok", 1), else_=0)),
@@ -154,7 +157,8 @@ def _batch_totals(moved: Any) -> Any:
         "duration_ms_sum": func.coalesce(func.sum(moved.c.duration_ms), 0),
         "cost_usd": func.coalesce(func.sum(moved.c.cost_usd), literal(0)),
     }
-    assert tuple(totals) == ROLLUP_TOTALS
+    if tuple(totals) != ROLLUP_TOTALS:
+        raise RuntimeError("the moved calls' totals must be the rollups' totals, in order")
     columns = {**keys, **totals}
     return select(*(value.label(name) for name, value in columns.items())).group_by(*keys.values())
 
@@ -196,7 +200,8 @@ def write_new_calls(conn: Connection, text: str) -> int:
     """
     conn.execute(_CREATE_STAGE)  # a no-op after the first batch of a database session
     raw = conn.connection.dbapi_connection
-    assert raw is not None
+    if raw is None:  # a connection SQLAlchemy has closed under us: never a silent COPY to nowhere
+        raise RuntimeError("the PostgreSQL connection is closed")
     from psycopg2.extensions import encodings  # loaded with the connection: not here at import
 
     # encoded here, as psycopg2 would: text it cannot encode (a lone surrogate) then raises

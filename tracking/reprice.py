@@ -318,13 +318,14 @@ def _batch_columns(postgres: bool) -> tuple[ColumnElement[Any], ...]:
     )
 
 
-assert TOKEN_FIELDS == (
+if TOKEN_FIELDS != (
     "input_tokens",
     "output_tokens",
     "cache_read_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
-), "_price_rows unpacks the token counts in this order"
+):  # checked at import, also under python -O
+    raise ImportError("_price_rows unpacks the token counts in this order")
 
 
 @dataclass
