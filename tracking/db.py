@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -17,7 +18,14 @@ def normalize_url(url: str | URL) -> URL:
     raw = str(url) if isinstance(url, URL) else url
     if raw.startswith("postgres://"):
         raw = "postgresql://" + raw[len("postgres://") :]
-    parsed = make_url(raw)
+    # the errors below never quote the URL: it may hold a password, and they are logged and shown
+    try:
+        parsed = make_url(raw)
+    except ValueError:  # int() of the port, whose text may be a piece of the password
+        raise ArgumentError("the store URL's port is not a number") from None
+    if parsed.host and "@" in parsed.host:  # an '@' of the password, unencoded: the rest of
+        # the password would be taken for the host, and the driver's error would name it
+        raise ArgumentError("the store URL has an '@' after its password: write it as %40")
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg2")
     return parsed
