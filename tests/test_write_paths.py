@@ -295,3 +295,71 @@ def test_the_table_lists_every_app_function_that_writes() -> None:
     assert not missing, f"write paths not held to the editor role here: {missing}"
     unused = covered - set(callers) - {"dashboard.price_editor._add_price"}
     assert not unused, f"listed but no longer writing: {unused}"
+
+
+# --- the pages, with a crafted session state ---------------------------------------------------
+
+PASSWORD = "correct horse battery staple"
+WRITE_BUTTONS = {
+    "pricing.save",
+    "pricing.rebase",
+    "pricing.catalogue_accept",
+    "pricing.reprice_apply",
+    "budgets.save",
+    "whatif.save",
+    "whatif.delete",
+    "accounts.plans.save",
+    "accounts.customers.save",
+    "accounts.revenue.save",
+    "accounts.import.run",
+}
+EDITED = {"edited_rows": {0: {"accept": True, "price": "1", "limit_usd": "1"}}}
+# what a signed-in editor's clicks and edits would leave in session state, set without signing in
+CRAFTED = {
+    "pricing.editor": EDITED,
+    "pricing.catalogue": EDITED,
+    "budgets.editor": EDITED,
+    "accounts.plans.editor": EDITED,
+    "accounts.customers.editor": EDITED,
+    "accounts.revenue.editor": EDITED,
+    "whatif.save_name": "sneaky",
+}
+
+
+def _page(name: str, password: str | None) -> AppTest:
+    """The page ``name`` on the shared store with the editor password set up; signed in with
+    ``password`` when given, else with a forged sign-in token and the crafted state."""
+    from dashboard import access
+
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=90)
+    at.secrets["unitwise"] = {"editor_password_hash": access.hash_password(PASSWORD, n=2**10)}
+    at.run()
+    at.switch_page(f"../pages/{name}.py").run()
+    if password is None:
+        at.session_state[access._SESSION_KEY] = "0" * 64  # a forged token: not this server's
+        for key, value in CRAFTED.items():
+            at.session_state[key] = value
+    else:
+        next(t for t in at.text_input if t.label == "Editor password").input(password)
+        next(b for b in at.button if b.label == "Sign in to edit").click()
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _write_buttons(at: AppTest) -> set[str]:
+    shown = {b.key for b in at.button if b.key in WRITE_BUTTONS}
+    forms = {b.label for b in at.button if b.label == "Add price" or b.label == "Mark verified"}
+    return shown | {f for f in forms if not next(b for b in at.button if b.label == f).disabled}
+
+
+@pytest.mark.parametrize("store_url", [SHARED], indirect=True)
+@pytest.mark.parametrize("page", ["pricing", "budgets", "users"])
+def test_a_crafted_session_state_shows_no_write_control_and_writes_nothing(
+    shared_store: Engine, page: str
+) -> None:
+    before = counts(shared_store)
+    crafted = _page(page, None)
+    assert _write_buttons(crafted) == set()
+    assert counts(shared_store) == before
+    assert _write_buttons(_page(page, PASSWORD))  # the same page, signed in, has them
