@@ -1,8 +1,8 @@
 """Secrets never appear in what Unitwise says: a store URL's password, through every way a store
 can fail (refused, unknown host, unknown role, bad options, a port or an '@' it cannot parse),
-in tracking's log lines, stats(), the CLI's errors and the app's pages; the OTLP endpoint's
-bearer token in its banner and its 401 answers. (The editor password and its hash are never
-kept in session state: tests/test_access.py, test_app_password_sign_in.)"""
+in tracking's log lines, stats(), the CLI's errors (the margins export's too) and the app's
+pages; the OTLP endpoint's bearer token in its banner and its 401 answers. (The editor password
+and its hash are never kept in session state: tests/test_access.py, test_app_password_sign_in.)"""
 
 from __future__ import annotations
 
@@ -71,11 +71,17 @@ def test_tracking_never_logs_or_reports_the_password(
     assert_secret_free(said + caplog.text)  # ... without the password
 
 
+# the CLI's commands that open the store: tracking's, and the margins export's
+COMMANDS = {"migrate": ("tracking", "migrate"), "export": ("dashboard.report", "margins")}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
 @pytest.mark.parametrize("case", list(URLS))
-def test_the_cli_never_prints_the_password(case: str) -> None:
+def test_the_cli_never_prints_the_password(case: str, command: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    module, name = COMMANDS[command]
     done = subprocess.run(
-        [sys.executable, "-m", "tracking", "migrate", "--url", url_of(case)],
+        [sys.executable, "-m", module, name, "--url", url_of(case)],
         capture_output=True,
         text=True,
         timeout=120,
