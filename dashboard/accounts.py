@@ -18,13 +18,14 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, false, func, insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from dashboard.economics import Plan, RevenueLine, Term
 from tracking.audit import record_change
 from tracking.schema import customer_users, customers, plans, revenue
 from tracking.sqltypes import NANO, plain_decimal
+from tracking.write_lock import take_write_lock
 
 CURRENCY = "USD"  # the one currency the store keeps
 PERIODS = ("month", "year")
@@ -421,10 +422,7 @@ def _json(values: Mapping[str, Any]) -> dict[str, Any]:
 def lock_accounts(conn: Connection) -> None:
     """Serialise accounts writes: PostgreSQL's advisory lock for the transaction, SQLite's
     write lock (taken by a write that matches nothing), before anything is read."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(ACCOUNTS_LOCK)))
-    else:
-        conn.execute(update(plans).where(false()).values(name=plans.c.name))
+    take_write_lock(conn, ACCOUNTS_LOCK, plans, "name")
 
 
 def _chunks(keys: Sequence[Any]) -> Iterator[Sequence[Any]]:

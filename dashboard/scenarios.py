@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, delete, false, func, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from dashboard.economics.whatif import (
     LeverError,
@@ -23,6 +23,7 @@ from dashboard.economics.whatif import (
 )
 from tracking.audit import record_change
 from tracking.schema import scenarios
+from tracking.write_lock import take_write_lock
 
 MAX_NAME = 200
 
@@ -65,10 +66,7 @@ def lock_scenarios(conn: Connection) -> None:
     """Serialise scenario writes, before anything is read, so that two saves under one name at
     once are an add then a replacement (its old levers audited), never a duplicate-key error.
     PostgreSQL: an advisory transaction lock; SQLite: its write lock (a write matching nothing)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(SCENARIO_LOCK)))
-    else:
-        conn.execute(update(scenarios).where(false()).values(name=scenarios.c.name))
+    take_write_lock(conn, SCENARIO_LOCK, scenarios, "name")
 
 
 def replaced(saved: SavedScenario) -> bool:

@@ -22,7 +22,6 @@ from sqlalchemy import (
     and_,
     case,
     delete,
-    false,
     func,
     insert,
     select,
@@ -50,6 +49,7 @@ from tracking.schema import (
 )
 from tracking.sqltypes import NANO, plain_decimal
 from tracking.tag_match import tag_equals
+from tracking.write_lock import take_write_lock
 
 SCOPE_FIELDS = ("user_id", "customer_id", "feature", "provider", "model", "tag_key", "tag_value")
 MAX_LIMIT = Decimal(10) ** 11  # NUMERIC(20, 9): eleven digits before the point
@@ -216,10 +216,7 @@ def lock_budgets(conn: Connection) -> None:
     writer checks (a name free, a budget as the editor saw it) stays true until it commits.
     PostgreSQL: an advisory transaction lock; SQLite: its write lock, taken by a write that
     changes nothing before anything is read."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(BUDGET_LOCK)))
-    else:
-        conn.execute(update(budgets).where(false()).values(name=budgets.c.name))
+    take_write_lock(conn, BUDGET_LOCK, budgets, "name")
 
 
 def _as_began(conn: Connection, name: str, began: Budget | None) -> Budget:

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import Connection, delete, false, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select
 
 from tracking.schema import model_patterns, price_versions, prices
+from tracking.write_lock import take_write_lock
 
 PRICE_LOCK = 7_401_016  # the PostgreSQL advisory lock every writer of price versions takes
 
@@ -20,10 +21,7 @@ def lock_prices(conn: Connection) -> None:
     check made after taking it stays true until commit. PostgreSQL: an advisory transaction
     lock (taken again by the same transaction, it returns at once); SQLite: its write lock,
     taken by a write that changes nothing before anything is read."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(PRICE_LOCK)))
-    else:
-        conn.execute(update(price_versions).where(false()).values(note=price_versions.c.note))
+    take_write_lock(conn, PRICE_LOCK, price_versions, "note")
 
 
 @dataclass(frozen=True)
