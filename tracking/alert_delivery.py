@@ -127,10 +127,11 @@ def channels_from_env(env: Mapping[str, str] | None = None) -> list[Channel]:
     found: list[Channel] = []
     url = env.get("UNITWISE_ALERT_WEBHOOK", "").strip()
     if url:
-        if not url.startswith(("https://", "http://")):
+        try:  # Webhook refuses a scheme other than http(s)
+            found.append(Webhook(url))
+        except ValueError:
             # the value is not echoed: a webhook URL is a credential (Slack's carry the key)
-            raise ValueError("UNITWISE_ALERT_WEBHOOK: give an http(s) URL")
-        found.append(Webhook(url))
+            raise ValueError("UNITWISE_ALERT_WEBHOOK: give an http(s) URL") from None
     host = env.get("UNITWISE_SMTP_HOST", "").strip()
     if host:
         port_text = env.get("UNITWISE_SMTP_PORT", "587").strip()
