@@ -16,17 +16,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Table,
-    and_,
-    case,
-    delete,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Table, and_, case, delete, func, insert, select, update
 from sqlalchemy.sql import ColumnElement
 
 from tracking.audit import record_change
