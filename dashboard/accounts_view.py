@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from dashboard import cache
 from dashboard.access import Access
 from dashboard.account_edits import (
     COLUMNS,
@@ -226,7 +227,7 @@ def save_table(url: str, access: Access, kind: str, begun: Start, note: str | No
         st.error("Nothing was saved: the store refused these rows.")
         st.dataframe(pd.DataFrame({"Problem": refused.problems}), hide_index=True)
         return
-    st.cache_data.clear()
+    cache.forget()
     if not any(w.added or w.changed for w in written.values()):
         st.info("Nothing to save: the rows are as the store holds them.")
         return
@@ -409,7 +410,7 @@ def run_import(
             preset,
             (note or "").strip() or None,
         )
-    st.cache_data.clear()
+    cache.forget()
     if not result.written:
         st.error("Nothing was imported: the store changed since the preview.")
         show_preview(result.preview, None)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
+from dashboard import cache
 from dashboard.access import Access
 from dashboard.db import engine
 from dashboard.formats import plural
@@ -112,7 +113,7 @@ def accept(url: str, access: Access, ticked: pd.DataFrame, base: int, shown: int
         fresh = [k for k in keys if k not in stale]
         report = accept_catalogue(conn, fresh, access.who or "")
         report.skipped += [(k, "saved by an editor since this list was made") for k in stale]
-    st.cache_data.clear()
+    cache.forget()
     st.session_state.pop("pricing.catalogue", None)
     written = len(report.added) + len(report.changed)
     message = f"Accepted {plural(written, 'catalogue version')}."

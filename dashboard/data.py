@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.exc import DBAPIError
 
-from dashboard import breakdown, demo, queries, raw_calls
+from dashboard import breakdown, cache, demo, queries, raw_calls
 from dashboard.breakdown import Totals
 from dashboard.db import engine
 from dashboard.filter_model import Filters, frame_window, today
@@ -152,4 +152,4 @@ def load_demo(url: str, progress: Callable[[int, int], None]) -> None:
         seed=demo.DEFAULT_SEED,
         progress=progress,
     )
-    st.cache_data.clear()
+    cache.forget()

@@ -13,7 +13,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from dashboard import margin_data
+from dashboard import cache, charts, margin_data
 from dashboard.db import engine
 from dashboard.economics import (
     UsageLine,
@@ -82,7 +82,7 @@ def settings(today: date) -> Settings | None:
     return Settings(chosen[0], chosen[1], fee, infra, below, target)
 
 
-@st.cache_data(ttl=TTL, show_spinner="Computing margins…")
+@cache.kept(ttl=TTL, show_spinner="Computing margins…")
 def report(url: str, s: Settings) -> margin_data.MarginsReport:
     with engine(url).connect() as conn:
         return margin_data.margins_report(conn, s.start, s.end, s.fee_pct, s.infra, s.target_pct)
@@ -134,17 +134,7 @@ def distribution_section(r: margin_data.MarginsReport) -> None:
         cols, ("p10", "p50 (median)", "p90"), spread.__dict__.values(), strict=True
     ):
         col.metric(f"Margin per customer, {label}", "n/a" if value is None else usd(value))
-    chart = (
-        alt.Chart(frame)
-        .mark_bar()
-        .encode(
-            x=alt.X("margin_usd:Q", bin=alt.Bin(maxbins=40), title="Margin per customer ($)"),
-            y=alt.Y("count():Q", title="Customers"),
-            tooltip=[alt.Tooltip("count():Q", title="Customers")],
-        )
-        .properties(height=220)
-    )
-    st.altair_chart(chart, width="stretch")
+    st.altair_chart(charts.margin_histogram(frame["margin_usd"]), width="stretch")
     st.dataframe(
         frame.drop(columns=["margin_usd"]).sort_values(
             "margin", key=lambda s: frame.loc[s.index, "margin_usd"]
@@ -153,7 +143,7 @@ def distribution_section(r: margin_data.MarginsReport) -> None:
     )
     st.download_button(
         "Download customers (CSV)",
-        safe_csv(frame.drop(columns=["margin_usd"])),
+        lambda: safe_csv(frame.drop(columns=["margin_usd"])),
         f"margins_{r.start}_{r.end}.csv",
         "text/csv",
         key="margins.customers_csv",
@@ -184,8 +174,9 @@ def below_section(url: str, r: margin_data.MarginsReport, pct: Decimal) -> None:
 
 
 def download(frame: pd.DataFrame, name: str, key: str) -> None:
-    """The table shown, as CSV (exact decimals as text; never a formula)."""
-    st.download_button("Download CSV", safe_csv(frame), name, "text/csv", key=key)
+    """The table shown, as CSV (exact decimals as text; never a formula), made only when
+    downloaded: at 20,000 customers making it on every run cost a fifth of the render."""
+    st.download_button("Download CSV", lambda: safe_csv(frame), name, "text/csv", key=key)
 
 
 def detail_section(url: str, r: margin_data.MarginsReport) -> None:
@@ -262,7 +253,7 @@ def plans_section(r: margin_data.MarginsReport, target: Decimal) -> None:
     st.dataframe(frame, hide_index=True)
     st.download_button(
         "Download plans (CSV)",
-        safe_csv(frame),
+        lambda: safe_csv(frame),
         f"plans_{r.start}_{r.end}.csv",
         "text/csv",
         key="margins.plans_csv",

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, price_table
+from dashboard import cache, charts, price_table
 from dashboard.access import Access
 from dashboard.db import engine
 from dashboard.formats import plural
@@ -64,7 +64,7 @@ def superseded(url: str, now: datetime) -> pd.DataFrame:
 
 def forget() -> None:
     """After a write: every cached read of this page (and the others' totals) is stale."""
-    st.cache_data.clear()
+    cache.forget()
 
 
 def search_rows(frame: pd.DataFrame, text: str) -> pd.DataFrame:

@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy import select
 
+from dashboard import cache
 from dashboard.access import Access
 from dashboard.db import engine
 from dashboard.formats import plural
@@ -178,7 +179,7 @@ def apply(url: str, access: Access, selection: Selection, selected: int) -> None
     )
     bar.progress(1.0, text="Done")
     st.session_state.pop(PREVIEW, None)
-    st.cache_data.clear()
+    cache.forget()
     st.success(
         f"Repriced {plural(result.preview.changed, 'call')} in "
         f"{plural(result.batches, 'batch', 'batches')}"

@@ -50,3 +50,20 @@ def test_bar_charts_leave_unknown_costs_out_and_say_so() -> None:
     data = shown["datasets"][next(iter(shown["datasets"]))]
     assert [r["model"] for r in data] == ["gpt-4o"]
     assert charts.bars_caption(table, "model") == "Chart: 1 model of unknown cost not drawn."
+
+
+def test_the_margin_histogram_counts_every_customer_in_at_most_its_bins() -> None:
+    margins = pd.Series([-5.0, -0.5, 0.0, 0.0, 3.25, 12.0, 12.0, 99.5] * 2500)
+    spec = charts.margin_histogram(margins, bins=40).to_dict()
+    rows = spec["datasets"][next(iter(spec["datasets"]))]
+    assert len(rows) <= 40  # the chart carries bins, not 20,000 customers
+    assert sum(r["customers"] for r in rows) == len(margins)
+    lowest = min(rows, key=lambda r: r["low"])
+    assert lowest["low"] == -5.0 and lowest["customers"] == 2500
+    assert max(r["high"] for r in rows) == 99.5
+
+
+def test_the_margin_histogram_of_one_margin_or_none_is_drawn() -> None:
+    one = charts.margin_histogram(pd.Series([7.0])).to_dict()
+    assert [r["customers"] for r in one["datasets"][next(iter(one["datasets"]))]] == [1]
+    charts.margin_histogram(pd.Series([], dtype=float)).to_dict()

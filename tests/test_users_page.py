@@ -82,3 +82,30 @@ def test_the_calculator_prices_a_hypothetical_customer(demo_app_store: Engine) -
     assert metrics(at)["AI cost per month"] == usd(Decimal("4.7178125"))
     fits = frame(at, "margin_pct")
     assert "pro" in set(fits["plan"])
+
+
+def _report_kept_then_forgotten() -> None:
+    """AppTest runs this body as the script: the margins report twice, then after a write."""
+    from datetime import date
+    from decimal import Decimal
+
+    import streamlit as st
+
+    from dashboard import cache, margins_view
+    from dashboard.db import store_url
+
+    s = margins_view.Settings(
+        date(2026, 1, 1), date(2026, 1, 31), Decimal(0), Decimal(0), Decimal(20), Decimal(60)
+    )
+    first = margins_view.report(store_url(), s)
+    st.text(f"again {margins_view.report(store_url(), s) is first}")
+    cache.forget()  # what every save calls
+    st.text(f"after a write {margins_view.report(store_url(), s) is first}")
+
+
+def test_the_margins_report_is_kept_whole_until_a_write(demo_app_store: Engine) -> None:
+    """Kept as one object (not pickled in and out on each run, which cost most of a warm
+    render at 20,000 customers), and forgotten by the saves' ``cache.forget``."""
+    at = AppTest.from_function(_report_kept_then_forgotten, default_timeout=90).run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.text] == ["again True", "after a write False"]
