@@ -329,3 +329,40 @@ def test_killed_at_random_times_loses_only_the_last_moment_and_doubles_nothing(
     oldest = max((ages[i] for i in lost), default=0.0)
     print(f"\n{len(ages)} calls, {len(lost)} lost, 0 doubled, oldest lost {oldest:.3f}s")
     assert oldest < 2.0, oldest  # the design's "the last second or so", with room for a busy CPU
+
+
+# -- a journal on a full disk ------------------------------------------------------------------
+@pytest.fixture
+def full_disk(tmp_path) -> Any:
+    """A real 64 KB filesystem (tmpfs, mounted as root), unmounted afterwards."""
+    where = tmp_path / "small"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)])
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield where
+    subprocess.run(["umount", str(where)], check=True)
+
+
+def test_a_journal_on_a_full_disk_keeps_the_host_running_and_counts_the_loss(full_disk) -> None:
+    """Store down and the journal's disk full: record never raises nor slows, every call is
+    either journaled whole or counted in ``stats()["dropped"]``."""
+    import tracking
+
+    journal = full_disk / "journal.jsonl"
+    tracking.configure(url=DOWN, journal_path=str(journal), flush_interval=0.05, batch_size=50)
+    try:
+        slowest = 0.0
+        for i in range(3000):
+            began = time.perf_counter()
+            tracking.record(provider="openai", model="gpt-4o", input_tokens=i + 1)
+            slowest = max(slowest, time.perf_counter() - began)
+        assert tracking.flush(20)
+        s = tracking.stats()
+    finally:
+        tracking.shutdown(timeout=2)
+    assert s["dropped"] > 0 and s["spilled"] > 0, s
+    assert s["spilled"] + s["dropped"] == 3000, s
+    assert len(journal_ids(journal)) == s["spilled"]  # what was kept is whole
+    print(f"\nslowest record {slowest * 1000:.2f} ms, spilled {s['spilled']}, lost {s['dropped']}")
+    assert slowest < 0.05
