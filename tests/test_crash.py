@@ -366,3 +366,24 @@ def test_a_journal_on_a_full_disk_keeps_the_host_running_and_counts_the_loss(ful
     assert len(journal_ids(journal)) == s["spilled"]  # what was kept is whole
     print(f"\nslowest record {slowest * 1000:.2f} ms, spilled {s['spilled']}, lost {s['dropped']}")
     assert slowest < 0.05
+
+
+def test_a_read_only_journal_with_calls_waiting_does_not_stop_the_store(full_disk, store_url):
+    """The journal's filesystem goes read-only while calls wait in it, the store is up: new
+    calls must still reach the store (the waiting ones can be replayed once it is writable)."""
+    import tracking
+
+    journal = full_disk / "journal.jsonl"
+    journal_of(journal, batches=1, size=50, tag="waiting")
+    subprocess.run(["mount", "-o", "remount,ro", str(full_disk)], check=True)
+    tracking.configure(url=store_url, journal_path=str(journal), flush_interval=0.05)
+    try:
+        for i in range(200):
+            tracking.record(provider="openai", model="gpt-4o", input_tokens=i + 1, feature="new")
+        tracking.flush(2)  # False: the journal stays pending while it cannot be replayed
+        s = tracking.stats()
+    finally:
+        tracking.shutdown(timeout=2)
+    assert len(stored_ids(store_url)) == 200, s  # before the fix: 0 stored, 200 dropped
+    assert (s["dropped"], s["write_failures"], s["store_ok"]) == (0, 0, True), s
+    assert len(journal_ids(journal)) == 50  # the waiting calls are kept for a later replay
