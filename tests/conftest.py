@@ -25,6 +25,16 @@ PG_ADMIN_URL = os.environ.get(
 CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (over ~20 s) run only under CI=true or UNITWISE_SLOW=1."""
+    if CI or os.environ.get("UNITWISE_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: set CI=true or UNITWISE_SLOW=1 to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _strict_and_isolated(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """Tests see tracking's validation errors and never touch the user's own data dir."""

@@ -74,6 +74,7 @@ class Writer:
         self._writing: set[Future[None]] = set()  # batches in the delivery lanes (writer thread)
         self._preparer = Preparer(self.prices.price, self.sink.postgres)  # the next batch
         self._delivery_pool: DeliveryLanes | None = None  # writes batches, one per connection
+        self._journal_unreadable = False  # the last replay failed on the journal's own file
 
     # -- the caller's side: no I/O -------------------------------------------------------------
     def put(self, event: CallEvent) -> bool:
@@ -185,7 +186,8 @@ class Writer:
             if self.journal.pending() and self.sink.health.may_try():
                 settle(self._writing)
                 self._replay_journal()
-            if self.journal.pending() or not self.sink.health.may_try():
+            waiting = self.journal.pending() and not self._journal_unreadable
+            if waiting or not self.sink.health.may_try():
                 self.undelivered.spill(batch.events)
                 return
             try:
@@ -254,16 +256,26 @@ class Writer:
             them: the refused file may then hold a call twice, with one id)."""
             self.prices.price(events)
             batch = PreparedBatch.of_plain(events)
-            self.sink.ensure_partitions(batch.months)
-            failure = self._store(batch, self.sink.health.downs).failure
+            try:
+                self.sink.ensure_partitions(batch.months)
+                failure = self._store(batch, self.sink.health.downs).failure
+            except Exception as exc:  # the store's, even an OSError (a SQLite folder)
+                raise _StoreFailed(exc) from exc
             if failure is not None:
-                raise failure
+                raise _StoreFailed(failure)
             self.counters.add("replayed", len(events))
 
         try:
             replayed = self.journal.replay(write, self.settings.batch_size)
+            self._journal_unreadable = False
             if replayed:
                 log.info("unitwise: replayed %d call(s) from %s", replayed, self.journal.path)
+        except _StoreFailed as failed:
+            self.sink.down(failed.failure)
+        except OSError as exc:  # the journal's file (a read-only or full disk), not the store:
+            # new calls go on to the store rather than to a journal that cannot take them
+            self._journal_unreadable = True
+            self.logs.warning("journal", "unitwise: cannot replay %s: %s", self.journal.path, exc)
         except Exception as exc:
             self.sink.down(exc)
 
@@ -340,6 +352,14 @@ class Writer:
             **self.prices.stats(),
             "refreshers": {"prices": self.prices.status()},
         }
+
+
+class _StoreFailed(Exception):
+    """A replay's write failed on the store (not on the journal's own file)."""
+
+    def __init__(self, failure: BaseException) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
 
 
 _live_writers: weakref.WeakSet[Writer] = weakref.WeakSet()
