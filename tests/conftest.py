@@ -116,6 +116,16 @@ def engine(store_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests run under CI=true or UNITWISE_SLOW=1 only."""
+    if CI or os.environ.get("UNITWISE_SLOW", "").lower() in {"1", "true", "yes"}:
+        return
+    skip = pytest.mark.skip(reason="slow: set CI=true or UNITWISE_SLOW=1 to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 _postgres_passed = {"count": 0}
 
 
