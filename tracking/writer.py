@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -116,6 +117,7 @@ class Writer:
                     target=self._run, name="unitwise-writer", daemon=True
                 )
                 self._thread.start()
+                _shut_down_at_child_exit()
 
     def _after_fork(self) -> None:
         for part in (self.counters, self.logs, self.prices):  # locks a parent thread may hold
@@ -372,3 +374,29 @@ def _reinit_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reinit_in_child)
+
+
+_child_exit_hook = {"pid": 0}  # the process that registered it
+
+
+def _shut_down_at_child_exit() -> None:
+    """In a ``multiprocessing`` child, shut the writers down when the child's work returns.
+
+    A child started by ``fork`` or ``forkserver`` ends in ``os._exit``: ``atexit`` never runs
+    there, and whatever its writer still queued was lost (all of a short task's calls). Such a
+    child runs multiprocessing's own exit finalizers instead; the hook goes there, registered
+    from the child itself (the ones a parent had are cleared at the child's start). A child
+    that is not multiprocessing's (``os.fork``, gunicorn) exits through ``atexit`` as usual.
+    """
+    process = sys.modules.get("multiprocessing.process")
+    util = sys.modules.get("multiprocessing.util")
+    if process is None or util is None or process.parent_process() is None:
+        return
+    if _child_exit_hook["pid"] != os.getpid():
+        _child_exit_hook["pid"] = os.getpid()
+        util.Finalize(None, _shut_down_live_writers, exitpriority=0)
+
+
+def _shut_down_live_writers() -> None:
+    for writer in list(_live_writers):
+        writer.shutdown()
