@@ -12,6 +12,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 import pandas as pd
 
 from dashboard.breakdown import Totals
+from dashboard.csv_export import frame_csv
 from tracking.sqltypes import from_nanos, plain_decimal
 
 UNPRICED = "unpriced"
@@ -118,7 +119,7 @@ def csv_table(table: pd.DataFrame, group: str) -> str:
         "" if pd.isna(s) else str(Decimal(repr(s)).quantize(Decimal("0.1"), ROUND_HALF_EVEN))
         for s in table["share_pct"]
     ]
-    return out.rename(columns=CSV_NAMES).to_csv(index=False)
+    return frame_csv(out.rename(columns=CSV_NAMES))
 
 
 def cell_message(row: int | None, label: str | None, message: str) -> str:

@@ -12,7 +12,6 @@ import pandas as pd
 from dashboard.economics import CustomerMargin
 from dashboard.economics.plans import PlanMargin
 from dashboard.report import COLUMNS as REPORT_COLUMNS
-from dashboard.report import FORMULA_STARTS
 from tracking.sqltypes import plain_decimal
 
 CUSTOMER_COLUMNS = [*REPORT_COLUMNS, "active_days"]  # the report's, and the days active
@@ -89,26 +88,3 @@ def plans_frame(plans: Iterable[PlanMargin]) -> pd.DataFrame:
 def top_text(spend: Mapping[str, list[tuple[str, Decimal]]], customer_id: str) -> str:
     """'chat $12.30, search $4.10': a customer's costliest features or models."""
     return ", ".join(f"{name} ${money(cost)}" for name, cost in spend.get(customer_id, []))
-
-
-def safe_csv(frame: pd.DataFrame) -> str:
-    """The frame as CSV, a text cell that a spreadsheet would run as a formula (the report's
-    rule: = + - @, tab or CR first) prefixed with an apostrophe, a number left as it is: an
-    export is never a formula."""
-    out = frame.copy()
-    for column in out.columns:
-        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
-            out[column] = [
-                "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) and not _number(v)
-                else v
-                for v in out[column]
-            ]  # fmt: skip
-    return out.to_csv(index=False)
-
-
-def _number(text: str) -> bool:
-    try:
-        Decimal(text)
-    except ArithmeticError:
-        return False
-    return True

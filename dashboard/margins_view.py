@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import cache, charts, margin_data
+from dashboard.csv_export import frame_csv
 from dashboard.db import engine
 from dashboard.economics import (
     UsageLine,
@@ -25,7 +26,7 @@ from dashboard.economics import (
     plan_fits,
 )
 from dashboard.formats import plural, usd
-from dashboard.margin_frames import customers_frame, money, plans_frame, safe_csv, top_text
+from dashboard.margin_frames import customers_frame, money, plans_frame, top_text
 from tracking.pricing import load_price_book
 
 TTL = 60
@@ -143,7 +144,7 @@ def distribution_section(r: margin_data.MarginsReport) -> None:
     )
     st.download_button(
         "Download customers (CSV)",
-        lambda: safe_csv(frame.drop(columns=["margin_usd"])),
+        lambda: frame_csv(frame.drop(columns=["margin_usd"])),
         f"margins_{r.start}_{r.end}.csv",
         "text/csv",
         key="margins.customers_csv",
@@ -176,7 +177,7 @@ def below_section(url: str, r: margin_data.MarginsReport, pct: Decimal) -> None:
 def download(frame: pd.DataFrame, name: str, key: str) -> None:
     """The table shown, as CSV (exact decimals as text; never a formula), made only when
     downloaded: at 20,000 customers making it on every run cost a fifth of the render."""
-    st.download_button("Download CSV", lambda: safe_csv(frame), name, "text/csv", key=key)
+    st.download_button("Download CSV", lambda: frame_csv(frame), name, "text/csv", key=key)
 
 
 def detail_section(url: str, r: margin_data.MarginsReport) -> None:
@@ -253,7 +254,7 @@ def plans_section(r: margin_data.MarginsReport, target: Decimal) -> None:
     st.dataframe(frame, hide_index=True)
     st.download_button(
         "Download plans (CSV)",
-        lambda: safe_csv(frame),
+        lambda: frame_csv(frame),
         f"plans_{r.start}_{r.end}.csv",
         "text/csv",
         key="margins.plans_csv",

@@ -12,6 +12,7 @@ import streamlit as st
 
 from dashboard import cache, charts, price_table
 from dashboard.access import Access
+from dashboard.csv_export import frame_csv
 from dashboard.db import engine
 from dashboard.formats import plural
 from dashboard.notices import not_an_editor
@@ -198,7 +199,7 @@ def audit_section(url: str) -> None:
     )
     st.download_button(
         "Download CSV",
-        rows.to_csv(index=False),
+        lambda: frame_csv(rows),
         "audit_log.csv",
         "text/csv",
         key="pricing.audit_csv",

@@ -24,6 +24,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dashboard.csv_export import safe_text
 from tracking.config import ENV_URL, resolve_url
 from tracking.db import describe_url, make_engine, normalize_url
 from tracking.sqltypes import plain_decimal
@@ -48,7 +49,6 @@ COLUMNS = (
 TEXT_COLUMNS = ("customer", "name", "plan")
 MONEY_COLUMNS = ("revenue", "ai_cost", "fees", "infra", "margin")
 # what a spreadsheet reads as the start of a formula (OWASP's list: = + - @, tab, CR)
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # the tables the report reads: the accounts (migration 0004) and the per-user rollup (0002)
 NEEDED_TABLES = ("plans", "customers", "customer_users", "revenue", "daily_user_rollups")
 MAX_INFRA = Decimal(10) ** 11  # the store's money columns hold less than $100 billion
@@ -260,11 +260,6 @@ def report_rows(report: MarginsReport) -> list[dict[str, Any]]:
     ]
 
 
-def safe_cell(text: str) -> str:
-    """A text cell a spreadsheet shows as text: a leading apostrophe before = + - @ tab CR."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
@@ -276,7 +271,7 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
             if value is None:
                 cells.append("")
             elif column in TEXT_COLUMNS:
-                cells.append(safe_cell(value))
+                cells.append(safe_text(value))
             else:
                 cells.append(str(value))
         writer.writerow(cells)

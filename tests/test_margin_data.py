@@ -129,7 +129,7 @@ def test_a_plan_change_mid_period_splits_the_cost_by_day(engine: Engine, store_u
 def test_a_table_download_is_never_a_formula() -> None:
     import pandas as pd
 
-    from dashboard.margin_frames import safe_csv
+    from dashboard.csv_export import frame_csv
 
     frame = pd.DataFrame(
         {
@@ -137,7 +137,7 @@ def test_a_table_download_is_never_a_formula() -> None:
             "margin": ["-1.5", "2", "0", "-0.25", "3"],
         }
     )
-    lines = safe_csv(frame).splitlines()
+    lines = frame_csv(frame).splitlines()
     assert lines[1:] == [
         '"\'=HYPERLINK(""x"")",-1.5',  # quoted by the CSV, the formula made text
         "'+cmd,2",
