@@ -30,6 +30,8 @@ from dashboard.margin_frames import customers_frame, money, plans_frame, top_tex
 from tracking.pricing import load_price_book
 
 TTL = 60
+TAB_KEY = "margins.tab"  # session state: the label of the open tab
+TABS = ("Margins", "Below target", "Customer", "Plans", "Calculators", "Plans & customers (edit)")
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,21 @@ from dashboard.economics import below_margin, margin_percentiles, margin_totals
 from dashboard.formats import usd
 from dashboard.margin_data import margins_report
 from dashboard.margin_frames import customers_frame, plans_frame
+from dashboard.margins_view import TAB_KEY
 from tests.test_pricing_page import ENTRY, frame
 
 
 def page() -> AppTest:
     at = AppTest.from_file(ENTRY, default_timeout=90).run()
     at.switch_page("../pages/users.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def open_tab(at: AppTest, label: str) -> AppTest:
+    """Switch to a tab, as a click does: only the open tab's content runs."""
+    at.session_state[TAB_KEY] = label
+    at.run()
     assert not at.exception, at.exception
     return at
 
@@ -51,7 +60,8 @@ def test_the_page_shows_the_store_margins(demo_app_store: Engine) -> None:
     assert table.to_dict("records") == mine.sort_values("customer").reset_index(drop=True).to_dict(
         "records"
     )
-    plans = frame(at, "break_even_price")
+    assert not [f for f in at.dataframe if "break_even_price" in f.value.columns]  # a closed tab
+    plans = frame(open_tab(at, "Plans"), "break_even_price")
     assert plans.to_dict("records") == plans_frame(want.plans).to_dict("records")
 
 
@@ -66,7 +76,7 @@ def test_costs_besides_ai_change_the_margins_shown(demo_app_store: Engine) -> No
 
 
 def test_a_customer_below_target_is_listed_with_what_costs_it_most(demo_app_store: Engine) -> None:
-    at = page()
+    at = open_tab(page(), "Below target")
     want = expected(demo_app_store)
     low = below_margin(want.customers, Decimal(20))
     listed = frame(at, "top features")
@@ -76,7 +86,7 @@ def test_a_customer_below_target_is_listed_with_what_costs_it_most(demo_app_stor
 
 
 def test_the_calculator_prices_a_hypothetical_customer(demo_app_store: Engine) -> None:
-    at = page()
+    at = open_tab(page(), "Calculators")
     # 20 calls a day of 1,500 input and 400 output tokens of gpt-4o ($2.50 / $10 per 1M):
     # $0.00775 a call, x 20 x 365.25 / 12 = $4.7178125 a month
     assert metrics(at)["AI cost per month"] == usd(Decimal("4.7178125"))
