@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -36,6 +37,14 @@ from tracking.schema import ROLLUP_TABLES, call_ids, calls
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD_SECONDS = float(os.environ.get("UNITWISE_LOAD_SECONDS", "60"))
+
+
+@pytest.fixture(autouse=True)
+def plain_main(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spawned or forkserver child re-runs the parent's ``__main__`` by its path; in the
+    suite an earlier AppTest leaves that pointing at dashboard/app.py, which a child then ran
+    as a script and died (exit code 1). Here, as under gunicorn, ``__main__`` is no script."""
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
 
 
 def expected_ids(seen: Iterable[Seen]) -> set[uuid.UUID]:
