@@ -14,6 +14,7 @@ replay half done, a cut half done), so that the kill is in the middle for certai
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import queue
@@ -351,21 +352,30 @@ def test_a_journal_on_a_full_disk_keeps_the_host_running_and_counts_the_loss(ful
 
     journal = full_disk / "journal.jsonl"
     tracking.configure(url=DOWN, journal_path=str(journal), flush_interval=0.05, batch_size=50)
+    # In the full suite this process holds the objects of a thousand tests: one collection of
+    # them takes half a second on a loaded machine (seen in CI), which is not record's wait.
+    gc.collect()
+    gc.freeze()
     try:
-        slowest = 0.0
+        waits = []
         for i in range(3000):
             began = time.perf_counter()
             tracking.record(provider="openai", model="gpt-4o", input_tokens=i + 1)
-            slowest = max(slowest, time.perf_counter() - began)
+            waits.append(time.perf_counter() - began)
         assert tracking.flush(20)
         s = tracking.stats()
     finally:
+        gc.unfreeze()
         tracking.shutdown(timeout=2)
     assert s["dropped"] > 0 and s["spilled"] > 0, s
     assert s["spilled"] + s["dropped"] == 3000, s
     assert len(journal_ids(journal)) == s["spilled"]  # what was kept is whole
-    print(f"\nslowest record {slowest * 1000:.2f} ms, spilled {s['spilled']}, lost {s['dropped']}")
-    assert slowest < 0.05
+    waits.sort()
+    p99, slowest = waits[len(waits) * 99 // 100], waits[-1]
+    print(f"\nrecord p99 {p99 * 1000:.2f} ms, slowest {slowest * 1000:.2f} ms, ", end="")
+    print(f"spilled {s['spilled']}, lost {s['dropped']}")
+    # p99, not the max: a scheduler pause of the shared machine can hold any one call
+    assert p99 < 0.005, f"record p99 {p99 * 1000:.2f} ms: it waits on the full disk"
 
 
 def test_a_read_only_journal_with_calls_waiting_does_not_stop_the_store(full_disk, store_url):
