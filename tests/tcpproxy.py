@@ -18,6 +18,18 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
+
+    def hang(self) -> None:
+        """Stop forwarding in both directions, holding every connection open (new ones are
+        accepted too): a pooler or a NAT that went silent. The kernel still acknowledges what
+        is sent, so neither TCP keepalives nor ``tcp_user_timeout`` end a wait on it."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Forward again; what was held comes through."""
+        self._flowing.set()
 
     def start(self) -> None:
         listener = socket.socket()
@@ -56,13 +68,14 @@ class TcpProxy:
                 self._sockets += [client, upstream]
             threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
 
-    @staticmethod
-    def _pipe(a: socket.socket, b: socket.socket) -> None:
+    def _pipe(self, a: socket.socket, b: socket.socket) -> None:
         peers = {a: b, b: a}
         try:
             while True:
-                readable, _, _ = select.select([a, b], [], [], 1.0)
-                for sock in readable:
+                if not self._flowing.wait(0.05):
+                    continue
+                readable, _, _ = select.select([a, b], [], [], 0.05)
+                for sock in readable if self._flowing.is_set() else ():
                     data = sock.recv(65536)
                     if not data:
                         return

@@ -43,4 +43,5 @@ WRITER_COUNTS = (
     "dropped",
     "write_failures",
     "refused",
+    "timeouts",  # store operations the watchdog ended (a store that went silent)
 )

@@ -8,6 +8,7 @@ ready before its first use. What is not written it hands back: the writer journa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from tracking.pricing import PriceBook, load_price_book
 from tracking.ratelog import RateLimitedLog
 from tracking.refused import Apart, write_apart
 from tracking.store import PreparedBatch, store_refused, write_batch
+from tracking.watchdog import Watchdog
 
 log = logging.getLogger("unitwise")
 
@@ -49,6 +51,9 @@ class StoreSink:
         # SQLite has one writer at a time, so a second connection would only wait for the lock
         self.lanes = max(1, settings.write_connections) if self.postgres else 1
         self._write_timeout = f"{max(1, round(settings.write_timeout * 1000))}ms"
+        # past the statement timeout (which ends a wait on a lock with a clean error), the
+        # watchdog ends a wait on a store that went silent
+        self.watchdog = Watchdog(watchdog_limit(settings.write_timeout), self._timed_out)
         self._reset()
 
     def _reset(self) -> None:
@@ -61,13 +66,24 @@ class StoreSink:
     def after_fork(self) -> None:
         if self._engine is not None:
             self._engine.dispose(close=False)  # the parent's connections stay the parent's
+        self.watchdog.after_fork()
         self._reset()
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = self._engine_factory(self.settings.url)
+            engine = self._engine_factory(self.settings.url)
+            if self.postgres:
+                self.watchdog.watch(engine)
+            self._engine = engine
         return self._engine
+
+    def _timed_out(self) -> None:
+        self.counters.add("timeouts")
+
+    def _watched(self, what: str) -> contextlib.AbstractContextManager[None]:
+        """A PostgreSQL operation under the watchdog (SQLite has its busy timeout, no socket)."""
+        return self.watchdog.guard(what) if self.postgres else contextlib.nullcontext()
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -112,7 +128,7 @@ class StoreSink:
             log.info("unitwise: loaded the reference price catalogue (%d versions)", written)
 
     def load_prices(self) -> PriceBook:
-        with self.engine.connect() as conn:
+        with self._watched("loading prices"), self.engine.connect() as conn:
             return load_price_book(conn)
 
     # -- partitions ----------------------------------------------------------------------------
@@ -126,7 +142,7 @@ class StoreSink:
         """
         missing = months - self._known_months
         if missing and self.postgres:
-            with self.engine.begin() as conn:
+            with self._watched("making partitions"), self.engine.begin() as conn:
                 conn.execute(_SET_LOCK_TIMEOUT, {"timeout": PARTITION_LOCK_TIMEOUT})
                 ensure_months(conn, missing)
         self._known_months |= missing
@@ -145,7 +161,7 @@ class StoreSink:
     def write(self, batch: PreparedBatch, downs: int) -> int:
         """Write a batch whose partitions exist, in one transaction; returns how many calls
         were new. ``downs`` is the health's count of failures before the write began."""
-        with self.engine.begin() as conn:
+        with self._watched("a batch"), self.engine.begin() as conn:
             if self.postgres:  # a batch stuck on a lock goes to the journal after a bound
                 conn.execute(_SET_STATEMENT_TIMEOUT, {"timeout": self._write_timeout})
             new = write_batch(conn, batch, set(batch.months))
@@ -185,3 +201,9 @@ class StoreSink:
 
             return write_apart(batch.events, write_part, self.refuses, exc)
         return Apart()
+
+
+def watchdog_limit(write_timeout: float) -> float:
+    """How long a store operation may go without an answer: the statement timeout, then as
+    long again up to 5 s for the server's own cancel to come back."""
+    return write_timeout + min(write_timeout, 5.0)
