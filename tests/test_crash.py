@@ -345,7 +345,9 @@ def full_disk(tmp_path) -> Any:
     subprocess.run(["umount", str(where)], check=True)
 
 
-def test_a_journal_on_a_full_disk_keeps_the_host_running_and_counts_the_loss(full_disk) -> None:
+def test_a_journal_on_a_full_disk_keeps_the_host_running_and_counts_the_loss(
+    full_disk, caplog
+) -> None:
     """Store down and the journal's disk full: record never raises nor slows, every call is
     either journaled whole or counted in ``stats()["dropped"]``."""
     import tracking
@@ -369,7 +371,11 @@ def test_a_journal_on_a_full_disk_keeps_the_host_running_and_counts_the_loss(ful
         tracking.shutdown(timeout=2)
     assert s["dropped"] > 0 and s["spilled"] > 0, s
     assert s["spilled"] + s["dropped"] == 3000, s
+    assert s["journal_lost"] == s["dropped"], s  # lost to the disk, not to a full queue
     assert len(journal_ids(journal)) == s["spilled"]  # what was kept is whole
+    lost_lines = [r for r in caplog.records if "call(s) lost" in r.getMessage()]
+    assert len(lost_lines) == 1, len(lost_lines)  # once a minute, with how often (before: 58)
+    assert lost_lines[0].levelname == "ERROR"
     waits.sort()
     p99, slowest = waits[len(waits) * 99 // 100], waits[-1]
     print(f"\nrecord p99 {p99 * 1000:.2f} ms, slowest {slowest * 1000:.2f} ms, ", end="")

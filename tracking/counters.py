@@ -40,7 +40,8 @@ WRITER_COUNTS = (
     "duplicates",
     "spilled",
     "replayed",
-    "dropped",
+    "dropped",  # calls lost: a full queue, or a journal that could not be written
+    "journal_lost",  # of those, the calls the journal (or refused file) could not keep
     "write_failures",
     "refused",
     "timeouts",  # store operations the watchdog ended (a store that went silent)

@@ -23,6 +23,13 @@ class RateLimitedLog:
         self._lock = threading.Lock()
 
     def warning(self, key: str, message: str, *args: object) -> None:
+        self._log(logging.WARNING, key, message, *args)
+
+    def error(self, key: str, message: str, *args: object) -> None:
+        """An error (calls lost, say): as rare in the log as a warning, counted the same way."""
+        self._log(logging.ERROR, key, message, *args)
+
+    def _log(self, level: int, key: str, message: str, *args: object) -> None:
         now = time.monotonic()
         with self._lock:
             self._count[key] = self._count.get(key, 0) + 1
@@ -30,4 +37,4 @@ class RateLimitedLog:
                 return
             times = self._count.pop(key)
             self._last[key] = now
-        log.warning(message + " (%d time(s) in the last minute)", *args, times)
+        log.log(level, message + " (%d time(s) in the last minute)", *args, times)

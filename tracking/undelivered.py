@@ -1,16 +1,13 @@
 """Where the calls the store did not take go: the journal (to be replayed) and, for the calls it
-refused, the refused file beside it. Counted, and logged at most once a minute."""
+refused, the refused file beside it. Counted, and logged at most once a minute (also the calls
+lost when neither file can be written: a full or read-only disk)."""
 
 from __future__ import annotations
-
-import logging
 
 from tracking.counters import Counters
 from tracking.events import CallEvent
 from tracking.journal import Journal
 from tracking.ratelog import RateLimitedLog
-
-log = logging.getLogger("unitwise")
 
 
 class Undelivered:
@@ -25,13 +22,19 @@ class Undelivered:
             self.journal.append(batch)  # flock'd: two delivery threads may spill at once
             self.counters.add("spilled", len(batch))
         except OSError as exc:
-            self.counters.add("dropped", len(batch))
-            log.error(
+            self.lost(len(batch))
+            self.logs.error(
+                "journal-lost",
                 "unitwise: journal %s failed, %d call(s) lost: %s",
                 self.journal.path,
                 len(batch),
                 exc,
             )
+
+    def lost(self, n: int) -> None:
+        """Calls no file could keep: counted among the dropped and on their own."""
+        self.counters.add("dropped", n)
+        self.counters.add("journal_lost", n)
 
     def set_aside(self, refused: list[tuple[CallEvent, str]]) -> None:
         """Calls the store refused to the refused file beside the journal (counted, logged)."""
@@ -40,9 +43,11 @@ class Undelivered:
         try:
             self.journal.set_aside(refused)
         except OSError as exc:
-            self.counters.add("dropped", len(refused))
+            self.lost(len(refused))
             path, n = self.journal.refused_path, len(refused)
-            log.error("unitwise: %s failed, %d refused call(s) lost: %s", path, n, exc)
+            self.logs.error(
+                "refused-lost", "unitwise: %s failed, %d refused call(s) lost: %s", path, n, exc
+            )
             return
         self.counters.add("refused", len(refused))
         self.logs.warning(
