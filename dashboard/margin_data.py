@@ -41,7 +41,7 @@ from dashboard.economics import (
     plan_margins,
 )
 from dashboard.economics.accounts import Term
-from dashboard.economics.attribution import CostAttribution, _by_customer, _Customer
+from dashboard.economics.attribution import CostAttribution, Customers, customers_of
 from dashboard.economics.calculators import (
     EPOCH_MONDAY,
     MASK_WEEKS,
@@ -52,6 +52,7 @@ from dashboard.economics.calculators import (
 )
 from dashboard.economics.margins import customer_books
 from dashboard.economics.plans import PlanMargin
+from dashboard.gc_pause import collections_paused
 from tracking.pg_arrays import numbers_array, texts_array, unnest_arrays
 from tracking.schema import (
     customer_users,
@@ -132,13 +133,15 @@ def term_cost_rows(
     end: date,
     terms: Iterable[Term] | None = None,
     totals: UserTotals | None = None,
+    customers: Customers | None = None,
 ) -> list[tuple[Any, date, int, int]]:
     """Per-user AI cost of the days ``start``..``end``, one row per user and the term that owns
     those days (the customer's term active that day, the latest started where two overlap),
     plus one row per user for the days no term owns: (user id, a day of the group, cost in
     nano-dollars, unpriced calls), as ``attribute_costs`` takes them. A few rows per user,
     whatever the number of days. ``terms``: every customer's terms (read when not given);
-    ``totals``: ``user_totals`` of the period, when the caller has them (PostgreSQL).
+    ``totals``: ``user_totals`` of the period, when the caller has them (PostgreSQL);
+    ``customers``: ``customers_of`` the terms and period, likewise.
 
     On PostgreSQL the days each term owns are worked out here, as ``attribute_costs`` does:
     a user whose customer's days are all owned by one term (most of them) is one row of
@@ -148,15 +151,15 @@ def term_cost_rows(
     (bench/README.md, app pages)."""
     if conn.dialect.name != "postgresql":
         return _rows(conn.execute(_term_cost_query(start, end)))
-    if terms is None:
-        terms = load_terms(conn)
+    if customers is None:
+        customers = customers_of(load_terms(conn) if terms is None else terms, start, end)
     split: list[str] = []
     ids: list[int] = []
     owners: list[str] = []
     firsts: list[date] = []
     lasts: list[date] = []
-    for customer_id, mine in _by_customer(terms).items():
-        spans = _Customer(mine, start, end).spans
+    for customer_id, customer in customers.items():
+        spans = customer.spans
         if len(spans) == 1:  # one term or none owns every day: the user's totals say it all
             continue
         split.append(customer_id)
@@ -329,14 +332,27 @@ def margins_report(
     target_margin_pct: Decimal | None = None,
 ) -> MarginsReport:
     """Every customer's and plan's margin over ``start``..``end`` (days included)."""
+    with collections_paused():
+        return _margins_report(conn, start, end, fee_pct, infra_per_month, target_margin_pct)
+
+
+def _margins_report(
+    conn: Connection,
+    start: date,
+    end: date,
+    fee_pct: Decimal,
+    infra_per_month: Decimal,
+    target_margin_pct: Decimal | None,
+) -> MarginsReport:
     accounts = load_accounts(conn)
     users: dict[str, list[str]] = {}
     for user, customer in accounts.users.items():
         users.setdefault(customer, []).append(user)
     totals = user_totals(conn, start, end) if conn.dialect.name == "postgresql" else None
-    rows = term_cost_rows(conn, start, end, accounts.terms, totals)
+    customers = customers_of(accounts.terms, start, end)  # once, for the costs, shares, books
+    rows = term_cost_rows(conn, start, end, accounts.terms, totals, customers)
     weeks = week_costs(conn, start, end, totals)
-    attribution = attribute_costs(rows, users, accounts.terms, start, end)
+    attribution = attribute_costs(rows, users, accounts.terms, start, end, customers)
     lines = list(accounts.revenue.values())
     args = (
         accounts.terms,
@@ -348,7 +364,7 @@ def margins_report(
         fee_pct,
         infra_per_month,
     )
-    books = customer_books(*args)  # once, for both
+    books = customer_books(*args, customers=customers)  # once, for both
     per_customer = customer_margins(*args, books=books)
     per_plan = plan_margins(*args, target_margin_pct, books=books)
     return MarginsReport(start, end, accounts, attribution, per_customer, per_plan, weeks)

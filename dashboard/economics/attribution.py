@@ -59,24 +59,32 @@ def _spans(terms: Sequence[Term], start: date, end: date) -> list[_Span]:
     return spans
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _cached_spans(terms: tuple[Term, ...], start: date, end: date) -> list[_Span]:
-    """``_spans``, kept: the margins cut each customer's period three times (its costs, its
-    attribution, its books), the same terms each time. Callers must not change the list."""
-    return _spans(terms, start, end)
-
-
 class _Customer:
     """A customer's terms and who owns each day of the period."""
 
+    __slots__ = ("_firsts", "spans", "terms")
+
     def __init__(self, terms: list[Term], start: date, end: date) -> None:
         self.terms = terms
-        self.spans = _cached_spans(tuple(terms), start, end)
+        self.spans = _spans(terms, start, end)
         self._firsts = [s.first for s in self.spans]
 
     def owner(self, day: date) -> Term | None:
-        span = self.spans[bisect.bisect_right(self._firsts, day) - 1]
-        return None if span.term is None else self.terms[span.term]
+        spans = self.spans
+        if len(spans) == 1:  # one term or none owns the whole period
+            term = spans[0].term
+        else:
+            term = spans[bisect.bisect_right(self._firsts, day) - 1].term
+        return None if term is None else self.terms[term]
+
+
+Customers = dict[str, _Customer]
+
+
+def customers_of(terms: Iterable[Term], start: date, end: date) -> Customers:
+    """Every customer's terms and day owners over the period: what the costs, the attribution
+    and the books each need, made once for the three by ``margins_report``."""
+    return {c: _Customer(ts, start, end) for c, ts in _by_customer(terms).items()}
 
 
 def _by_customer(terms: Iterable[Term]) -> dict[str, list[Term]]:
@@ -97,18 +105,35 @@ class AICost:
     unpriced_calls: int = 0
 
 
+Sums = tuple[int, int]  # nano-dollars, unpriced calls
+
+
 @dataclass(frozen=True)
 class CostAttribution:
     """AI costs of the period [start, end] by customer, and by customer and the plan of the term
     that owned each day; what no term covers is the ``no_plan`` bucket, from ``no_plan_users``
-    distinct user ids (calls without a user id count there, not as a user)."""
+    distinct user ids (calls without a user id count there, not as a user).
+
+    The sums are kept in nano-dollars (``customer_sums``, ``plan_sums``), which the books add
+    up; ``customers`` and ``by_plan`` are the same as ``AICost``s, made when first read."""
 
     start: date
     end: date
-    customers: dict[str, AICost]
-    by_plan: dict[str, dict[str | None, AICost]]  # customer_id -> term's plan -> cost
+    customer_sums: dict[str, Sums]
+    plan_sums: dict[str, dict[str | None, Sums]]  # customer_id -> term's plan -> sums
     no_plan: AICost
     no_plan_users: int
+
+    @functools.cached_property
+    def customers(self) -> dict[str, AICost]:
+        return {c: AICost(from_nanos(n), u) for c, (n, u) in self.customer_sums.items()}
+
+    @functools.cached_property
+    def by_plan(self) -> dict[str, dict[str | None, AICost]]:
+        return {
+            c: {p: AICost(from_nanos(n), u) for p, (n, u) in by.items()}
+            for c, by in self.plan_sums.items()
+        }
 
 
 def attribute_costs(
@@ -117,6 +142,7 @@ def attribute_costs(
     terms: Iterable[Term],
     start: date,
     end: date,
+    customers: Customers | None = None,
 ) -> CostAttribution:
     """Attribute per-(user, day) AI costs of the period to customers.
 
@@ -127,10 +153,12 @@ def attribute_costs(
     every term of the user's customers (calls before the customer started, after it left) and a
     user mapped to no customer go to the ``no_plan`` bucket. A user mapped to several customers
     active the same day goes to the one whose owning term started last (a tie: the smallest
-    customer id). Unpriced call counts travel with the costs.
+    customer id). Unpriced call counts travel with the costs. ``customers``: ``customers_of``
+    the same terms and period, when the caller has it.
     """
     _check_period(start, end)
-    customers = {c: _Customer(ts, start, end) for c, ts in _by_customer(terms).items()}
+    if customers is None:
+        customers = customers_of(terms, start, end)
     of_user: dict[str, list[str]] = {}
     for customer_id, users in customer_users.items():
         for mapped in users:
@@ -158,20 +186,24 @@ def attribute_costs(
             if user is not None:
                 no_plan_users.add(user)
             continue
-        customer_id, term = best[1], best[2]
-        for acc in (
-            totals.setdefault(customer_id, [0, 0]),
-            plans.setdefault(customer_id, {}).setdefault(term.plan, [0, 0]),
-        ):
-            acc[0] += nanos
-            acc[1] += unpriced
+        customer_id, plan = best[1], best[2].plan
+        acc = totals.get(customer_id)
+        if acc is None:
+            acc = totals[customer_id] = [0, 0]
+            plans[customer_id] = {}
+        acc[0] += nanos
+        acc[1] += unpriced
+        by = plans[customer_id]
+        acc = by.get(plan)
+        if acc is None:
+            acc = by[plan] = [0, 0]
+        acc[0] += nanos
+        acc[1] += unpriced
     return CostAttribution(
         start=start,
         end=end,
-        customers={c: AICost(from_nanos(n), u) for c, (n, u) in totals.items()},
-        by_plan={
-            c: {p: AICost(from_nanos(n), u) for p, (n, u) in by.items()} for c, by in plans.items()
-        },
+        customer_sums={c: (n, u) for c, (n, u) in totals.items()},
+        plan_sums={c: {p: (n, u) for p, (n, u) in by.items()} for c, by in plans.items()},
         no_plan=AICost(from_nanos(no_plan[0]), no_plan[1]),
         no_plan_users=len(no_plan_users),
     )

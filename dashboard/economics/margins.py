@@ -10,7 +10,12 @@ from decimal import Decimal
 from fractions import Fraction
 
 from dashboard.economics.accounts import Plan, RevenueLine, Term
-from dashboard.economics.attribution import CostAttribution, _by_customer, _Customer
+from dashboard.economics.attribution import (
+    CostAttribution,
+    Customers,
+    _by_customer,
+    _Customer,
+)
 from dashboard.economics.money import (
     Number,
     _allocate,
@@ -102,9 +107,6 @@ class _Book:
     active_days: int
     has_lines: bool
 
-    def total(self, field: str) -> int:
-        return sum(getattr(s, field) for s in self.segments.values())
-
 
 def customer_books(
     terms: Iterable[Term],
@@ -115,11 +117,13 @@ def customer_books(
     revenue_lines: Iterable[RevenueLine],
     fee_pct: Number,
     infra_per_month: Number,
+    customers: Customers | None = None,
 ) -> list[_Book]:
     """Every customer's figures over the period, by segment (what ``customer_margins`` and
     ``plan_margins`` both start from: compute it once for both). Customer-level figures follow the
     rules of ``customer_margins``; a plan's share of a customer's revenue line, fee and infra
-    is split by largest remainder, so the segments sum to the customer to the nano-dollar."""
+    is split by largest remainder, so the segments sum to the customer to the nano-dollar.
+    ``customers``: ``customers_of`` the same terms and period, when the caller has it."""
     _check_period(start, end)
     if (attribution.start, attribution.end) != (start, end):
         raise ValueError(
@@ -136,7 +140,8 @@ def customer_books(
     books = []
     for customer_id in sorted(set(grouped) | set(lines)):
         mine = grouped.get(customer_id, [])
-        customer = _Customer(mine, start, end)
+        known = customers.get(customer_id) if customers is not None else None
+        customer = known if known is not None else _Customer(mine, start, end)
         segments: dict[SegmentKey, _Segment] = {}
         active_terms = []
         for index, term in enumerate(mine):
@@ -144,7 +149,9 @@ def customer_books(
             if not pieces:
                 continue
             active_terms.append((term.start, index))
-            segment = segments.setdefault(term.plan, _Segment())
+            segment = segments.get(term.plan)
+            if segment is None:
+                segment = segments[term.plan] = _Segment()
             segment.on_plan = True
             for _month, days, length, nanos in pieces:
                 segment.plan_revenue += nanos
@@ -162,7 +169,7 @@ def customer_books(
                 by_key[key] = by_key.get(key, 0) + days
                 segments[key].customer_month_units += days * (MONTH_UNITS // length)
                 segments[key].active_days += days
-        for month, by_key in month_days.items():
+        for month, by_key in month_days.items() if infra_nanos else ():
             days = sum(by_key.values())  # infra x days / the month's days, to the nano-dollar
             piece = _round_div(infra_nanos * days, infra.denominator * month_length[month])
             for key, part in zip(by_key, _allocate(piece, list(by_key.values())), strict=True):
@@ -184,10 +191,12 @@ def customer_books(
                 days_by_key, _allocate(nanos, list(days_by_key.values())), strict=True
             ):
                 segments.setdefault(key, _Segment()).line_revenue += part
-        for plan, cost in attribution.by_plan.get(customer_id, {}).items():
-            segment = segments.setdefault(plan, _Segment())
-            segment.ai_cost += to_nanos(cost.cost)
-            segment.unpriced_calls += cost.unpriced_calls
+        for plan, (nanos, unpriced) in attribution.plan_sums.get(customer_id, {}).items():
+            segment = segments.get(plan)
+            if segment is None:
+                segment = segments[plan] = _Segment()
+            segment.ai_cost += nanos
+            segment.unpriced_calls += unpriced
         revenues = [s.revenue for s in segments.values()]
         fees = _round_div(fee.numerator * sum(revenues), fee.denominator)  # half-even
         for segment, part in zip(segments.values(), _allocate(fees, revenues), strict=True):
@@ -233,20 +242,26 @@ def customer_margins(
         )
     result = []
     for book in books:
-        revenue = book.total("revenue")
-        margin = book.total("margin")
+        revenue = ai_cost = fees = infra = unpriced = 0
+        for s in book.segments.values():  # one pass: a customer has one segment or a few
+            revenue += s.plan_revenue + s.line_revenue
+            ai_cost += s.ai_cost
+            fees += s.fees
+            infra += s.infra
+            unpriced += s.unpriced_calls
+        margin = revenue - ai_cost - fees - infra
         result.append(
             CustomerMargin(
                 customer_id=book.customer_id,
                 name=book.name,
                 plan=book.plan,
                 revenue=from_nanos(revenue),
-                ai_cost=from_nanos(book.total("ai_cost")),
-                fees=from_nanos(book.total("fees")),
-                infra=from_nanos(book.total("infra")),
+                ai_cost=from_nanos(ai_cost),
+                fees=from_nanos(fees),
+                infra=from_nanos(infra),
                 margin=from_nanos(margin),
                 margin_pct=_pct(margin, revenue),
-                unpriced_calls=book.total("unpriced_calls"),
+                unpriced_calls=unpriced,
                 active_days=book.active_days,
             )
         )
