@@ -181,3 +181,91 @@ def test_a_store_upgraded_by_the_cli_while_four_threads_record_loses_nothing(
         f" replayed {stats['replayed']}; the CLI took {took:.2f} s",
         end=" ",
     )
+
+
+# main just before migration 0006 landed: its ``tracking`` knows revisions 0001..0005 only
+PREVIOUS_RELEASE = "bad20f220f5af7ed900b885c075ffb02cb552d23"
+HOST = Path(__file__).with_name("upgrade_host.py")
+
+
+@pytest.fixture(scope="module")
+def previous_tracking(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``tracking`` package of ``PREVIOUS_RELEASE``, unpacked from git (skipped where the
+    history is not there: a shallow clone)."""
+    into = tmp_path_factory.mktemp("previous-release")
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", PREVIOUS_RELEASE, "tracking"],
+        capture_output=True,
+    )
+    if archive.returncode != 0:
+        pytest.skip(f"no git history for {PREVIOUS_RELEASE[:7]}: {archive.stderr[:200]!r}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+class OldHost:
+    """``tests/upgrade_host.py`` run on the previous release's ``tracking``."""
+
+    def __init__(self, code: Path, url: str, tmp_path: Path) -> None:
+        self.ids_file = tmp_path / "old-ids.txt"
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HOST), url, str(tmp_path / "old.jsonl"), str(self.ids_file)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(code)},
+        )
+
+    def wait_recording(self) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.strip() == "recording", (line, self.stderr())
+
+    def finish(self) -> tuple[dict, set[str]]:
+        import json
+
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("stop\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert self.proc.wait(90) == 0, self.stderr()
+        assert line, self.stderr()
+        ids = [i for i in self.ids_file.read_text().split("\n") if i]
+        assert len(set(ids)) == len(ids)
+        return json.loads(line), set(ids)
+
+    def stderr(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read()[-3000:]
+
+
+def test_a_writer_of_the_previous_release_keeps_working_while_the_cli_upgrades_its_store(
+    fresh_url: str, tmp_path: Path, previous_tracking: Path
+) -> None:
+    """The previous release's writer (its newest revision 0005), recording from 4 threads in
+    its own process, while this release's CLI upgrades the store to head under it."""
+    migrate_to(fresh_url, "0005")
+    host = OldHost(previous_tracking, fresh_url, tmp_path)
+    try:
+        host.wait_recording()
+        done, took = migrate_cli(fresh_url)
+        time.sleep(1.0)
+        report, recorded = host.finish()
+    finally:
+        if host.proc.poll() is None:
+            host.proc.kill()
+    stats = report["stats"]
+    assert done.returncode == 0, done.stderr
+    assert revision_of(fresh_url) == HEAD
+    assert report["errors"] == [] and report["flushed"], report
+    assert stats["dropped"] == 0 and stats["refused"] == 0, stats
+    assert stats["journal_pending"] == 0, stats
+    assert_each_call_once(fresh_url, recorded)
+    print(
+        f"\nprevious release's writer, 0005->{HEAD}: {len(recorded)} calls, lost 0, doubled 0;"
+        f" journaled {stats['spilled']}, replayed {stats['replayed']}; the CLI took {took:.2f} s",
+        end=" ",
+    )
