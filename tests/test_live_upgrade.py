@@ -10,6 +10,7 @@ call id is stored exactly once and every rollup equals the sums over the calls.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -27,7 +28,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 import tracking
-from tests.conftest import assert_rollups_equal_the_calls, new_pg_database
+from tests.conftest import add_test_prices, assert_rollups_equal_the_calls, new_pg_database
 from tracking.db import make_engine
 from tracking.migrate import alembic_config, upgrade
 from tracking.schema import call_ids, calls
@@ -402,3 +403,70 @@ def test_migrations_started_at_once_while_the_writer_records_all_succeed(
             f" doubled 0, journaled {stats['spilled']}",
             end=" ",
         )
+
+
+FUTURE_MIGRATION = '''"""a later release's migration: a new table only
+
+Revision ID: 9999
+Revises: {head}
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "9999"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("from_a_later_release", sa.Column("id", sa.Integer(), primary_key=True))
+
+
+def downgrade() -> None:
+    op.drop_table("from_a_later_release")
+'''
+
+
+def migrate_as_a_later_release(url: str, tmp_path: Path) -> None:
+    """Upgrade the store with this release's migrations and one more (a new table), as the
+    next release would: the store is then at a revision this ``tracking`` does not have."""
+    from alembic import command
+
+    later = tmp_path / "later-migrations"
+    shutil.copytree(ROOT / "tracking" / "migrations", later)
+    (later / "versions" / "9999_later.py").write_text(FUTURE_MIGRATION.format(head=HEAD))
+    cfg = alembic_config()
+    cfg.set_main_option("script_location", str(later))
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    engine.dispose()
+
+
+def test_a_writer_started_on_an_embedded_store_a_later_release_migrated_prices_its_calls(
+    tmp_path: Path,
+) -> None:
+    """SQLite, whose writer upgrades its own store: one at a revision this release does not
+    know is left as it is, and written to with its prices. Before the fix the upgrade failed
+    at every start ("Can't locate revision"), the prices never loaded, and every call was
+    stored unpriced (the previous release does so on a store at 0006: 50 calls of 50)."""
+    url = f"sqlite:///{tmp_path / 'later.db'}"
+    migrate_as_a_later_release(url, tmp_path)
+    add_test_prices(url)
+    tracking.configure(url=url, journal_path=str(tmp_path / "journal.jsonl"), flush_interval=0.05)
+    recorded = {
+        str(tracking.record(provider="openai", model="gpt-4o", input_tokens=1000, output_tokens=10))
+        for _ in range(50)
+    }
+    stats = flushed_stats()
+    assert revision_of(url) == "9999"
+    assert stats["prices_loaded"] and stats["written"] == 50, stats
+    assert_each_call_once(url, recorded)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        unpriced = conn.execute(select(func.count()).where(calls.c.cost_usd.is_(None))).scalar()
+    engine.dispose()
+    assert unpriced == 0

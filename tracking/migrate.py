@@ -47,6 +47,17 @@ def one_run_at_a_time(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def unknown_revisions(connection: Connection) -> set[str]:
+    """The store's revisions that these migrations do not have: a newer release migrated it
+    (its migrations keep the writers of an older one working, or these journal)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    heads = MigrationContext.configure(connection).get_current_heads()
+    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    return set(heads) - known
+
+
 def upgrade(engine: Engine, revision: str = "head", quiet: bool = False) -> None:
     """Run every pending migration in one transaction per migration run. ``quiet``: Alembic
     logs warnings only (the embedded store, migrated inside the host app)."""
