@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,7 @@ class Recorders:
     errors: list[BaseException] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
+    moments: tuple[datetime, ...] = ()  # occurred_at in turn (default: now)
 
     def start(self) -> None:
         self.threads = [threading.Thread(target=self._run, args=(n,)) for n in range(THREADS)]
@@ -104,12 +106,16 @@ class Recorders:
                     user_id=f"u{n}",
                     feature=("chat", "search")[len(mine) % 2],
                     call_id=call_id,
+                    **self._when(len(mine)),
                 )
             except BaseException as exc:  # the host must never see one: collected, asserted
                 self.errors.append(exc)
                 return
             mine.append(call_id)
             time.sleep(0.001)
+
+    def _when(self, n: int) -> dict[str, datetime]:
+        return {"occurred_at": self.moments[n % len(self.moments)]} if self.moments else {}
 
     def finish(self) -> set[str]:
         self.stop.set()
@@ -146,9 +152,15 @@ def assert_each_call_once(url: str, recorded: set[str]) -> None:
 
 
 def flushed_stats() -> dict:
-    """Flush and shut the writer down; its last stats()."""
-    flushed = tracking.flush(timeout=60)
-    stats = tracking.stats()
+    """Flush, also what the journal holds (a flush does not wait for a store the writer
+    saw fail: it retries after its backoff), and shut the writer down; its last stats()."""
+    deadline = time.monotonic() + 60
+    while True:
+        flushed = tracking.flush(timeout=60)
+        stats = tracking.stats()
+        if not stats["journal_pending"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     tracking.shutdown(timeout=5)
     assert flushed, stats
     return stats
@@ -220,10 +232,15 @@ def previous_tracking(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class OldHost:
     """``tests/upgrade_host.py`` run on the previous release's ``tracking``."""
 
-    def __init__(self, code: Path, url: str, tmp_path: Path) -> None:
+    def __init__(
+        self, code: Path, url: str, tmp_path: Path, moments: tuple[datetime, ...] = ()
+    ) -> None:
         self.ids_file = tmp_path / "old-ids.txt"
+        args = [sys.executable, str(HOST), url, str(tmp_path / "old.jsonl"), str(self.ids_file)]
+        if moments:
+            args.append(",".join(m.isoformat() for m in moments))
         self.proc = subprocess.Popen(
-            [sys.executable, str(HOST), url, str(tmp_path / "old.jsonl"), str(self.ids_file)],
+            args,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -470,3 +487,62 @@ def test_a_writer_started_on_an_embedded_store_a_later_release_migrated_prices_i
         unpriced = conn.execute(select(func.count()).where(calls.c.cost_usd.is_(None))).scalar()
     engine.dispose()
     assert unpriced == 0
+
+
+def partition_sql(url: str, *statements: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_partitions_made_and_moved_under_two_writers_lose_no_call(tmp_path: Path) -> None:
+    """PostgreSQL, a store at head: this process's writer (4 threads) and another process's
+    writer record calls of four past months that have no partition yet, so both make them at
+    once (``ensure_partitions``); meanwhile a month full of calls is detached from ``calls``
+    (as ``retention --archive`` does) and attached again, twice. Calls of that month written
+    meanwhile fail, go to the journal and are replayed once it is back: every call is stored
+    once and every rollup equals the calls."""
+    months = tuple(datetime(2026, m, 15, 12, tzinfo=UTC) for m in (6, 7, 8, 9))
+    moved = "calls_y2026m06"
+    bounds = "FOR VALUES FROM ('2026-06-01 00:00:00+00') TO ('2026-07-01 00:00:00+00')"
+    with new_pg_database("unitwise_parts") as url:
+        migrate_to(url, "head")
+        other = OldHost(ROOT, url, tmp_path, months)
+        tracking.configure(
+            url=url, journal_path=str(tmp_path / "journal.jsonl"), flush_interval=0.05
+        )
+        recorders = Recorders(moments=months)
+        try:
+            recorders.start()
+            other.wait_recording()
+            for _ in range(2):
+                time.sleep(1.0)
+                partition_sql(url, f"ALTER TABLE calls DETACH PARTITION {moved}")
+                time.sleep(1.0)
+                partition_sql(url, f"ALTER TABLE calls ATTACH PARTITION {moved} {bounds}")
+            time.sleep(1.0)
+            report, theirs = other.finish()
+        finally:
+            recorded = recorders.finish()
+            if other.proc.poll() is None:
+                other.proc.kill()
+        stats = flushed_stats()
+        assert report["flushed"] and report["errors"] == [], report
+        assert theirs.isdisjoint(recorded)
+        for counted in (stats, report["stats"]):
+            assert (counted["dropped"], counted["refused"], counted["journal_pending"]) == (
+                0,
+                0,
+                False,
+            ), counted
+        assert_nothing_lost(url, recorded | theirs, stats, recorders.errors)
+        print(
+            f"\npartitions under two writers: {len(recorded)} + {len(theirs)} calls, lost 0,"
+            f" doubled 0; journaled {stats['spilled']} + {report['stats']['spilled']},"
+            f" write failures {stats['write_failures']} + {report['stats']['write_failures']}",
+            end=" ",
+        )

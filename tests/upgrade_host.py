@@ -5,7 +5,9 @@ previous schema), until a line on stdin says stop; then it flushes and reports.
 It uses only the API every version has had (configure, record with call_id, flush, stats,
 shutdown). stdout: "recording" once the first calls are stored, then one JSON line.
 
-    python tests/upgrade_host.py URL JOURNAL IDS_FILE
+    python tests/upgrade_host.py URL JOURNAL IDS_FILE [MOMENT,MOMENT,...]
+
+With moments (ISO 8601), the calls' ``occurred_at`` take them in turn (months of their own).
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import sys
 import threading
 import time
 import uuid
+from datetime import datetime
 
 import tracking
 
 
 def main() -> int:
     url, journal, ids_file = sys.argv[1:4]
+    moments = [datetime.fromisoformat(m) for m in sys.argv[4].split(",")] if sys.argv[4:] else []
     tracking.configure(url=url, journal_path=journal, flush_interval=0.05)
     ids: list[list[str]] = [[] for _ in range(4)]
     errors: list[str] = []
@@ -39,6 +43,7 @@ def main() -> int:
                     user_id=f"old{n}",
                     feature="chat",
                     call_id=call_id,
+                    **({"occurred_at": moments[len(mine) % len(moments)]} if moments else {}),
                 )
             except BaseException as exc:  # reported: the host must never see one
                 errors.append(repr(exc))
@@ -57,8 +62,13 @@ def main() -> int:
     stop.set()
     for t in threads:
         t.join()
-    flushed = tracking.flush(timeout=60)
-    stats = tracking.stats()
+    deadline = time.monotonic() + 60
+    while True:  # a flush does not wait for a store that failed: its journal, after a backoff
+        flushed = tracking.flush(timeout=60)
+        stats = tracking.stats()
+        if not stats.get("journal_pending") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     tracking.shutdown(timeout=5)
     with open(ids_file, "w") as out:
         out.write("\n".join(i for mine in ids for i in mine))
