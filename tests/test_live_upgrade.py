@@ -5,6 +5,12 @@ host threads, and ``python -m tracking migrate`` run in another process in the m
 store lacks what the writer needs (a store at 0001 has no narrower rollups) or is locked by the
 migration (SQLite), the writer journals and replays once the store is current; afterwards every
 call id is stored exactly once and every rollup equals the sums over the calls.
+
+Also here: the previous release's writer (``PREVIOUS_RELEASE``, its code unpacked from git and
+run in a process of its own) while this release's CLI upgrades its store; several ``migrate``
+runs at once (replicas, and on SQLite the writer's own upgrade of its embedded store); an
+embedded store a later release has migrated; PostgreSQL partitions made and moved under two
+writers.
 """
 
 from __future__ import annotations
@@ -181,7 +187,13 @@ def test_a_store_upgraded_by_the_cli_while_four_threads_record_loses_nothing(
     fresh_url: str, tmp_path: Path, start: str
 ) -> None:
     """The store at ``start`` (0005: the previous schema; 0001: the oldest), the writer
-    recording, the CLI upgrading it to head in the middle: every call stored once."""
+    recording, the CLI upgrading it to head in the middle: every call stored once.
+
+    PostgreSQL from 0001: this release's writer fails on the missing rollup tables, journals,
+    and replays once the CLI has run. SQLite: the writer upgrades its embedded store itself
+    before its first batch, so the CLI finds it at head and holds the lock only to load the
+    price catalogue, while the writer's batches wait for it (the previous release's writer
+    below meets a real migration)."""
     migrate_to(fresh_url, start)
     tracking.configure(
         url=fresh_url, journal_path=str(tmp_path / "journal.jsonl"), flush_interval=0.05
