@@ -401,9 +401,12 @@ def _replace_patterns(
 
 def load_catalogue_if_empty(conn: Connection) -> int:
     """Load the catalogue into a store whose price table is empty (``migrate``, and the writer
-    of a SQLite store it has just made); returns the versions written, 0 if it had prices."""
+    of a SQLite store it has just made); returns the versions written, 0 if it had prices.
+    The price lock comes first: of two ``migrate`` runs at once, the second waits and finds
+    the prices the first loaded, instead of failing on their unique key."""
     from tracking.price_store import version_count
 
+    lock_prices(conn)
     return load_catalogue(conn) if version_count(conn) == 0 else 0
 
 

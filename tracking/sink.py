@@ -109,11 +109,22 @@ class StoreSink:
         return True
 
     def _migrate_embedded(self) -> None:
-        from tracking.migrate import upgrade
+        """Bring the embedded store to this release's schema, but leave one that a newer
+        release has migrated as it is: upgrading it would fail at every try, and the prices
+        would never load (every call stored unpriced)."""
+        from tracking.migrate import unknown_revisions, upgrade
         from tracking.schema import price_versions
 
         with self.engine.connect() as conn:
             created = not inspect(conn).has_table(price_versions.name)
+            newer = unknown_revisions(conn)
+        if newer:
+            log.warning(
+                "unitwise: the store is at revision %s, newer than this tracking knows;"
+                " writing to it as it is (upgrade tracking to match)",
+                ", ".join(sorted(newer)),
+            )
+            return
         upgrade(self.engine, quiet=True)
         if created:
             self._load_catalogue()
