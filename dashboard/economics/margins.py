@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from fractions import Fraction
 
 from dashboard.economics.accounts import Plan, RevenueLine, Term
@@ -312,21 +312,28 @@ class MarginTotals:
 def margin_totals(margins: Iterable[CustomerMargin]) -> MarginTotals:
     """Exact sums over customers; margin_pct of the sums (None when the revenue sums to 0)."""
     rows = list(margins)
+    add = _EXACT_SUM.add  # no rounding at any size (the default context keeps 28 digits)
 
-    def total(field: str) -> int:
-        return sum(to_nanos(getattr(m, field)) for m in rows)
+    def total(field: str) -> Decimal:
+        amount = from_nanos(0)
+        for m in rows:
+            amount = add(amount, getattr(m, field))
+        return amount
 
     revenue, margin = total("revenue"), total("margin")
     return MarginTotals(
         customers=len(rows),
-        revenue=from_nanos(revenue),
-        ai_cost=from_nanos(total("ai_cost")),
-        fees=from_nanos(total("fees")),
-        infra=from_nanos(total("infra")),
-        margin=from_nanos(margin),
-        margin_pct=_pct(margin, revenue),
+        revenue=revenue,
+        ai_cost=total("ai_cost"),
+        fees=total("fees"),
+        infra=total("infra"),
+        margin=margin,
+        margin_pct=_pct(to_nanos(margin), to_nanos(revenue)),
         unpriced_calls=sum(m.unpriced_calls for m in rows),
     )
+
+
+_EXACT_SUM = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 def unprofitable(margins: Iterable[CustomerMargin]) -> list[CustomerMargin]:
