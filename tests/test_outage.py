@@ -1,0 +1,159 @@
+"""Store outage: the PostgreSQL server stopped (fast shutdown) or killed (``-m immediate``) for
+30 s under 4 recording threads, then started again (issue 20).
+
+The promise: **every call is in the store exactly once afterwards, the rollups equal the sums
+over the calls, the host never sees an exception, and ``record`` does not wait on the outage**.
+The server is a throwaway cluster of this test's own (tests/pg_cluster.py), so stopping it
+leaves the shared one alone. The host is tests/outage_host.py, a process of its own that times
+every ``record``; the calls are spread over ``SECONDS`` and the server is down from about a
+third of the way in, for ``OUTAGE`` seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from tests.conftest import add_test_prices, assert_rollups_equal_the_calls
+from tests.outage_host import call_id
+from tests.pg_cluster import Cluster
+from tests.test_writer import counts
+from tracking.db import make_engine
+from tracking.events import call_uuid
+from tracking.migrate import upgrade
+from tracking.schema import calls
+
+HOST = Path(__file__).with_name("outage_host.py")
+ROOT = HOST.parent.parent
+THREADS, CALLS, WARMUP = 4, 100_000, 1_000
+SECONDS = float(os.environ.get("UNITWISE_OUTAGE_SECONDS", "60"))  # the calls are spread over
+OUTAGE = float(os.environ.get("UNITWISE_OUTAGE_DOWN", "30"))
+DOWN_AT = SECONDS / 3
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """A running throwaway cluster, migrated and priced; stopped and removed whatever happens."""
+    try:
+        made = Cluster()
+    except (FileNotFoundError, KeyError) as exc:  # no PostgreSQL binaries or no postgres user
+        pytest.skip(f"cannot make a PostgreSQL cluster here: {exc}")
+    try:
+        made.start()
+        engine = make_engine(made.url)
+        upgrade(engine)
+        engine.dispose()
+        add_test_prices(made.url)
+        yield made
+    finally:
+        made.destroy()
+
+
+def run_host(conf: dict[str, Any]) -> tuple[subprocess.Popen[str], float]:
+    """Start the host; return it once its threads are released, with when that was."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(
+        [sys.executable, str(HOST), json.dumps(conf)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("start "):
+        proc.kill()
+        pytest.fail(f"host did not start: {line!r} {proc.communicate()[1][-3000:]}")
+    return proc, float(line.split()[1])
+
+
+def finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=SECONDS + 240)
+    assert proc.returncode == 0, err[-3000:]
+    done = [line for line in out.splitlines() if line.startswith("done ")]
+    assert done, (out[-2000:], err[-3000:])
+    return json.loads(done[0].split(" ", 1)[1])
+
+
+def wanted_ids(run: str) -> set[str]:
+    per_thread = CALLS // THREADS
+    names = [call_id(run, t, i) for t in range(THREADS) for i in range(per_thread)]
+    names += [call_id(run + "-warm", 0, i) for i in range(WARMUP)]
+    return {str(call_uuid(name)) for name in names}
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+def test_an_outage_loses_no_call_doubles_none_and_never_holds_the_caller(
+    cluster: Cluster, tmp_path: Path, mode: str
+) -> None:
+    run = f"outage-{mode}"
+    journal = tmp_path / "journal.jsonl"
+    conf = {
+        "url": cluster.url,
+        "journal": str(journal),
+        "run": run,
+        "threads": THREADS,
+        "calls_per_thread": CALLS // THREADS,
+        "seconds": SECONDS,
+        "warmup": WARMUP,
+    }
+    proc, started = run_host(conf)
+    try:
+        time.sleep(max(0.0, started + DOWN_AT - time.monotonic()))
+        stopped_at = time.monotonic()
+        cluster.stop(mode)
+        time.sleep(max(0.0, stopped_at + OUTAGE - time.monotonic()))
+        cluster.start()
+        back_at = time.monotonic()
+        report = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    s = report["stats"]
+    waits = {k: report[k] * 1000 for k in ("p50", "p99", "p999", "max")}
+    slow = report["slow"]
+    print(
+        f"\n{mode}: {report['calls']} calls, down {back_at - stopped_at:.1f} s from"
+        f" {stopped_at - started:.1f} s, recording ended {report['ended'] - started:.1f} s;"
+        f" record p50 {waits['p50']:.3f} ms, p99 {waits['p99']:.3f} ms,"
+        f" p99.9 {waits['p999']:.3f} ms, max {waits['max']:.2f} ms; {len(slow)} over 1 ms"
+        f" (during the outage: {sum(stopped_at <= t <= back_at for t, _ in slow)});"
+        f" spilled {s['spilled']}, replayed {s['replayed']}, write failures"
+        f" {s['write_failures']}, dropped {s['dropped']}"
+    )
+    # the host never saw an exception nor a call refused, and nothing was dropped
+    assert report["errors"] == [] and report["refused"] == 0, report["errors"][:5]
+    assert report["flushed"] and s["dropped"] == 0 and s["journal_pending"] == 0, s
+    # the outage was in the middle: calls before it, during it, after it, and it was noticed
+    assert report["ended"] > back_at + 1.0, "the calls ended before the store came back"
+    assert s["spilled"] > 0 and s["replayed"] >= s["spilled"] and s["write_failures"] > 0, s
+
+    # every call in the store exactly once, nothing else, and the rollups agree with the calls
+    want = wanted_ids(run)
+    engine = make_engine(cluster.url)
+    try:
+        with engine.connect() as conn:
+            found = [str(i) for i in conn.execute(select(calls.c.id)).scalars()]
+        doubled = [i for i, n in Counter(found).items() if n > 1]
+        assert not doubled, f"{len(doubled)} calls stored twice"
+        assert not (want - set(found)), f"{len(want - set(found))} calls lost"
+        assert not (set(found) - want), f"{len(set(found) - want)} unknown calls"
+        assert counts(cluster.url) == (len(want), len(want), len(want))
+        assert_rollups_equal_the_calls(engine)
+    finally:
+        engine.dispose()
+
+    assert waits["p999"] <= 1.0, f"record p99.9 {waits['p999']:.3f} ms: {slow[:20]}"
