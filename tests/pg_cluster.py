@@ -42,7 +42,7 @@ class Cluster:
         self.data = self.dir / "data"
         self.port = free_port()
         user = pwd.getpwnam(OWNER)
-        os.chmod(self.dir, 0o755)
+        os.chmod(self.dir, 0o700)  # its owner only, as initdb wants
         os.chown(self.dir, user.pw_uid, user.pw_gid)
         self.running = False
         self._as_owner("initdb", "-D", str(self.data), "-A", "trust", "-U", OWNER, "-N")
