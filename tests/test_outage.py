@@ -5,8 +5,13 @@ The promise: **every call is in the store exactly once afterwards, the rollups e
 over the calls, the host never sees an exception, and ``record`` does not wait on the outage**.
 The server is a throwaway cluster of this test's own (tests/pg_cluster.py), so stopping it
 leaves the shared one alone. The host is tests/outage_host.py, a process of its own that times
-every ``record``; the calls are spread over ``SECONDS`` and the server is down from about a
-third of the way in, for ``OUTAGE`` seconds.
+every ``record`` beside control threads doing the same calls unqueued (see there); the calls
+are spread over ``SECONDS`` and the server is down from a third of the way in, for ``OUTAGE``
+seconds (``UNITWISE_OUTAGE_SECONDS``, ``UNITWISE_OUTAGE_DOWN``: 60 and 30 by default).
+
+Checked to fail: with the journal keeping half of each batch, "27680 calls lost"; with the
+counters' lock held across the journal's fsync (so that ``record`` waits on the disk during the
+outage), record p99.9 20 ms against the control's 0.6 ms.
 """
 
 from __future__ import annotations
@@ -141,9 +146,6 @@ def test_an_outage_loses_no_call_doubles_none_and_never_holds_the_caller(
     # the host never saw an exception nor a call refused, and nothing was dropped
     assert report["errors"] == [] and report["refused"] == 0, report["errors"][:5]
     assert report["flushed"] and s["dropped"] == 0 and s["journal_pending"] == 0, s
-    # the outage was in the middle: calls before it, during it, after it, and it was noticed
-    assert report["ended"] > back_at + 1.0, "the calls ended before the store came back"
-    assert s["spilled"] > 0 and s["replayed"] >= s["spilled"] and s["write_failures"] > 0, s
 
     # every call in the store exactly once, nothing else, and the rollups agree with the calls
     want = wanted_ids(run)
@@ -159,6 +161,9 @@ def test_an_outage_loses_no_call_doubles_none_and_never_holds_the_caller(
         assert_rollups_equal_the_calls(engine)
     finally:
         engine.dispose()
+    # the outage was in the middle: calls before it, during it, after it, and it was noticed
+    assert report["ended"] > back_at + 1.0, "the calls ended before the store came back"
+    assert s["spilled"] > 0 and s["replayed"] >= s["spilled"] and s["write_failures"] > 0, s
 
     # The waits. The control threads (same process, same pace, the same calls validated and
     # priced but not queued) wait what the machine, the GIL and the call's own work cost at the
