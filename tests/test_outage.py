@@ -139,11 +139,14 @@ def test_an_outage_loses_no_call_doubles_none_and_never_holds_the_caller(
         f" spilled {s['spilled']:,}, replayed {s['replayed']:,}, write failures"
         f" {s['write_failures']}, dropped {s['dropped']}"
     )
+    windows = {"all": (0.0, float("inf")), "outage": (stopped_at, back_at)}
+    timed = {"record": rec, "control": control}
+    over = {w: {k: slow_in(t, *span) for k, t in timed.items()} for w, span in windows.items()}
     for name, w in (("record", rec), ("control", control)):
-        during = sum(stopped_at <= t <= back_at for t, _ in w["slow"])
         print(
             f"{name:>8}: p50 {ms(w['p50'])}, p99 {ms(w['p99'])}, p99.9 {ms(w['p999'])},"
-            f" max {ms(w['max'])}; {len(w['slow'])} over 1 ms ({during} in the outage)"
+            f" max {ms(w['max'])}; {over['all'][name]} over 1 ms"
+            f" ({over['outage'][name]} in the outage)"
         )
     # the host never saw an exception nor a call refused, and nothing was dropped
     assert report["errors"] == [] and report["refused"] == 0, report["errors"][:5]
@@ -172,18 +175,31 @@ def test_an_outage_loses_no_call_doubles_none_and_never_holds_the_caller(
     # priced but not queued) wait what the machine, the GIL and the call's own work cost at the
     # same moment; ``record`` does that work plus the enqueue. On a quiet machine (control
     # p99.9 under QUIET) the promise is held as it is written: p99.9 of ``record`` <= 1 ms.
-    # The shared 2-core machine is mostly not quiet (its other tenants at a load of 8-20: the
-    # control alone then waited 0.8-24 ms at p99.9 and up to 0.5 s, no queue involved), and
-    # there ``record`` is held to 1 ms plus three times the control (seen: 1.2-2.9 times, a
-    # third more work per call; a lock held across the writer's I/O makes it ten times).
-    bound = 0.001 if control["p999"] <= QUIET else 0.001 + 3 * control["p999"]
-    assert rec["p999"] <= bound, (
-        f"record p99.9 {ms(rec['p999'])} (control {ms(control['p999'])}): {rec['slow'][:20]}"
-    )
+    if control["p999"] <= QUIET:
+        assert rec["p999"] <= 0.001, f"record p99.9 {ms(rec['p999'])}: {rec['slow'][:20]}"
+    # The shared 2-core machine is mostly not quiet: its other tenants at a load of 8-20, the
+    # control alone waited 0.6-24 ms at p99.9, no queue involved. There the promise is held
+    # as what ``record`` adds to the control: no more than one call in a thousand over 1 ms
+    # beyond twice the control's count, in the whole run and in the outage. Seen in 9 runs:
+    # record 1.2-2.2 times the control's count; with the counters' lock held across the
+    # journal's fsync (a wait on the disk), 1,369 against 34 in the outage.
+    for window, (begin, end) in windows.items():
+        paced = min(end, started + SECONDS) - max(begin, started)  # the calls made meanwhile
+        calls_in = CALLS * max(0.0, paced) / SECONDS
+        n_rec, n_control = over[window]["record"], over[window]["control"]
+        assert n_rec <= 2 * n_control + calls_in / 1000, (
+            f"{window}: {n_rec} calls of record over 1 ms, {n_control} of the control's:"
+            f" {rec['slow'][:20]}"
+        )
     # The max is one sample of a pause anywhere on the machine, so it is reported, and held
     # only under what a caller waiting on the outage itself would wait: the outage (30 s) or
     # a connect's timeout (5 s, tracking.db), unless the control saw as long a pause.
     assert rec["max"] < max(5.0, control["max"] + 1.0), f"record max {ms(rec['max'])}"
+
+
+def slow_in(waits: dict[str, Any], begin: float, end: float) -> int:
+    """How many calls waited over 1 ms between ``begin`` and ``end`` (monotonic)."""
+    return sum(begin <= t <= end for t, _ in waits["slow"])
 
 
 def ms(seconds: float) -> str:
