@@ -44,7 +44,7 @@ THREADS, CALLS, WARMUP = 4, 100_000, 1_000
 SECONDS = float(os.environ.get("UNITWISE_OUTAGE_SECONDS", "60"))  # the calls are spread over
 OUTAGE = float(os.environ.get("UNITWISE_OUTAGE_DOWN", "30"))
 DOWN_AT = SECONDS / 3
-QUIET = 0.00025  # a control p99.9 under this: the machine is quiet enough to time 1 ms
+QUIET = 0.0005  # a control p99.9 under this: the machine takes under half of the 1 ms promised
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -148,6 +148,8 @@ def test_an_outage_loses_no_call_doubles_none_and_never_holds_the_caller(
             f" max {ms(w['max'])}; {over['all'][name]} over 1 ms"
             f" ({over['outage'][name]} in the outage)"
         )
+    quiet = control["p999"] <= QUIET
+    print(f"machine quiet (control p99.9 <= {ms(QUIET)}): {quiet}")
     # the host never saw an exception nor a call refused, and nothing was dropped
     assert report["errors"] == [] and report["refused"] == 0, report["errors"][:5]
     assert report["flushed"] and s["dropped"] == 0 and s["journal_pending"] == 0, s
@@ -175,13 +177,14 @@ def test_an_outage_loses_no_call_doubles_none_and_never_holds_the_caller(
     # priced but not queued) wait what the machine, the GIL and the call's own work cost at the
     # same moment; ``record`` does that work plus the enqueue. On a quiet machine (control
     # p99.9 under QUIET) the promise is held as it is written: p99.9 of ``record`` <= 1 ms.
-    if control["p999"] <= QUIET:
+    if quiet:
         assert rec["p999"] <= 0.001, f"record p99.9 {ms(rec['p999'])}: {rec['slow'][:20]}"
-    # The shared 2-core machine is mostly not quiet: its other tenants at a load of 8-20, the
-    # control alone waited 0.6-24 ms at p99.9, no queue involved. There the promise is held
+    # The shared 2-core machine is mostly not quiet: its other tenants at a load of 4-20, the
+    # control alone waited 0.4-24 ms at p99.9, no queue involved. There the promise is held
     # as what ``record`` adds to the control: no more than one call in a thousand over 1 ms
-    # beyond twice the control's count, in the whole run and in the outage. Seen in 9 runs:
-    # record 1.2-2.2 times the control's count; with the counters' lock held across the
+    # beyond twice the control's count, in the whole run and in the outage. Seen in 6 runs of
+    # this test and 7 shorter ones: record 1.2-2.2 times the control's count (its calls that
+    # the garbage collector's passes fall in); with the counters' lock held across the
     # journal's fsync (a wait on the disk), 1,369 against 34 in the outage.
     for window, (begin, end) in windows.items():
         paced = min(end, started + SECONDS) - max(begin, started)  # the calls made meanwhile
