@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import statistics
 import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import nullcontext
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -162,6 +162,7 @@ def ingest(url: str, pool: list[CallEvent], seconds: float, journal: str) -> tup
     writer = Writer(settings)
     writer.refresh_prices()
     ahead = 3 * settings.batch_size
+    assert len(pool) > 2 * ahead, "--pool too small"
     fed = i = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -169,15 +170,16 @@ def ingest(url: str, pool: list[CallEvent], seconds: float, journal: str) -> tup
         if queued >= ahead:
             time.sleep(0.002)
             continue
-        if fed + ahead - len(pool) // 2 > writer.counters.snapshot()["written"]:
-            time.sleep(0.002)  # the pool's events about to be queued again are still in flight
+        chunk = ahead - queued
+        if fed + chunk - len(pool) > writer.counters.snapshot()["written"]:
+            time.sleep(0.002)  # the pool's events about to be queued again are not stored yet
             continue
-        for _ in range(ahead - queued):
+        for _ in range(chunk):
             event = pool[i]
             event.id = uuid7()
             writer.put(event)
             i = (i + 1) % len(pool)
-        fed += ahead - queued
+        fed += chunk
     assert writer.flush(600), writer.stats()
     elapsed = time.perf_counter() - started
     stats = writer.stats()
@@ -186,38 +188,89 @@ def ingest(url: str, pool: list[CallEvent], seconds: float, journal: str) -> tup
     return fed, elapsed
 
 
-# -- what PostgreSQL's backends wait on ---------------------------------------------------------
-class WaitSampler:
-    """Samples ``pg_stat_activity`` of the store's database every 20 ms: per side (the readers,
-    by their application_name; the writer, every other active backend), how often a backend
-    was on the CPU (no wait event), or waited on a lock, a buffer (LWLock), I/O or its client."""
+# -- what the CPU did, and what PostgreSQL's backends waited on --------------------------------
+TICK = os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, url: str) -> None:
-        self.engine = make_engine(url)
-        self.counts: Counter[tuple[str, str]] = Counter()
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """A process's user + system CPU time so far (from /proc: PostgreSQL runs on this host)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:  # the backend ended
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def machine_busy() -> tuple[float, float]:
+    """All cores' busy and total seconds so far (/proc/stat)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(v) for v in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks) - idle) / TICK, sum(ticks) / TICK
+
+
+class Sampler:
+    """Every 20 ms, ``pg_stat_activity`` of the store's database: per side (the readers, by
+    their application_name; the writer, every other backend) what each active backend was
+    doing (on the CPU when it waits on nothing, else a lock, a buffer's LWLock, I/O, its
+    client), and each backend's CPU time, so that a round's CPU is summed per side. Also the
+    CPU of this process (the writer's Python), of the readers' process and of the machine."""
+
+    def __init__(self, url: str, readers_pid: int) -> None:
+        self.postgres = normalize_url(url).get_backend_name() == "postgresql"
+        self.engine = make_engine(url) if self.postgres else None
+        self.readers_pid = readers_pid
+        self.waits: Counter[tuple[str, str]] = Counter()
+        self._backends: dict[int, tuple[str, float, float]] = {}  # pid: side, first, last
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> WaitSampler:
-        self._thread.start()
+    def __enter__(self) -> Sampler:
+        self._start = (cpu_seconds(), cpu_seconds(self.readers_pid), *machine_busy())
+        self._started = time.perf_counter()
+        if self.postgres:
+            self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join()
-        self.engine.dispose()
+        if self.postgres:
+            self._thread.join()
+            assert self.engine is not None
+            self.engine.dispose()
+        self.wall = time.perf_counter() - self._started
+        end = (cpu_seconds(), cpu_seconds(self.readers_pid), *machine_busy())
+        own, readers, busy, total = (b - a for a, b in zip(self._start, end, strict=True))
+        backends = {"writer": 0.0, "readers": 0.0}
+        for side, first, last in self._backends.values():
+            backends[side] += last - first
+        self.cpu = {
+            "writer process": own,
+            "writer backends": backends["writer"],
+            "readers process": readers,
+            "readers backends": backends["readers"],
+            "machine busy (of all cores)": busy,
+            "machine cores": total,
+        }
 
     def _run(self) -> None:
+        assert self.engine is not None
         query = text(
-            "SELECT application_name = :readers AS reader,"
-            " coalesce(wait_event_type || ':' || wait_event, 'CPU') AS what"
+            "SELECT pid, application_name = :readers, state = 'active',"
+            " coalesce(wait_event_type || ':' || wait_event, 'CPU')"
             " FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid() AND state = 'active'"
+            " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
         )
         with self.engine.connect() as conn:
             while not self._stop.wait(0.02):
-                for reader, what in conn.execute(query, {"readers": READER_APP}):
-                    self.counts["readers" if reader else "writer", what] += 1
+                for pid, reader, active, what in conn.execute(query, {"readers": READER_APP}):
+                    side = "readers" if reader else "writer"
+                    now = cpu_seconds(pid)
+                    first = self._backends.get(pid, (side, now, now))[1]
+                    self._backends[pid] = (side, first, max(now, first))
+                    if active:
+                        self.waits[side, what] += 1
                 conn.rollback()
 
 
@@ -242,7 +295,6 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=200_000, help="events built up front")
     args = parser.parse_args()
     url = normalize_url(args.url).render_as_string(hide_password=False)
-    postgres = normalize_url(url).get_backend_name() == "postgresql"
     pool = make_events(args.pool)
     price_events(url, pool)
     store = make_engine(url)
@@ -255,16 +307,16 @@ def main() -> None:
     rates: dict[str, list[float]] = {"writer": [], "both": []}
     pages: dict[str, dict[str, list[float]]] = {"readers": {}, "both": {}}
     per_round: dict[str, dict[str, list[float]]] = {"readers": {}, "both": {}}
+    cpu: dict[str, list[dict[str, float]]] = {"writer": [], "both": [], "readers": []}
+    waits: dict[str, Counter[tuple[str, str]]] = {}
     errors: list[str] = []
-    waits = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for n in range(args.rounds):
                 for kind in ("writer", "both", "readers"):
-                    sampler = WaitSampler(url) if postgres and kind != "readers" else None
                     if kind != "writer":
                         readers.start()
-                    with sampler or nullcontext():
+                    with Sampler(url, readers.process.pid or 0) as sampler:
                         if kind == "readers":
                             time.sleep(args.seconds)
                         else:
@@ -277,16 +329,35 @@ def main() -> None:
                             pages[kind].setdefault(page, []).extend(ms)
                             if ms:
                                 per_round[kind].setdefault(page, []).append(statistics.median(ms))
-                    if sampler:
-                        waits.setdefault(kind, Counter()).update(sampler.counts)
+                    cores = {k: v / sampler.wall for k, v in sampler.cpu.items()}
+                    if kind != "readers":
+                        writer_cpu = sampler.cpu["writer process"] + sampler.cpu["writer backends"]
+                        cores["writer CPU per call, us"] = writer_cpu / calls * 1e6
+                    cpu[kind].append(cores)
+                    waits.setdefault(kind, Counter()).update(sampler.waits)
                     shown = f"{rates[kind][-1]:,.0f} calls/s" if kind != "readers" else ""
-                    print(f"round {n + 1} {kind:<8} {shown}", flush=True)
+                    load = os.getloadavg()[0]
+                    print(f"round {n + 1} {kind:<8} {shown:>16} load {load:.1f}", flush=True)
     finally:
         readers.close()
     after = stored_calls(store)
     store.dispose()
+    report(before, after, rates, errors, pages, per_round, cpu, waits)
+
+
+def report(
+    before: int,
+    after: int,
+    rates: dict[str, list[float]],
+    errors: list[str],
+    pages: dict[str, dict[str, list[float]]],
+    per_round: dict[str, dict[str, list[float]]],
+    cpu: dict[str, list[dict[str, float]]],
+    waits: dict[str, Counter[tuple[str, str]]],
+) -> None:
+    """The figures of the run."""
     alone, beside = statistics.median(rates["writer"]), statistics.median(rates["both"])
-    print(f"store after: {after:,} calls")
+    print(f"store: {before:,} calls before, {after:,} after")
     print(f"writer alone       : {', '.join(f'{r:,.0f}' for r in rates['writer'])} calls/s")
     print(f"writer with readers: {', '.join(f'{r:,.0f}' for r in rates['both'])} calls/s")
     print(f"drop (medians)     : {1 - beside / alone:.1%} ({alone:,.0f} -> {beside:,.0f})")
@@ -302,14 +373,21 @@ def main() -> None:
         rounds_a = ", ".join(f"{m:.0f}" for m in per_round["readers"].get(page, []))
         rounds_b = ", ".join(f"{m:.0f}" for m in per_round["both"].get(page, []))
         print(f"{'  round medians':<34} alone {rounds_a}; ingesting {rounds_b}")
+    print("CPU, cores used (median of the rounds; 'per call' in us):")
+    for name in cpu["both"][0] if cpu["both"] else ():
+        shown = []
+        for kind in ("writer", "both", "readers"):
+            values = [c[name] for c in cpu[kind] if name in c]
+            shown.append(f"{kind} {statistics.median(values):.2f}" if values else f"{kind} -")
+        print(f"  {name:<28} " + ", ".join(shown))
     for kind, counts in waits.items():
         for side in ("writer", "readers"):
             of_side = {what: n for (s, what), n in counts.items() if s == side}
             total = sum(of_side.values())
             if total:
                 top = sorted(of_side.items(), key=lambda kv: -kv[1])[:6]
-                shown = ", ".join(f"{what} {n / total:.0%}" for what, n in top)
-                print(f"waits ({kind}, {side} backends, {total} samples): {shown}")
+                shown_waits = ", ".join(f"{what} {n / total:.0%}" for what, n in top)
+                print(f"waits ({kind}, {side} backends, {total} samples): {shown_waits}")
 
 
 if __name__ == "__main__":
