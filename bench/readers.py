@@ -280,6 +280,13 @@ def stored_calls(engine: Engine) -> int:
         return int(conn.execute(select(func.sum(daily_feature_model_rollups.c.calls))).scalar())
 
 
+def wal_mb(url: str) -> float:
+    """The size of a SQLite store's write-ahead log: readers that never pause can keep the
+    writer's checkpoints from wrapping it round, and it grows."""
+    path = f"{normalize_url(url).database}-wal"
+    return os.path.getsize(path) / 1e6 if os.path.exists(path) else 0.0
+
+
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -337,7 +344,8 @@ def main() -> None:
                     waits.setdefault(kind, Counter()).update(sampler.waits)
                     shown = f"{rates[kind][-1]:,.0f} calls/s" if kind != "readers" else ""
                     load = os.getloadavg()[0]
-                    print(f"round {n + 1} {kind:<8} {shown:>16} load {load:.1f}", flush=True)
+                    wal = f", WAL {wal_mb(url):.0f} MB" if not sampler.postgres else ""
+                    print(f"round {n + 1} {kind:<8} {shown:>16} load {load:.1f}{wal}", flush=True)
     finally:
         readers.close()
     after = stored_calls(store)

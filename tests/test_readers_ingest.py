@@ -167,6 +167,8 @@ def test_readers_while_the_writer_ingests(store_url: str, tmp_path) -> None:
     final = snapshot(engine)
     assert final[0] == demo_calls + len(want) == guards, (final, demo_calls, len(want), guards)
     assert_rollups_equal_the_calls(engine)
+    reads = sum(len(t) for t in page_totals)
+    print(f"\n{len(want):,} calls, {reads} page reads and {len(snapshots)} snapshots meanwhile")
     assert queries.totals(reader, f).calls >= max(max(t) for t in page_totals)
     reader.dispose()
     engine.dispose()
