@@ -30,7 +30,7 @@ from tracking.write_lock import take_write_lock
 CURRENCY = "USD"  # the one currency the store keeps
 PERIODS = ("month", "year")
 KEY_LENGTH = 200  # ids, names of plans and user ids: String(200) columns
-ACCOUNTS_LOCK = 7_401_017  # the advisory lock every accounts write takes on PostgreSQL
+ACCOUNTS_LOCK = 7_401_020  # the advisory lock every accounts write takes on PostgreSQL
 MAX_MONEY = Decimal(10) ** 9  # a billion dollars: within both NUMERIC(20, 9) and int64 nanos
 _CHUNK = 500  # keys per IN (...) when reading the stored rows
 

@@ -428,8 +428,9 @@ def test_processes_stop_at_the_limit_overspending_at_most_a_call_each(
 # --- a store that goes away -------------------------------------------------------------------
 
 
-@pytest.mark.postgres
-def test_an_unreachable_store_keeps_the_last_figures_and_never_raises(pg_url, tmp_path) -> None:
+def kept_budget_behind_a_proxy(pg_url: str) -> tuple[TcpProxy, str]:
+    """The session's store emptied, with a hard $1 budget "kept" on user u_k, and a proxy to it
+    (started) with the URL through it."""
     engine = make_engine(pg_url)
     upgrade(engine)  # idempotent: the session's database, emptied of other tests' rows
     _empty(engine)
@@ -437,8 +438,13 @@ def test_an_unreachable_store_keeps_the_last_figures_and_never_raises(pg_url, tm
     url = make_url(pg_url)
     proxy = TcpProxy(url.port or 5432)
     proxy.start()
-    through = url.set(port=proxy.port).render_as_string(hide_password=False)
     add(pg_url, Budget("kept", D("1"), user_id="u_k", hard=True))
+    return proxy, url.set(port=proxy.port).render_as_string(hide_password=False)
+
+
+@pytest.mark.postgres
+def test_an_unreachable_store_keeps_the_last_figures_and_never_raises(pg_url, tmp_path) -> None:
+    proxy, through = kept_budget_behind_a_proxy(pg_url)
     start_tracking(through, tmp_path / "j.jsonl")
     try:
         assert tracking.refresh_budgets()
@@ -452,6 +458,33 @@ def test_an_unreachable_store_keeps_the_last_figures_and_never_raises(pg_url, tm
         status = tracking.stats()["refreshers"]["budgets"]
         assert status["loaded"] and status["error"]
     finally:
+        proxy.stop()
+        tracking.shutdown(timeout=1)
+
+
+@pytest.mark.postgres
+def test_a_budget_load_from_a_silent_store_gives_up_and_keeps_the_figures(pg_url, tmp_path) -> None:
+    """A hop that holds the connection open and forwards nothing (a hung pooler): the load is
+    ended by the writer's watchdog instead of waiting in recv() for good."""
+    import threading
+
+    from tracking.db import PG_CONNECT_ARGS
+    from tracking.sink import watchdog_limit
+
+    proxy, through = kept_budget_behind_a_proxy(pg_url)
+    start_tracking(through, tmp_path / "j.jsonl", write_timeout=1)
+    try:
+        assert tracking.refresh_budgets()
+        proxy.hang()
+        loading = threading.Thread(target=tracking.refresh_budgets, daemon=True)
+        loading.start()
+        loading.join(watchdog_limit(1) + PG_CONNECT_ARGS["connect_timeout"] + 4)
+        assert not loading.is_alive(), "the budget load still waits on the silent store"
+        assert check(user_id="u_k") == (True, D("1"), "kept")  # the figures kept
+        status = tracking.stats()["refreshers"]["budgets"]
+        assert status["loaded"] and "did not answer" in status["error"], status
+    finally:
+        proxy.resume()
         proxy.stop()
         tracking.shutdown(timeout=1)
 

@@ -99,3 +99,16 @@ def test_regroup_sums_the_finest_rollup_into_a_narrower_one() -> None:
     for name in ROLLUP_TOTALS:
         assert sum(r[name] for r in by_user) == sum(r[name] for r in rows), name
     assert rows[0] is not by_user[0] and rows == rollup_rows(varied_events(300))  # untouched
+
+
+def test_an_embedded_store_connection_uses_wal_and_caps_its_size(tmp_path) -> None:
+    from sqlalchemy import text
+
+    from tracking.db import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA journal_size_limit")).scalar() == 64 * 1024 * 1024
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 10000
+    engine.dispose()

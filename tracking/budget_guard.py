@@ -24,6 +24,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -57,9 +58,12 @@ class BudgetGuard:
         interval: float,
         logs: RateLimitedLog,
         clock: Callable[[], float] = time.time,
+        watched: Callable[[str], AbstractContextManager[None]] | None = None,
     ) -> None:
         self._engine = engine
         self._logs = logs
+        # the writer's watchdog: a load from a store gone silent is given up, not waited on
+        self._watched = watched or (lambda _what: nullcontext())
         self._clock = clock  # POSIX seconds (a test moves it across a period's end)
         self.interval = interval
         # swapped whole by a load, so a reader sees a view with its own additions
@@ -202,7 +206,7 @@ class BudgetGuard:
         return self._refresher.refresh()
 
     def _load(self) -> BudgetView:
-        with self._loading, self._engine().connect() as conn:
+        with self._loading, self._watched("loading budgets"), self._engine().connect() as conn:
             begin_snapshot(conn)
             with self._lock:
                 pending = list(self._pending)

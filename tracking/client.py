@@ -176,7 +176,9 @@ class Tracker:
                 guard = self.budgets
                 if guard is None:
                     sink, interval = self.writer.sink, self.settings.budget_refresh_interval
-                    guard = BudgetGuard(lambda: sink.engine, interval, sink.logs)
+                    guard = BudgetGuard(
+                        lambda: sink.engine, interval, sink.logs, watched=sink.watched
+                    )
                     self.budgets = guard
             guard.start()
         return guard

@@ -81,7 +81,7 @@ class StoreSink:
     def _timed_out(self) -> None:
         self.counters.add("timeouts")
 
-    def _watched(self, what: str) -> contextlib.AbstractContextManager[None]:
+    def watched(self, what: str) -> contextlib.AbstractContextManager[None]:
         """A PostgreSQL operation under the watchdog (SQLite has its busy timeout, no socket)."""
         return self.watchdog.guard(what) if self.postgres else contextlib.nullcontext()
 
@@ -139,7 +139,7 @@ class StoreSink:
             log.info("unitwise: loaded the reference price catalogue (%d versions)", written)
 
     def load_prices(self) -> PriceBook:
-        with self._watched("loading prices"), self.engine.connect() as conn:
+        with self.watched("loading prices"), self.engine.connect() as conn:
             return load_price_book(conn)
 
     # -- partitions ----------------------------------------------------------------------------
@@ -153,7 +153,7 @@ class StoreSink:
         """
         missing = months - self._known_months
         if missing and self.postgres:
-            with self._watched("making partitions"), self.engine.begin() as conn:
+            with self.watched("making partitions"), self.engine.begin() as conn:
                 conn.execute(_SET_LOCK_TIMEOUT, {"timeout": PARTITION_LOCK_TIMEOUT})
                 ensure_months(conn, missing)
         self._known_months |= missing
@@ -172,7 +172,7 @@ class StoreSink:
     def write(self, batch: PreparedBatch, downs: int) -> int:
         """Write a batch whose partitions exist, in one transaction; returns how many calls
         were new. ``downs`` is the health's count of failures before the write began."""
-        with self._watched("a batch"), self.engine.begin() as conn:
+        with self.watched("a batch"), self.engine.begin() as conn:
             if self.postgres:  # a batch stuck on a lock goes to the journal after a bound
                 conn.execute(_SET_STATEMENT_TIMEOUT, {"timeout": self._write_timeout})
             new = write_batch(conn, batch, set(batch.months))
