@@ -112,20 +112,27 @@ def plan_margins(
     for name in order:
         segments = seen[name]
         n = len(segments)
-
-        def total(field: str, segments: list[_Segment] = segments) -> int:
-            return sum(getattr(s, field) for s in segments)
-
-        revenue, ai_cost, infra = total("revenue"), total("ai_cost"), total("infra")
-        margin = total("margin")
-        customer_months = Fraction(total("customer_month_units"), MONTH_UNITS)
-        seat_months = Fraction(total("seat_month_units"), MONTH_UNITS)
+        revenue = ai_cost = infra = fees = unpriced = month_units = seat_units = 0
+        profitable = 0
+        for s in segments:  # one pass over the plan's customers
+            s_revenue = s.plan_revenue + s.line_revenue
+            revenue += s_revenue
+            ai_cost += s.ai_cost
+            infra += s.infra
+            fees += s.fees
+            unpriced += s.unpriced_calls
+            month_units += s.customer_month_units
+            seat_units += s.seat_month_units
+            if s_revenue - s.ai_cost - s.fees - s.infra > 0:
+                profitable += 1
+        margin = revenue - ai_cost - fees - infra
+        customer_months = Fraction(month_units, MONTH_UNITS)
+        seat_months = Fraction(seat_units, MONTH_UNITS)
         plan = plans.get(name) if name is not None else None
         included = plan.included_usage if plan is not None else None
         allowance = None
         if included and customer_months:
             allowance = _pct(Fraction(ai_cost, NANOS_PER_DOLLAR) / customer_months, included)
-        profitable = sum(1 for s in segments if s.margin > 0)
         result.append(
             PlanMargin(
                 plan=name,
@@ -134,7 +141,7 @@ def plan_margins(
                 seat_months=seat_months,
                 revenue=from_nanos(revenue),
                 ai_cost=from_nanos(ai_cost),
-                fees=from_nanos(total("fees")),
+                fees=from_nanos(fees),
                 infra=from_nanos(infra),
                 gross_margin=from_nanos(margin),
                 margin_pct=_pct(margin, revenue),
@@ -153,7 +160,7 @@ def plan_margins(
                 else price_for_margin(
                     from_nanos(ai_cost), from_nanos(infra), fee_pct, target_margin_pct, seat_months
                 ),
-                unpriced_calls=total("unpriced_calls"),
+                unpriced_calls=unpriced,
             )
         )
     return result
