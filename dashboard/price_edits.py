@@ -339,7 +339,9 @@ def plan_edits(
         after |= {k: _new_rate(r, stored.get(k), per_of_unit) for k, r in edits.items()}
         if set(after.values()) == set(before.values()):
             continue  # typed back to what the store holds ("2.50" for 2.5)
-        pattern = key[1] if any(ch in key[1] for ch in GLOB) else None
+        # a new model named with a glob is a pattern; a priced one keeps the mappings it has
+        # (an exact model named "**x**" must not become a pattern when its rates change)
+        pattern = key[1] if not starts.get(key) and any(ch in key[1] for ch in GLOB) else None
         order = sorted(after.values(), key=lambda r: (r.unit, r.variant, r.tier_above))
         plan.changes.append(
             ModelChange(key[0], key[1], tuple(before.values()), tuple(order), when, pattern)
@@ -496,7 +498,9 @@ def new_model_change(
     chosen = list(rates)
     if not provider:
         plan.errors.append(CellError(None, "provider", "a provider is needed"))
-    is_pattern = any(ch in name for ch in GLOB)
+    # the model's own name is never a pattern, whatever it holds: a model called "**x**" or
+    # "a[b]" is priced as itself, and no other model that its name would match as a glob
+    is_pattern = name.lower() != called.lower() and any(ch in name for ch in GLOB)
     if is_pattern and not fnmatchcase(called.lower(), name.lower()):
         message = f"the pattern {name!r} does not match {called!r}, whose calls are to be priced"
         plan.errors.append(CellError(None, "model", message))

@@ -16,18 +16,27 @@ import html
 import re
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 from markdown_it import MarkdownIt
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
+from streamlit.testing.v1 import AppTest
 
 import tracking
+from dashboard.accounts import write_plans, write_terms, write_users
+from dashboard.economics import Plan, Term
+from dashboard.margins_view import TAB_KEY, TABS
 from dashboard.md_escape import md_code, md_text, one_line
-from tests.hostile_corpus import REFUSED, STORABLE, TEXTS, Hostile
+from tests.conftest import add_test_prices
+from tests.hostile_corpus import STORABLE, TEXTS, Hostile
+from tests.test_pricing_page import PASSWORD, PASSWORD_SECRETS, enter_password
+from tracking.budget_store import Budget, add_budget
 from tracking.db import make_engine
-from tracking.schema import calls, daily_rollups, metadata
+from tracking.schema import calls, metadata, price_versions
 
 AT = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 FIGURES: dict[str, int] = {}  # what the run checked, for the README row (printed at the end)
@@ -134,3 +143,227 @@ def test_record_stores_each_value_exactly_or_refuses_it_changing_nothing(
                 count("record refused")
     finally:
         engine.dispose()
+
+
+# ---------------------------------------------------------------------------- the pages
+
+ENTRY = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+LIVE = tuple(h for h in STORABLE if h.live_markdown)
+
+
+def names(h: Hostile) -> str:
+    """The value as the store keeps a name: record trims the whitespace around it."""
+    return h.value.strip()
+
+
+def seed_accounts(engine: Engine) -> None:
+    """A plan, a customer and a budget named with each value that Markdown would change: the
+    pages' messages name them."""
+    with engine.begin() as conn:
+        write_plans(conn, [Plan(h.value, Decimal(10)) for h in LIVE], "test", audit=False)
+        terms = [Term(names(h), h.value, h.value, date(2025, 1, 1)) for h in LIVE]
+        write_terms(conn, terms, "test", audit=False)
+        write_users(conn, {names(h): names(h) for h in LIVE}, "test", audit=False)
+        for h in LIVE:
+            add_budget(conn, Budget(name=h.value, limit_usd=Decimal(1), user_id=names(h)), "t")
+
+
+@pytest.fixture
+def hostile_app(host: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """The app's store holding one call for each value the stores can hold, as its user id,
+    feature, model and tag, plus a priced gpt-4o call; and accounts and budgets named so."""
+    import streamlit as st
+
+    add_test_prices(host)
+    for h in STORABLE:
+        tracking.record(
+            "hostile", h.value, user_id=h.value, feature=h.value, tags={"k": h.value},
+            input_tokens=1, occurred_at=AT,
+        )  # fmt: skip
+    tracking.record("openai", "gpt-4o", input_tokens=1000, occurred_at=AT, user_id="plain")
+    assert tracking.flush(5) and tracking.stats()["rejected"] == 0
+    engine = make_engine(host)
+    seed_accounts(engine)
+    monkeypatch.setenv("UNITWISE_DATABASE_URL", host)
+    st.cache_data.clear()
+    yield engine
+    engine.dispose()
+    st.cache_data.clear()
+
+
+def messages(at: AppTest) -> list[tuple[str, str]]:
+    """Every text on the page that Streamlit reads as Markdown: messages, captions, titles and
+    widgets' labels (a label is Markdown too)."""
+    found = []
+    for kind in ("markdown", "caption", "info", "warning", "error", "success", "title",
+                 "header", "subheader"):  # fmt: skip
+        found += [(kind, str(e.value)) for e in getattr(at, kind)]
+    for kind in ("selectbox", "multiselect", "radio", "text_input", "button", "metric",
+                 "tabs", "expander", "number_input", "text_area", "checkbox"):  # fmt: skip
+        found += [(kind, str(e.label)) for e in getattr(at, kind)]
+    return found
+
+
+def assert_shown_as_text(at: AppTest, where: str) -> None:
+    """No exception, and no Markdown element holds a corpus value unescaped: a value in a
+    message is there as md_text or md_code made it."""
+    assert not at.exception, (where, at.exception)
+    unescaped = set()
+    for kind, body in messages(at):
+        for h in LIVE:
+            for raw in {h.value, one_line(h.value)}:
+                count("page message checks")
+                if raw in body.replace(md_code(h.value), "").replace(md_text(h.value), ""):
+                    unescaped.add((kind, h.name, body[:160]))
+    assert not unescaped, (where, sorted(unescaped))
+
+
+def run_page(page: str | None) -> AppTest:
+    at = AppTest.from_file(ENTRY, default_timeout=120).run()
+    if page:
+        at.switch_page(f"../pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_the_pages_show_every_value_as_text_and_filter_by_it(hostile_app: Engine) -> None:
+    at = run_page(None)
+    assert_shown_as_text(at, "overview")
+    # the unpriced warning names the hostile models, each escaped
+    warning = next(w.value for w in at.warning if "unpriced" in w.value)
+    listed = [h for h in LIVE if md_text(names(h)) in warning]
+    assert listed, warning
+    # every value is offered in the filters exactly as stored, and selecting it filters by it
+    for key in ("f_features", "f_models"):
+        offered = set(at.multiselect(key=key).options)
+        assert {names(h) for h in STORABLE} <= offered, key
+        count("filter options checked", len(STORABLE))
+    picked = at.multiselect(key="f_features")
+    for h in STORABLE:
+        picked.select(names(h))
+    at.run()
+    assert_shown_as_text(at, "overview, every hostile feature selected")
+    assert {m.label: m.value for m in at.metric}["Calls"] == f"{len(STORABLE):,}"
+
+    at.switch_page("../pages/costs.py").run()
+    assert_shown_as_text(at, "costs")
+    for group in ("user", "feature", "model"):
+        at.radio(key="costs_group").set_value(group).run()
+        assert_shown_as_text(at, f"costs by {group}")
+        table = next(d.value for d in at.dataframe if group in d.value.columns)
+        assert {names(h) for h in STORABLE} <= set(table[group]), group
+        count("table cells checked", len(STORABLE))
+    drill = at.selectbox(key="drill_model")
+    for h in LIVE:
+        drill.set_value(names(h))
+        at.run()
+        assert_shown_as_text(at, f"costs drill into {h.name}")
+        shown = next(d.value for d in at.dataframe if "occurred_at" in d.value.columns)
+        assert len(shown) == 1, h.name
+        count("drill-downs checked")
+    # a tag filter typed with the values: each part without "=" is named as ignored, as text
+    typed = ", ".join(h.value for h in LIVE if "," not in h.value and "=" not in h.value)
+    at.text_input(key="costs_tags").input(typed).run()
+    assert_shown_as_text(at, "costs tag filter")
+    assert any("Ignored in the tags" in w.value for w in at.warning)
+    # a user id typed with a space in it gets a note, as text
+    at.text_input(key="f_users").input("`tick` ``x``").run()
+    assert_shown_as_text(at, "user id note")
+
+
+def signed_in(at: AppTest, engine: Engine) -> AppTest:
+    """On PostgreSQL (a shared store) the editor signs in with the password; SQLite is editable."""
+    if engine.dialect.name != "sqlite":
+        enter_password(at, PASSWORD)
+    return at
+
+
+def run_editor_page(engine: Engine, page: str) -> AppTest:
+    at = AppTest.from_file(ENTRY, default_timeout=120)
+    if engine.dialect.name != "sqlite":
+        for name, value in PASSWORD_SECRETS.items():
+            at.secrets[name] = value
+    at.run()
+    at.switch_page(f"../pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return signed_in(at, engine)
+
+
+def test_the_users_page_names_each_customer_and_user_as_text(hostile_app: Engine) -> None:
+    at = run_editor_page(hostile_app, "users")
+    assert_shown_as_text(at, "users")
+    at.session_state[TAB_KEY] = "Customer"
+    at.run()
+    offered = set(at.selectbox(key="margins.customer").options)
+    for h in LIVE:
+        assert f"{names(h)} ({h.value})" in offered, h.name
+        at.selectbox(key="margins.customer").set_value(names(h)).run()
+        assert_shown_as_text(at, f"customer {h.name}")
+        caption = next(c.value for c in at.caption if c.value.startswith("Users: "))
+        assert caption == f"Users: {md_text(names(h))}", h.name
+        count("customers shown")
+    for tab in TABS:
+        at.session_state[TAB_KEY] = tab
+        at.run()
+        assert_shown_as_text(at, f"users tab {tab}")
+
+
+def test_the_budgets_page_names_each_budget_as_text(hostile_app: Engine) -> None:
+    at = run_editor_page(hostile_app, "budgets")
+    assert_shown_as_text(at, "budgets")
+    assert set(at.selectbox(key="budgets.history_budget").options) == {h.value for h in LIVE}
+    status = next(d.value for d in at.dataframe if "breach" in d.value.columns)
+    assert set(status["budget"]) == {h.value for h in LIVE}
+    skipped = next(c.value for c in at.caption if c.value.startswith("Not projected"))
+    for h in LIVE:  # each budget has a user scope: the what-if leaves it out, saying so
+        assert md_text(h.value) in skipped, h.name
+        count("budget names shown")
+    for h in LIVE:
+        at.selectbox(key="budgets.history_budget").set_value(h.value).run()
+        assert_shown_as_text(at, f"budget history {h.name}")
+
+
+def test_pricing_a_hostile_model_stores_its_name_exactly(hostile_app: Engine) -> None:
+    """From the unpriced list: a model named with Markdown, HTML or a glob's star is priced as
+    that name (the version's model is the name as stored), and the page says so as text."""
+    at = run_editor_page(hostile_app, "pricing")
+    at.text_input(key="pricing.search").input("").run()
+    assert_shown_as_text(at, "pricing")
+    offered = set(at.selectbox(key="pricing.add_model").options)
+    assert {f"hostile/{names(h)}" for h in STORABLE} <= offered
+    for name in ("bold", "script", "colour"):
+        h = next(h for h in LIVE if h.name == name)
+        before = dump(hostile_app)
+        at.selectbox(key="pricing.add_model").select(f"hostile/{names(h)}")
+        at.text_input(key="pricing.add_input_tokens").input("1.5")
+        at.button[[b.label for b in at.button].index("Add price")].click().run()
+        assert_shown_as_text(at, f"pricing {h.name}")
+        assert md_text(f"hostile/{names(h)}: version") in "\n".join(s.value for s in at.success)
+        with hostile_app.connect() as conn:
+            models = set(conn.execute(select(price_versions.c.model)).scalars())
+        assert names(h) in models, h.name
+        after = dump(hostile_app)
+        changed = {t for t in after if after[t] != before[t]}
+        assert changed <= {"price_versions", "prices", "audit_log"}, changed
+        count("prices added")
+    at.button(key="pricing.reprice_preview_button").click().run()
+    assert_shown_as_text(at, "pricing reprice preview")
+    # its rates changed in the editor: a new version of that exact model, still no pattern
+    bold = next(h for h in LIVE if h.name == "bold")
+    at.text_input(key="pricing.search").input("bold").run()
+    table = next(d.value for d in at.dataframe if "set_by" in d.value.columns)
+    assert set(table["model"]) == {names(bold)}
+    before = dump(hostile_app)
+    at.session_state["pricing.editor"] = {
+        "edited_rows": {0: {"rate": "2"}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.run()
+    at.button(key="pricing.save").click().run()
+    assert_shown_as_text(at, "pricing editor save")
+    assert "Saved 1 change" in "\n".join(s.value for s in at.success), at.error
+    after = dump(hostile_app)
+    assert after["model_patterns"] == before["model_patterns"]
+    assert len(after["price_versions"]) == len(before["price_versions"]) + 1
+    count("prices edited")
