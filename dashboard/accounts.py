@@ -157,10 +157,24 @@ def money_problem(amount: Any, what: str, optional: bool = False) -> str | None:
         return f"{what} must be an exact amount of dollars, not {amount!r}"
     if amount < 0:
         return f"{what} is negative ({plain_decimal(amount)}): amounts are 0 or more"
+    if amount >= MAX_MONEY:  # first: quantizing 1e19 to the nano-dollar raises
+        return f"{what} {plain_decimal(amount)} is too large"
     if amount != amount.quantize(NANO):
         return f"{what} {plain_decimal(amount)} is finer than a nano-dollar (9 decimal places)"
-    if amount >= MAX_MONEY:
-        return f"{what} {plain_decimal(amount)} is too large"
+    return None
+
+
+def unstorable(text: str) -> str | None:
+    """Why neither store can hold ``text``, else None: a NUL (PostgreSQL's text refuses it) or
+    a lone surrogate (half of a character, which no UTF-8 encoder writes: a pasted or typed
+    cell can hold one, and the write would fail with a traceback instead of a message)."""
+    if "\x00" in text:
+        return "contains a NUL character"
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            return "contains a lone surrogate (half of a character)"
     return None
 
 
@@ -171,13 +185,14 @@ def _key_problem(value: Any, what: str) -> str | None:
         return f"{what} {value!r} has spaces around it"
     if len(value) > KEY_LENGTH:
         return f"{what} is longer than {KEY_LENGTH} characters"
-    if "\x00" in value:
-        return f"{what} contains a NUL character"
+    if why := unstorable(value):
+        return f"{what} {why}"
     return None
 
 
 def _text_problem(value: str | None, what: str) -> str | None:
-    return f"{what} contains a NUL character" if value and "\x00" in value else None
+    why = unstorable(value) if value else None
+    return f"{what} {why}" if why else None
 
 
 def _days_problem(start: date | None, end: date | None, what: str) -> str | None:

@@ -39,3 +39,12 @@ def md_code(value: object) -> str:
     fence = "`" * (longest + 1)
     pad = " " if longest or text[:1] in " `" or text[-1:] in " `" else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+_ESCAPED = re.compile(r"\\([" + re.escape(string.punctuation) + "])")
+
+
+def md_plain(markdown: str) -> str:
+    """The text a reader sees of a message made with ``md_text``: its backslash escapes
+    undone (what tests compare a message with)."""
+    return _ESCAPED.sub(r"\1", markdown)

@@ -21,20 +21,35 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from markdown_it import MarkdownIt
 from sqlalchemy import Engine, select
 from streamlit.testing.v1 import AppTest
 
 import tracking
-from dashboard.accounts import write_plans, write_terms, write_users
+from dashboard.account_import import preview_import
+from dashboard.accounts import (
+    load_plans,
+    load_revenue,
+    load_terms,
+    load_users,
+    write_plans,
+    write_terms,
+    write_users,
+)
 from dashboard.economics import Plan, Term
 from dashboard.margins_view import TAB_KEY, TABS
-from dashboard.md_escape import md_code, md_text, one_line
+from dashboard.md_escape import md_code, md_plain, md_text, one_line
 from tests.conftest import add_test_prices
-from tests.hostile_corpus import STORABLE, TEXTS, Hostile
+from tests.hostile_corpus import NUMBERS, STORABLE, TEXTS, Hostile
+from tests.test_accounts_view import _open as accounts_open
+from tests.test_accounts_view import edit as accounts_edit
+from tests.test_accounts_view import frame as accounts_frame
+from tests.test_accounts_view import problems as accounts_problems
+from tests.test_accounts_view import save as accounts_save
 from tests.test_pricing_page import PASSWORD, PASSWORD_SECRETS, enter_password
-from tracking.budget_store import Budget, add_budget
+from tracking.budget_store import Budget, add_budget, list_budgets
 from tracking.db import make_engine
 from tracking.schema import calls, metadata, price_versions
 
@@ -367,3 +382,287 @@ def test_pricing_a_hostile_model_stores_its_name_exactly(hostile_app: Engine) ->
     assert after["model_patterns"] == before["model_patterns"]
     assert len(after["price_versions"]) == len(before["price_versions"]) + 1
     count("prices edited")
+
+
+# ---------------------------------------------------------------------------- the editors' cells
+
+
+@pytest.fixture
+def app_store(store_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """The app's store, empty but for a plan "base" and a customer "acme" on it."""
+    import streamlit as st
+
+    engine = make_engine(store_url)
+    with engine.begin() as conn:
+        write_plans(conn, [Plan("base", Decimal(10))], "test", audit=False)
+        write_terms(conn, [Term("acme", "Acme", "base", date(2025, 1, 1))], "test", audit=False)
+    monkeypatch.setenv("UNITWISE_DATABASE_URL", store_url)
+    st.cache_data.clear()
+    yield engine
+    engine.dispose()
+    st.cache_data.clear()
+
+
+def refused_rows(found: list[str]) -> set[int]:
+    """The row numbers a refused save's problems name ("Row 3, Name: ...")."""
+    return {int(m.group(1)) for p in found if (m := re.match(r"Row (\d+), ", p))}
+
+
+def save_rows(at: AppTest, kind: str, rows: list[dict], engine: Engine) -> tuple[set[int], dict]:
+    """Add ``rows`` to an accounts table and save: (the rows named as refused, what changed)."""
+    before = dump(engine)
+    accounts_edit(at, kind, added_rows=rows)
+    accounts_save(at, kind)
+    assert not at.exception, at.exception
+    after = dump(engine)
+    changed = {t: after[t] for t in after if after[t] != before[t]}
+    if at.error:
+        assert "Nothing was saved" in "\n".join(e.value for e in at.error)
+        assert not changed, changed  # not half stored: nothing at all
+        return refused_rows(accounts_problems(at)), changed
+    return set(), changed
+
+
+SHOWN_BY = {"plans": "period", "customers": "users", "revenue": "amount"}  # a column of each
+
+
+def refuse_then_store(
+    at: AppTest, kind: str, engine: Engine, row_of: Any, place: str
+) -> list[Hostile]:
+    """Every corpus value in one save (the unstorable ones each named by its row, and nothing
+    written), then the storable ones alone (written); returns those stored."""
+    rows = [row_of(h) for h in TEXTS]
+    first = len(accounts_frame(at, SHOWN_BY[kind])) + 1  # added rows follow the stored ones
+    refused, _ = save_rows(at, kind, rows, engine)
+    for number, h in enumerate(TEXTS, start=first):
+        if not h.storable:
+            assert number in refused, (kind, h.name, accounts_problems(at))
+            count(f"editor cells refused ({place})")
+    keep = [h for number, h in enumerate(TEXTS, start=first) if number not in refused]
+    assert all(h.storable for h in keep)
+    refused, changed = save_rows(at, kind, [row_of(h) for h in keep], engine)
+    assert not refused and changed, (kind, accounts_problems(at) if at.error else "")
+    count(f"editor cells stored exactly ({place})", len(keep))
+    return keep
+
+
+def test_the_accounts_editors_store_each_value_exactly_or_name_its_row(
+    app_store: Engine,
+) -> None:
+    at = accounts_open(app_store, True, None)
+    plans = refuse_then_store(
+        at, "plans", app_store, lambda h: {"name": h.value, "price": "10"}, "plan name"
+    )
+    with app_store.connect() as conn:
+        assert set(load_plans(conn)) == {"base"} | {h.value.strip() for h in plans}
+
+    def term(h: Hostile) -> dict:
+        users = h.value if not re.search(r"[;\s]", h.value) else None  # ids split at ; and space
+        return {"customer_id": h.value, "name": h.value, "plan": "base",
+                "start": "2025-02-01", "users": users}  # fmt: skip
+
+    terms = refuse_then_store(at, "customers", app_store, term, "customer id, name, users")
+    with app_store.connect() as conn:
+        stored = {t.customer_id: t.name for t in load_terms(conn)}
+        users = load_users(conn)
+    for h in terms:
+        assert stored[h.value.strip()] == h.value.strip(), h.name
+        if term(h)["users"]:
+            assert users[h.value.strip()] == h.value.strip(), h.name
+
+    def line(h: Hostile) -> dict:
+        return {"customer_id": "acme", "start": "2025-03-01", "end": "2025-03-31",
+                "amount": "5", "note": h.value[:150]}  # fmt: skip
+
+    notes = refuse_then_store(at, "revenue", app_store, line, "revenue note")
+    with app_store.connect() as conn:
+        kept = {r.note for r in load_revenue(conn).values()}
+    assert {h.value[:150].strip() for h in notes} <= kept
+    # the number cells: every hostile number refused by row, nothing written (save_rows)
+    number_rows = {
+        "plans": lambda i, n: {"name": f"n{i}", "price": n},
+        "revenue": lambda i, n: line(Hostile("n", f"n{i}")) | {"amount": n},
+    }
+    for kind, row_for in number_rows.items():
+        first = len(accounts_frame(at, SHOWN_BY[kind])) + 1
+        rows = [row_for(i, n) for i, n in enumerate(NUMBERS)]
+        refused, _ = save_rows(at, kind, rows, app_store)
+        assert refused == set(range(first, first + len(NUMBERS))), (kind, accounts_problems(at))
+        count("number cells refused", len(NUMBERS))
+        count("number cells refused", len(NUMBERS))
+
+
+def test_the_budgets_editor_stores_each_value_exactly_or_names_its_row(
+    app_store: Engine,
+) -> None:
+    at = run_editor_page(app_store, "budgets")
+
+    def budget(h: Hostile) -> dict:
+        return {"name": h.value, "limit_usd": "1", "feature": h.value, "user_id": h.value}
+
+    def save(rows: list[dict]) -> tuple[set[int], dict]:
+        before = dump(app_store)
+        generation = at.session_state.get("budgets.generation", 0)
+        key = "budgets.editor" + (f".{generation}" if generation else "")
+        at.session_state[key] = {
+            "edited_rows": {}, "added_rows": rows, "deleted_rows": []
+        }  # fmt: skip
+        at.run()
+        at.button(key="budgets.save").click().run()
+        assert not at.exception, at.exception
+        after = dump(app_store)
+        changed = {t for t in after if after[t] != before[t]}
+        if not at.error:
+            return set(), after
+        (error,) = at.error
+        assert not changed, changed  # not half stored
+        lines = md_plain(error.value).split("\n\n")
+        assert lines[0] == "Nothing was saved. Fix these cells first:", lines
+        return refused_rows([line.removeprefix("- ") for line in lines[1:]]), after
+
+    refused, _ = save([budget(h) for h in TEXTS])
+    for number, h in enumerate(TEXTS, start=1):
+        if not h.storable:
+            assert number in refused, (h.name, at.error[0].value if at.error else "")
+            count("editor cells refused (budget name, user, feature)")
+    keep = [h for number, h in enumerate(TEXTS, start=1) if number not in refused]
+    assert all(h.storable for h in keep)
+    refused, _ = save([budget(h) for h in keep])
+    assert not refused, at.error
+    with app_store.connect() as conn:
+        stored = {b.name: b for b in list_budgets(conn)}
+    for h in keep:
+        b = stored[h.value.strip()]
+        assert (b.feature, b.user_id) == (h.value.strip(), h.value.strip()), h.name
+    count("editor cells stored exactly (budget name, user, feature)", len(keep))
+    # hostile numbers in the limit and the thresholds: each row named, nothing written
+    rows = [{"name": f"n{i}", "limit_usd": n} for i, n in enumerate(NUMBERS)]
+    percents = [n for n in NUMBERS if n != "1,5"]  # 1,5 is two thresholds: 1% and 5%
+    rows += [{"name": f"t{i}", "limit_usd": "1", "thresholds": n} for i, n in enumerate(percents)]
+    refused, _ = save(rows)
+    first = len(keep) + 1
+    assert refused == set(range(first, first + len(rows))), md_plain(at.error[0].value)
+    count("number cells refused", len(rows))
+
+
+# ---------------------------------------------------------------------------- CSV imports
+
+HEADER = "plan,price,interval\n"
+FILES: dict[str, tuple[bytes, str]] = {  # name: (the file's bytes, what must happen)
+    "empty": (b"", "nothing"),
+    "header only": (HEADER.encode(), "refused none"),
+    "invalid utf-8": (HEADER.encode() + b"caf\xe9,10,month\n", "not utf-8"),
+    "encoded surrogate": (HEADER.encode() + b"x\xed\xa0\x80,10,month\n", "not utf-8"),
+    "nul byte": (HEADER.encode() + b"fi\x00ne,10,month\nok,1,month\n", "refused 2"),
+    "bom and crlf": (
+        ("\ufeff" + HEADER + "fine,10,month\n").replace("\n", "\r\n").encode(),
+        "stored fine",
+    ),
+    "formulas": (
+        (HEADER + '=1+1,10,month\n"=HYPERLINK(""http://x"",""y"")",5,month\n+1,1,month\n').encode(),
+        'stored =1+1|=HYPERLINK("http://x","y")|+1',
+    ),
+    "hostile numbers": (
+        (HEADER + "".join(f"n{i},{n},month\n" for i, n in enumerate(NUMBERS))).encode(),
+        "refused " + " ".join(str(i + 2) for i in range(len(NUMBERS))),
+    ),
+}
+
+
+def csv_quote(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+@pytest.mark.parametrize("name", list(FILES))
+def test_a_csv_import_stores_each_row_exactly_or_lists_it_by_line(
+    app_store: Engine, name: str
+) -> None:
+    data, want = FILES[name]
+    check_import(
+        app_store,
+        lambda at: at.file_uploader(key="accounts.import.file").set_value(
+            (f"{name}.csv", data, "text/csv")
+        ),
+        want,
+    )
+
+
+def test_a_pasted_csv_of_the_corpus_stores_each_row_exactly_or_lists_it(
+    app_store: Engine,
+) -> None:
+    """Every corpus value as a plan's name in one pasted CSV: the unstorable rows listed by
+    line with nothing written, then the others imported exactly. A lone surrogate cannot
+    reach a text box (the browser sends its value as UTF-8): preview_import refuses it."""
+    sent = [h for h in TEXTS if "\x00" in h.value or h.storable]
+    lines = [f"{csv_quote(h.value)},10,month\n" for h in sent]
+    starts = [2 + i + sum(h.value.count("\n") for h in sent[:i]) for i in range(len(sent))]
+    bad = [  # the line a row starts on: a quoted cell's line break moves the rows after it
+        str(line)
+        for line, h in zip(starts, sent, strict=True)
+        if not h.storable or len(h.value) > 200
+    ]
+    check_import(app_store, paste_text(HEADER + "".join(lines)), "refused " + " ".join(bad))
+    good = [h for h in sent if h.storable and len(h.value) <= 200]
+    text = HEADER + "".join(f"{csv_quote(h.value)},10,month\n" for h in good)
+    check_import(app_store, paste_text(text), "stored " + "|".join(h.value.strip() for h in good))
+    before = dump(app_store)
+    with app_store.connect() as conn:
+        for h in TEXTS:
+            if not h.storable and "\x00" not in h.value:
+                preview = preview_import(conn, "plans", f"{HEADER}{h.value},10,month\n")
+                assert [b.line for b in preview.bad] == [2], h.name
+                assert "lone surrogate" in "; ".join(preview.bad[0].reasons), h.name
+                count("CSV rows refused")
+    assert dump(app_store) == before
+
+
+def paste_text(text: str) -> Any:
+    return lambda at: at.text_area(key="accounts.import.paste").input(text)
+
+
+def check_import(engine: Engine, give: Any, want: str) -> None:
+    """Give the import a CSV, preview it and, when it may, import it: ``want`` is "nothing"
+    (no preview to make), "not utf-8", "refused LINE ..." or "stored NAME|NAME..."."""
+    at = accounts_open(engine, True, None)
+    at.radio(key="accounts.import.kind").set_value("plans").run()
+    before = dump(engine)
+    give(at)
+    at.run()
+    assert not at.exception, at.exception
+    assert_shown_as_text(at, "import")
+    count("CSV imports checked")
+    if want == "nothing":
+        assert not any(b.key == "accounts.import.preview" for b in at.button) or (
+            click_preview(at) and not any(b.key == "accounts.import.run" for b in at.button)
+        )
+    elif want == "not utf-8":
+        assert "not UTF-8" in "\n".join(e.value for e in at.error)
+    elif want.startswith("refused"):
+        click_preview(at)
+        assert "nothing was written" in "\n".join(e.value for e in at.error), at.info
+        table = accounts_frame(at, "Reason")
+        lines = {"none" if pd.isna(n) else str(n) for n in table["Line"]}
+        assert lines == set(want.split()[1:]), table
+        assert all(r.strip() for r in table["Reason"])
+        assert not any(b.key == "accounts.import.run" for b in at.button)
+        count("CSV rows refused", len(table))
+    else:
+        click_preview(at)
+        assert not at.error, md_plain(at.error[0].value)
+        at.button(key="accounts.import.run").click().run()
+        assert not at.exception and not at.error, at.exception or at.error
+        names = want.removeprefix("stored ").split("|")
+        with engine.connect() as conn:
+            plans = load_plans(conn)
+        assert set(plans) == {"base", *names}, set(plans) ^ {"base", *names}
+        count("CSV rows stored exactly", len(names))
+        after = dump(engine)
+        assert {t for t in after if after[t] != before[t]} == {"plans", "audit_log"}
+        return
+    assert dump(engine) == before
+
+
+def click_preview(at: AppTest) -> bool:
+    at.button(key="accounts.import.preview").click().run()
+    assert not at.exception, at.exception
+    return True

@@ -37,6 +37,7 @@ from tracking.schema import (
     daily_rollups,
     daily_user_rollups,
 )
+from tracking.events import plain_text
 from tracking.sqltypes import NANO, plain_decimal
 from tracking.tag_match import tag_equals
 from tracking.write_lock import take_write_lock
@@ -101,6 +102,10 @@ def _text(name: str, value: Any, limit: int) -> None:
         raise BudgetError(name, f"{value!r} has spaces at its ends")
     if len(value) > limit:
         raise BudgetError(name, f"is longer than {limit} characters")
+    try:  # PostgreSQL's text refuses NUL; no UTF-8 encoder writes a lone surrogate
+        plain_text(name, value)
+    except ValueError:
+        raise BudgetError(name, "must not contain NUL characters or lone surrogates") from None
 
 
 def check_limit(value: Any) -> Decimal:
