@@ -28,6 +28,7 @@ from tracking.budget_periods import (
     rolled_limit,
     split_days,
 )
+from tracking.events import plain_text
 from tracking.schema import (
     DEFAULT_THRESHOLDS,
     budgets,
@@ -37,7 +38,6 @@ from tracking.schema import (
     daily_rollups,
     daily_user_rollups,
 )
-from tracking.events import plain_text
 from tracking.sqltypes import NANO, plain_decimal
 from tracking.tag_match import tag_equals
 from tracking.write_lock import take_write_lock
