@@ -45,13 +45,13 @@ from dashboard.accounts import (
     revenue_id,
     seats_problem,
     term_problems,
-    unstorable,
     write_plans,
     write_revenue,
     write_terms,
     write_users,
 )
 from dashboard.economics import Plan, RevenueLine, Term
+from dashboard.storable import unstorable
 from tracking.sqltypes import NANO, plain_decimal
 
 KINDS = ("plans", "customers", "revenue")

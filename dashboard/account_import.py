@@ -36,13 +36,13 @@ from dashboard.accounts import (
     load_users,
     money_problem,
     revenue_id,
-    unstorable,
     write_plans,
     write_revenue,
     write_terms,
     write_users,
 )
 from dashboard.economics import Plan, RevenueLine, Term
+from dashboard.storable import unstorable
 from tracking.sqltypes import NANO
 
 KINDS = ("plans", "customers", "revenue")

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from dashboard.economics import Plan, RevenueLine, Term
+from dashboard.storable import unstorable
 from tracking.audit import record_change
 from tracking.schema import customer_users, customers, plans, revenue
 from tracking.sqltypes import NANO, plain_decimal
@@ -161,20 +162,6 @@ def money_problem(amount: Any, what: str, optional: bool = False) -> str | None:
         return f"{what} {plain_decimal(amount)} is too large"
     if amount != amount.quantize(NANO):
         return f"{what} {plain_decimal(amount)} is finer than a nano-dollar (9 decimal places)"
-    return None
-
-
-def unstorable(text: str) -> str | None:
-    """Why neither store can hold ``text``, else None: a NUL (PostgreSQL's text refuses it) or
-    a lone surrogate (half of a character, which no UTF-8 encoder writes: a pasted or typed
-    cell can hold one, and the write would fail with a traceback instead of a message)."""
-    if "\x00" in text:
-        return "contains a NUL character"
-    if not text.isascii():
-        try:
-            text.encode()
-        except UnicodeEncodeError:
-            return "contains a lone surrogate (half of a character)"
     return None
 
 
