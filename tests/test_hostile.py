@@ -283,6 +283,21 @@ def test_the_pages_show_every_value_as_text_and_filter_by_it(hostile_app: Engine
         shown = next(d.value for d in at.dataframe if "occurred_at" in d.value.columns)
         assert len(shown) == 1, h.name
         count("drill-downs checked")
+    # each value alone in the model filter, then as a tag filter (k=value): one call each
+    models = at.multiselect(key="f_models")
+    for h in LIVE:
+        models.set_value([names(h)])
+        at.run()
+        assert_shown_as_text(at, f"model filter {h.name}")
+        assert {m.label: m.value for m in at.metric}["Calls"] == "1", h.name
+        count("filter selections checked")
+    at.multiselect(key="f_models").set_value([]).run()
+    typed_tags = [h for h in LIVE if not re.search(r"[,=\n'\"`]", h.value)]
+    for h in typed_tags:
+        at.text_input(key="costs_tags").input(f"k={h.value}").run()
+        assert_shown_as_text(at, f"tag filter {h.name}")
+        assert {m.label: m.value for m in at.metric}["Calls"] == "1", h.name
+        count("filter selections checked")
     # a tag filter typed with the values: each part without "=" is named as ignored, as text
     typed = ", ".join(h.value for h in LIVE if "," not in h.value and "=" not in h.value)
     at.text_input(key="costs_tags").input(typed).run()
