@@ -51,6 +51,7 @@ from dashboard.accounts import (
     write_users,
 )
 from dashboard.economics import Plan, RevenueLine, Term
+from dashboard.storable import unstorable
 from tracking.sqltypes import NANO, plain_decimal
 
 KINDS = ("plans", "customers", "revenue")
@@ -287,8 +288,8 @@ class _Row:
         if value is None:
             return None
         text = str(value).strip()
-        if "\x00" in text:
-            self.bad(column, "contains a NUL character")
+        if why := unstorable(text):
+            self.bad(column, why)
             return None
         if len(text) > MAX_TEXT:
             self.bad(column, f"is longer than {MAX_TEXT:,} characters")
@@ -322,10 +323,10 @@ class _Row:
         amount = Decimal(cleaned)
         if amount < 0:
             self.bad(column, f"{raw} is negative: amounts are 0 or more")
+        elif amount >= MAX_MONEY:  # first: quantizing 1e19 to the nano-dollar raises
+            self.bad(column, f"{raw} is too large (under a billion dollars)")
         elif amount != amount.quantize(NANO):
             self.bad(column, f"{raw} is finer than a nano-dollar (9 decimal places)")
-        elif amount >= MAX_MONEY:
-            self.bad(column, f"{raw} is too large (under a billion dollars)")
         else:
             return amount
         return None

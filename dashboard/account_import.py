@@ -42,6 +42,7 @@ from dashboard.accounts import (
     write_users,
 )
 from dashboard.economics import Plan, RevenueLine, Term
+from dashboard.storable import unstorable
 from tracking.sqltypes import NANO
 
 KINDS = ("plans", "customers", "revenue")
@@ -402,6 +403,8 @@ def _key(cells: Mapping[str, str], name: str, what: str, required: bool = True) 
         return ""
     if len(value) > KEY_LENGTH:
         raise _Bad(f"{what} is longer than {KEY_LENGTH} characters")
+    if why := unstorable(value):
+        raise _Bad(f"{what} {why}")
     return value
 
 
@@ -454,8 +457,8 @@ def _currency(row: Mapping[str, str]) -> None:
 
 def _text(row: Mapping[str, str], name: str) -> str:
     value = _cell(row, name)
-    if "\x00" in value:
-        raise _Bad(f"{name} contains a NUL character")
+    if why := unstorable(value):
+        raise _Bad(f"{name} {why}")
     if len(value) > MAX_TEXT:
         raise _Bad(f"{name} is longer than {MAX_TEXT:,} characters")
     return value
@@ -634,6 +637,9 @@ def preview_import(
     columns, problems = resolve_columns(kind, header, mapping, preset)
     preview.columns, preview.problems = columns, problems
     if problems:
+        return preview
+    if not rows:  # not "0 rows read, none bad" with an Import button that imports nothing
+        preview.problems.append("the CSV has a header row and no data rows: nothing to import")
         return preview
     index = {c: i for i, c in reversed(list(enumerate(header)))}
     ctx = _Context(load_plans(conn), customer_ids(conn), load_users(conn))

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from dashboard.economics import Plan, RevenueLine, Term
+from dashboard.storable import unstorable
 from tracking.audit import record_change
 from tracking.schema import customer_users, customers, plans, revenue
 from tracking.sqltypes import NANO, plain_decimal
@@ -157,10 +158,10 @@ def money_problem(amount: Any, what: str, optional: bool = False) -> str | None:
         return f"{what} must be an exact amount of dollars, not {amount!r}"
     if amount < 0:
         return f"{what} is negative ({plain_decimal(amount)}): amounts are 0 or more"
+    if amount >= MAX_MONEY:  # first: quantizing 1e19 to the nano-dollar raises
+        return f"{what} {plain_decimal(amount)} is too large"
     if amount != amount.quantize(NANO):
         return f"{what} {plain_decimal(amount)} is finer than a nano-dollar (9 decimal places)"
-    if amount >= MAX_MONEY:
-        return f"{what} {plain_decimal(amount)} is too large"
     return None
 
 
@@ -171,13 +172,14 @@ def _key_problem(value: Any, what: str) -> str | None:
         return f"{what} {value!r} has spaces around it"
     if len(value) > KEY_LENGTH:
         return f"{what} is longer than {KEY_LENGTH} characters"
-    if "\x00" in value:
-        return f"{what} contains a NUL character"
+    if why := unstorable(value):
+        return f"{what} {why}"
     return None
 
 
 def _text_problem(value: str | None, what: str) -> str | None:
-    return f"{what} contains a NUL character" if value and "\x00" in value else None
+    why = unstorable(value) if value else None
+    return f"{what} {why}" if why else None
 
 
 def _days_problem(start: date | None, end: date | None, what: str) -> str | None:

@@ -17,6 +17,7 @@ from dashboard.budget_data import BudgetRow, PastPeriod, budget_rows, history
 from dashboard.budget_edits import LABELS, budgets_frame, plan_edits, save_plan
 from dashboard.db import engine
 from dashboard.formats import plural, usd
+from dashboard.md_escape import md_text
 from dashboard.notices import READ_ONLY, not_an_editor
 from tracking.budget_periods import PERIOD_KINDS
 from tracking.budget_store import Budget, BudgetError, list_budgets
@@ -160,7 +161,7 @@ def save(url: str, access: Access, stored: list[Budget], state: object) -> None:
     if plan.problems:
         st.error(
             "Nothing was saved. Fix these cells first:\n\n"
-            + "\n\n".join(f"- {p}" for p in plan.problems)
+            + "\n\n".join(f"- {md_text(p)}" for p in plan.problems)
         )
         return
     if plan.empty:
@@ -171,7 +172,9 @@ def save(url: str, access: Access, stored: list[Budget], state: object) -> None:
     try:
         save_plan(engine(url), plan, access.who or "")
     except BudgetError as exc:
-        st.error(f"Nothing was saved: {exc.reason}. Reload the page to see the budgets now.")
+        st.error(
+            f"Nothing was saved: {md_text(exc.reason)}. Reload the page to see the budgets now."
+        )
         return
     done = {"added": len(plan.adds), "changed": len(plan.changes), "removed": len(plan.removes)}
     parts = [f"{what} {plural(n, 'budget')}" for what, n in done.items() if n]

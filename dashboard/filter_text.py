@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from dashboard.md_escape import md_code
+
 _SEPARATORS = re.compile(r"[,\n]")
 
 
@@ -24,7 +26,7 @@ class Parsed:
         """One line for the page: which parts were ignored and why, or None."""
         if not self.ignored:
             return None
-        parts = "; ".join(f"`{part}`: {why}" for part, why in self.ignored)
+        parts = "; ".join(f"{md_code(part)}: {why}" for part, why in self.ignored)
         return f"Ignored in {what}: {parts}."
 
 
@@ -78,6 +80,6 @@ def parse_ids(text: str) -> Parsed:
         ids.append(value)
         if any(ch.isspace() for ch in value):
             notes.append(
-                f"`{value}` is read as one id with a space in it; separate ids with commas."
+                f"{md_code(value)} is read as one id with a space in it; separate ids with commas."
             )
     return Parsed(tuple(ids), (), tuple(notes))

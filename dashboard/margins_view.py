@@ -27,6 +27,7 @@ from dashboard.economics import (
 )
 from dashboard.formats import plural, usd
 from dashboard.margin_frames import customers_frame, money, plans_frame, top_text
+from dashboard.md_escape import md_text
 from tracking.pricing import load_price_book
 
 TTL = 60
@@ -49,7 +50,7 @@ def _decimal(label: str, default: str, key: str, help: str) -> Decimal | None:
     try:
         value = Decimal(text.strip() or "0")
     except InvalidOperation:
-        st.error(f"{label}: {text!r} is not a number")
+        st.error(f"{label}: {md_text(repr(text))} is not a number")
         return None
     if not value.is_finite() or value < 0:
         st.error(f"{label}: give 0 or more")
@@ -197,7 +198,8 @@ def detail_section(url: str, r: margin_data.MarginsReport) -> None:
     cols[1].metric("Its AI cost", usd(mine.ai_cost))
     cols[2].metric("Its margin", usd(mine.margin))
     cols[3].metric("Its users", f"{len(users):,}")
-    st.caption("Users: " + (", ".join(users[:50]) or "none") + (" …" if len(users) > 50 else ""))
+    shown = ", ".join(md_text(u) for u in users[:50]) or "none"
+    st.caption("Users: " + shown + (" …" if len(users) > 50 else ""))
     st.dataframe(
         pd.DataFrame(
             [
@@ -303,13 +305,13 @@ def calculators_section(url: str, r: margin_data.MarginsReport, s: Settings) -> 
     try:
         estimate = monthly_cost(lines, book, datetime.now(UTC))
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(md_text(exc))
         return
     st.metric("AI cost per month", usd(estimate.total))
     if estimate.unpriced:
         st.warning(
             "Unpriced (left out, not $0): "
-            + ", ".join(f"{e.line.provider}/{e.line.model}" for e in estimate.unpriced)
+            + ", ".join(md_text(f"{e.line.provider}/{e.line.model}") for e in estimate.unpriced)
         )
     fits = plan_fits(estimate, r.accounts.plans, int(seats), s.fee_pct, s.infra)
     st.dataframe(
@@ -329,7 +331,9 @@ def calculators_section(url: str, r: margin_data.MarginsReport, s: Settings) -> 
     try:
         ltv = lifetime_value(Decimal(margin_text), Decimal(churn_text))
     except (InvalidOperation, ValueError) as exc:
-        st.error(f"Lifetime value: {exc}" if isinstance(exc, ValueError) else "give numbers")
+        st.error(
+            f"Lifetime value: {md_text(exc)}" if isinstance(exc, ValueError) else "give numbers"
+        )
         return
     st.metric("Lifetime value", ltv.reason or usd(ltv.value or Decimal(0)))
     st.markdown("**AI cost per active user, by ISO week** (active: calls that week).")

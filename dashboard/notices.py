@@ -10,6 +10,7 @@ from dashboard import PAGES
 from dashboard.access import Access
 from dashboard.data import StoreState, store_state
 from dashboard.formats import plural
+from dashboard.md_escape import md_text
 
 ADD_PRICE = (
     "python -m tracking prices add --url URL --provider PROVIDER --model MODEL "
@@ -63,7 +64,8 @@ def unpriced_models(models: pd.DataFrame, calls: int) -> None:
     if not calls:
         return
     listed = ", ".join(
-        f"{row.provider}/{row.model} ({row.unpriced:,})" for row in models.head(8).itertuples()
+        f"{md_text(row.provider)}/{md_text(row.model)} ({row.unpriced:,})"
+        for row in models.head(8).itertuples()
     )
     more = f" and {len(models) - 8:,} more" if len(models) > 8 else ""
     st.warning(

@@ -15,6 +15,7 @@ from dashboard import price_table
 from dashboard.access import Access
 from dashboard.db import engine
 from dashboard.formats import plural
+from dashboard.md_escape import md_text
 from dashboard.notices import READ_ONLY, not_an_editor
 from dashboard.price_edits import (
     EDITOR_COLUMNS,
@@ -125,7 +126,7 @@ def _add_price(
         except ValueError as exc:
             errors.append(f"{unit}: {exc}")
     if errors:
-        st.error("Nothing was saved:\n\n" + "\n\n".join(f"- {e}" for e in errors))
+        st.error("Nothing was saved:\n\n" + "\n\n".join(f"- {md_text(e)}" for e in errors))
         return
     when = datetime.combine(start or utc_today(), time(), UTC)
     with engine(url).connect() as conn:
@@ -145,7 +146,7 @@ def _save(
     if plan.errors:
         st.error(
             "Nothing was saved. Fix these cells first:\n\n"
-            + "\n\n".join(f"- {e}" for e in plan.errors)
+            + "\n\n".join(f"- {md_text(e)}" for e in plan.errors)
         )
         return None
     if not plan.changes:
@@ -170,7 +171,7 @@ def _save(
         "Saved "
         + plural(len(lines), "change")
         + ":\n\n"
-        + "\n\n".join(f"- {x}" for x in lines)
+        + "\n\n".join(f"- {md_text(x)}" for x in lines)
         + "\n\nRunning trackers use it within a minute. To change the calls already stored, "
         "reprice them (Reprice tab)."
     )
@@ -236,13 +237,13 @@ def editor_section(
         conflicts = refused.conflicts
         st.error(
             "Not saved: another editor saved "
-            + ", ".join(f"{c.provider}/{c.model}" for c in conflicts)
+            + ", ".join(md_text(f"{c.provider}/{c.model}") for c in conflicts)
             + " after you began. Your edits are still in the table below; the prices now in "
             "force are:"
         )
         for c in conflicts:
             st.markdown(
-                f"**{c.provider}/{c.model}**: "
+                f"**{md_text(f'{c.provider}/{c.model}')}**: "
                 + (", ".join(f"{k} {v}" for k, v in c.current.items()) or "no price")
             )
         if st.button("Keep my edits and save them over these", key="pricing.rebase"):

@@ -33,6 +33,7 @@ from dashboard.price_table import (
     usual_pers,
     versions_in_force,
 )
+from dashboard.storable import unstorable
 from tracking.audit import record_change
 from tracking.price_store import RateRow, add_pattern, add_version, check_rate, lock_prices
 from tracking.schema import price_versions
@@ -204,10 +205,14 @@ def _read_rows(edited: pd.DataFrame, units: Iterable[str], plan: EditPlan) -> li
             bad("provider", "a provider is needed (as the calls name it, e.g. openai)")
         elif len(provider) > 64:
             bad("provider", "is longer than 64 characters")
+        elif why := unstorable(provider):
+            bad("provider", why)
         if not model:
             bad("model", "a model (or a pattern such as ft:gpt-4o-mini:*) is needed")
         elif len(model) > 200:
             bad("model", "is longer than 200 characters")
+        elif why := unstorable(model):
+            bad("model", why)
         if not unit:
             bad("unit", f"a unit is needed (one of {', '.join(known)})")
         elif unit not in known:
@@ -339,7 +344,9 @@ def plan_edits(
         after |= {k: _new_rate(r, stored.get(k), per_of_unit) for k, r in edits.items()}
         if set(after.values()) == set(before.values()):
             continue  # typed back to what the store holds ("2.50" for 2.5)
-        pattern = key[1] if any(ch in key[1] for ch in GLOB) else None
+        # a new model named with a glob is a pattern; a priced one keeps the mappings it has
+        # (an exact model named "**x**" must not become a pattern when its rates change)
+        pattern = key[1] if not starts.get(key) and any(ch in key[1] for ch in GLOB) else None
         order = sorted(after.values(), key=lambda r: (r.unit, r.variant, r.tier_above))
         plan.changes.append(
             ModelChange(key[0], key[1], tuple(before.values()), tuple(order), when, pattern)
@@ -496,7 +503,12 @@ def new_model_change(
     chosen = list(rates)
     if not provider:
         plan.errors.append(CellError(None, "provider", "a provider is needed"))
-    is_pattern = any(ch in name for ch in GLOB)
+    for column, text in (("provider", provider), ("model", name)):
+        if why := unstorable(text):
+            plan.errors.append(CellError(None, column, why))
+    # the model's own name is never a pattern, whatever it holds: a model called "**x**" or
+    # "a[b]" is priced as itself, and no other model that its name would match as a glob
+    is_pattern = name.lower() != called.lower() and any(ch in name for ch in GLOB)
     if is_pattern and not fnmatchcase(called.lower(), name.lower()):
         message = f"the pattern {name!r} does not match {called!r}, whose calls are to be priced"
         plan.errors.append(CellError(None, "model", message))

@@ -15,6 +15,7 @@ from dashboard.access import Access
 from dashboard.csv_export import frame_csv
 from dashboard.db import engine
 from dashboard.formats import plural
+from dashboard.md_escape import md_text
 from dashboard.notices import not_an_editor
 
 TTL = 60
@@ -45,7 +46,9 @@ def scheduled(url: str) -> list[str]:
     """The versions that take effect later, in words."""
     with engine(url).connect() as conn:
         found = price_table.scheduled_versions(conn, datetime.now(UTC))
-    return [f"{v.provider}/{v.model} from {v.effective_from:%Y-%m-%d %H:%M} UTC" for v in found]
+    return [
+        md_text(f"{v.provider}/{v.model} from {v.effective_from:%Y-%m-%d %H:%M} UTC") for v in found
+    ]
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
@@ -212,7 +215,9 @@ def superseded_note(url: str, now: datetime) -> None:
         return
     st.info(
         f"{plural(int(found['calls'].sum()), 'call')} ("
-        + ", ".join(f"{p}/{m}" for p, m in zip(found["provider"], found["model"], strict=True))
+        + ", ".join(
+            md_text(f"{p}/{m}") for p, m in zip(found["provider"], found["model"], strict=True)
+        )
         + ") were priced with a version an edit has since replaced for their time (a tracker "
         "prices with what it saw up to a minute before). Reprice those models from "
         f"{found['first'].min():%Y-%m-%d} to put them right."

@@ -16,6 +16,7 @@ from dashboard import cache
 from dashboard.access import Access
 from dashboard.db import engine
 from dashboard.formats import plural
+from dashboard.md_escape import md_text
 from dashboard.notices import READ_ONLY, not_an_editor
 from tracking.reprice import apply_reprice, plan_reprice
 from tracking.reprice_preview import Change, Preview, Selection
@@ -97,7 +98,7 @@ def reprice_section(url: str, access: Access, today: date) -> None:
             unpriced_only,
         )
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(md_text(exc))
         return
     if st.button("Preview", key="pricing.reprice_preview_button"):
         with engine(url).connect() as conn:
@@ -131,8 +132,9 @@ def reprice_section(url: str, access: Access, today: date) -> None:
 
 
 def show_preview(preview: Preview) -> None:
+    what = md_text(preview.selection.describe())
     st.markdown(
-        f"**{preview.selection.describe()}**: {plural(preview.selected, 'call')} selected, "
+        f"**{what}**: {plural(preview.selected, 'call')} selected, "
         f"{plural(preview.changed, 'call')} would change."
     )
     if not preview.selected:

@@ -28,6 +28,7 @@ from dashboard.economics.whatif import (
     simulate,
 )
 from dashboard.formats import usd
+from dashboard.md_escape import md_text
 from dashboard.notices import READ_ONLY, not_an_editor
 from dashboard.whatif_tables import (
     DRAFT_LABELS,
@@ -120,7 +121,7 @@ def levers(baseline: Baseline, rates: dict[str, Any]) -> Levers | None:
     if found.problems:
         st.error(
             "Nothing is simulated. Fix these cells first:\n\n"
-            + "\n\n".join(f"- {p}" for p in found.problems)
+            + "\n\n".join(f"- {md_text(p)}" for p in found.problems)
         )
         return None
     return Levers(
@@ -231,7 +232,7 @@ def whatif_section(url: str, access: Access, today: date) -> None:
         projection = simulate(baseline, chosen, rates, limits, draws=DRAWS)
         rows = sensitivity(baseline, chosen, rates)
     except LeverError as exc:
-        st.error(str(exc))
+        st.error(md_text(exc))
         return
     first = projection.months[0]
     cols = st.columns(3)
@@ -239,7 +240,7 @@ def whatif_section(url: str, access: Access, today: date) -> None:
     cols[1].metric("Month 1 projected", usd(first.cost))
     cols[2].metric(f"Total over {len(projection.months)} months", usd(projection.total))
     for note in projection.notes:
-        st.warning(note)
+        st.warning(md_text(note))
     frame = months_frame(projection)
     st.altair_chart(charts.projection_band(frame), width="stretch")
     st.dataframe(frame[["month", "cost_usd", "low_usd", "high_usd", "calls"]], hide_index=True)
@@ -250,7 +251,8 @@ def whatif_section(url: str, access: Access, today: date) -> None:
         st.subheader("Budgets")
         st.dataframe(budgets_frame(projection), hide_index=True)
     if skipped:
-        st.caption(f"Not projected (a user, customer or tag scope): {', '.join(skipped)}")
+        listed = ", ".join(md_text(name) for name in skipped)
+        st.caption(f"Not projected (a user, customer or tag scope): {listed}")
     st.subheader("Which lever moves the total most")
     tornado = tornado_frame(rows)
     st.altair_chart(charts.tornado(tornado, float(projection.total)), width="stretch")
@@ -288,7 +290,7 @@ def scenarios_section(
             try:
                 results.append((name, simulate(baseline, found[name].levers, rates, draws=0)))
             except LeverError as exc:
-                st.error(f"{name}: {exc}")
+                st.error(md_text(f"{name}: {exc}"))
         st.dataframe(scenarios.compare(results), hide_index=True)
     if access.can_edit and names:
         cols = st.columns([3, 1])
@@ -305,12 +307,13 @@ def save_scenario(url: str, access: Access, name: str, chosen: Levers) -> bool:
         with engine(url).begin() as conn:
             stored = scenarios.save_scenario(conn, name, chosen, access.who or "")
     except LeverError as exc:
-        st.error(str(exc))
+        st.error(md_text(exc))
         return False
     st.success(
-        f"Saved {name!r}, replacing the scenario of that name (its levers are in the audit log)."
+        f"Saved {md_text(repr(name))}, replacing the scenario of that name (its levers are in the"
+        " audit log)."
         if scenarios.replaced(stored)
-        else f"Saved {name!r}."
+        else f"Saved {md_text(repr(name))}."
     )
     return True
 
@@ -322,6 +325,6 @@ def delete_scenario(url: str, access: Access, name: str) -> None:
         with engine(url).begin() as conn:
             scenarios.delete_scenario(conn, name, access.who or "")
     except LeverError as exc:  # deleted in another session meanwhile
-        st.error(str(exc))
+        st.error(md_text(exc))
         return
     st.rerun()

@@ -16,6 +16,7 @@ from dashboard.budget_data import daily_spend, history
 from dashboard.budgets_view import AS_OF
 from dashboard.economics.budget_projection import project_budget
 from dashboard.formats import usd
+from dashboard.md_escape import md_plain
 from tests.test_pricing_page import (
     ENTRY,
     PASSWORD,
@@ -214,7 +215,7 @@ def test_bad_cells_are_named_and_nothing_is_saved(demo_app_store: Engine) -> Non
     edit(at, {0: {"tag": "team", "limit_usd": "75"}}, added_rows=[bad, good, {"limit_usd": "1"}])
     save(at)
     (error,) = at.error
-    lines = error.value.split("\n\n")
+    lines = md_plain(error.value).split("\n\n")
     assert lines[0] == "Nothing was saved. Fix these cells first:"
     assert lines[1:] == [
         "- Row 1, Tag (key=value): 'team': write key=value, e.g. team=growth",

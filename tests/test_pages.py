@@ -16,6 +16,7 @@ from sqlalchemy import Engine, func, select
 from streamlit.testing.v1 import AppTest
 
 from dashboard import demo
+from dashboard.md_escape import md_plain
 from dashboard.queries import MAX_GROUPS
 from dashboard.tables import UNKNOWN
 from tests.conftest import add_test_prices
@@ -271,7 +272,7 @@ def test_unpriced_calls_are_never_shown_as_zero(fresh: str, tmp_path: Path) -> N
     assert metrics(overview)["Today so far"] == "unpriced"  # the calls were logged today
     assert metrics(overview)["Month to date"] == "unpriced"
     (warning,) = overview.warning
-    assert "acme/house-model (3)" in warning.value and "prices add" in warning.value
+    assert "acme/house-model (3)" in md_plain(warning.value) and "prices add" in warning.value
     assert "prices reprice --url URL --unpriced" in warning.value
 
 

@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import price_table
 from dashboard.access import hash_password
+from dashboard.md_escape import md_plain
 from tests.conftest import assert_rollups_equal_the_calls
 from tracking.catalogue_store import load_catalogue
 from tracking.db import make_engine
@@ -115,7 +116,8 @@ def count(engine: Engine, table) -> int:
 
 
 def texts(elements) -> str:
-    return "\n".join(e.value for e in elements)
+    """The elements' text as the reader sees it (a name in a message is Markdown-escaped)."""
+    return "\n".join(md_plain(e.value) for e in elements)
 
 
 def test_the_page_shows_prices_in_force_and_unpriced_usage_first(demo_app_store: Engine) -> None:

@@ -21,6 +21,7 @@ from dashboard.economics.whatif import (
     sensitivity,
     simulate,
 )
+from dashboard.md_escape import md_plain
 from tracking.sqltypes import NANOS_PER_DOLLAR, from_nanos
 
 # dollars per token: $2.50 / $10 per 1M, and a model at exactly half of both
@@ -425,7 +426,7 @@ def test_the_whatif_tab_shows_the_simulators_figures(demo_app_store) -> None:
     assert list(compared["growth"]) == [*(str(m.cost) for m in want.months), str(want.total)]
 
     at.text_input(key="whatif.growth").input("lots").run()
-    assert "user_growth_pct: 'lots' is not a number" in [e.value for e in at.error]
+    assert "user_growth_pct: 'lots' is not a number" in [md_plain(e.value) for e in at.error]
 
 
 def test_a_draft_price_table_reprices_that_models_tokens() -> None:
@@ -550,7 +551,7 @@ def test_a_bad_cell_is_named_by_row_and_column_and_nothing_is_simulated(demo_app
     edit(at, "prices", [{"model": "openai/gpt-4o", "change_pct": "5"}, {"change_pct": "lots"}])
     edit(at, "moves", [{"feature": base.lines[0].feature, "to_model": unpriced}])
     edit(at, "drafts", [{"model": "openai/gpt-4o", "unit": "images", "usd_per_1m": "-1"}])
-    (error,) = [e.value for e in at.error]
+    (error,) = [md_plain(e.value) for e in at.error]
     assert error.startswith("Nothing is simulated. Fix these cells first:")
     for problem in (
         "Price changes, row 2, Model: '' is not a model as provider/model",

@@ -28,6 +28,7 @@ from tracking.budget_periods import (
     rolled_limit,
     split_days,
 )
+from tracking.events import plain_text
 from tracking.schema import (
     DEFAULT_THRESHOLDS,
     budgets,
@@ -101,6 +102,10 @@ def _text(name: str, value: Any, limit: int) -> None:
         raise BudgetError(name, f"{value!r} has spaces at its ends")
     if len(value) > limit:
         raise BudgetError(name, f"is longer than {limit} characters")
+    try:  # PostgreSQL's text refuses NUL; no UTF-8 encoder writes a lone surrogate
+        plain_text(name, value)
+    except ValueError:
+        raise BudgetError(name, "must not contain NUL characters or lone surrogates") from None
 
 
 def check_limit(value: Any) -> Decimal:
