@@ -640,7 +640,7 @@ def test_rate_limited_log_is_safe_across_threads(monkeypatch) -> None:
     from tracking import ratelog
 
     class Quiet:
-        def warning(self, *args: object) -> None:
+        def log(self, *args: object) -> None:
             pass
 
     monkeypatch.setattr(ratelog, "log", Quiet())

@@ -53,8 +53,10 @@ def unknown_revisions(connection: Connection) -> set[str]:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    heads = MigrationContext.configure(connection).get_current_heads()
-    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    with _alembic_quiet():  # run inside the host app, as the embedded store's upgrade
+        heads = MigrationContext.configure(connection).get_current_heads()
+        scripts = ScriptDirectory.from_config(alembic_config())
+        known = {rev.revision for rev in scripts.walk_revisions()}
     return set(heads) - known
 
 
