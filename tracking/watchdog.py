@@ -44,7 +44,6 @@ class Watchdog:
         self._fired: set[int] = set()
         self._live: dict[int, Any] = {}  # id(dbapi connection) -> the connection
         self._owners: dict[int, int] = {}  # id(dbapi connection) -> thread ident
-        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
 
@@ -74,7 +73,9 @@ class Watchdog:
         try:
             yield
         except Exception as exc:
-            if self._take_fired(ident):
+            with self._lock:
+                fired = ident in self._fired
+            if fired:
                 raise StoreTimeout(
                     f"the store did not answer {what} within {self.limit:g} s: "
                     "its connection was abandoned"
@@ -85,12 +86,6 @@ class Watchdog:
                 self._deadlines.pop(ident, None)
                 self._fired.discard(ident)
 
-    def _take_fired(self, ident: int) -> bool:
-        with self._lock:
-            fired = ident in self._fired
-            self._fired.discard(ident)
-            return fired
-
     # -- the engine's events ---------------------------------------------------------------------
     def _connected(self, dbapi_conn: Any, _record: Any) -> None:
         with self._lock:
@@ -98,7 +93,6 @@ class Watchdog:
 
     def _checked_out(self, dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
         with self._lock:
-            self._live[id(dbapi_conn)] = dbapi_conn
             self._owners[id(dbapi_conn)] = threading.get_ident()
 
     def _checked_in(self, dbapi_conn: Any, _record: Any) -> None:
@@ -132,7 +126,7 @@ class Watchdog:
             for ident in late:
                 self._abandon(ident)
             wait = min(pending, default=now + 1.0) - time.monotonic()
-            self._wake.wait(max(0.01, min(wait, 1.0)))
+            time.sleep(max(0.01, min(wait, 1.0)))
 
     def _abandon(self, ident: int) -> None:
         """End the late thread's wait: shut down its connections' sockets, and the idle ones'."""
