@@ -42,7 +42,7 @@ from dashboard.accounts import (
     write_users,
 )
 from dashboard.economics import Plan, RevenueLine, Term
-from dashboard.storable import unstorable
+from tracking.events import unstorable
 from tracking.sqltypes import NANO
 
 KINDS = ("plans", "customers", "revenue")

@@ -22,8 +22,8 @@ from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from dashboard.economics import Plan, RevenueLine, Term
-from dashboard.storable import unstorable
 from tracking.audit import record_change
+from tracking.events import unstorable
 from tracking.schema import customer_users, customers, plans, revenue
 from tracking.sqltypes import NANO, plain_decimal
 from tracking.write_lock import take_write_lock

@@ -33,8 +33,8 @@ from dashboard.price_table import (
     usual_pers,
     versions_in_force,
 )
-from dashboard.storable import unstorable
 from tracking.audit import record_change
+from tracking.events import unstorable
 from tracking.price_store import RateRow, add_pattern, add_version, check_rate, lock_prices
 from tracking.schema import price_versions
 

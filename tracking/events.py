@@ -129,9 +129,21 @@ def _encodable(text: str) -> bool:
 
 def plain_text(field: str, value: str) -> str:
     """A string both stores can hold: no NUL (PostgreSQL refuses it), no lone surrogate."""
-    if "\x00" in value or not (value.isascii() or _encodable(value)):
+    if unstorable(value) is not None:
         raise ValueError(f"{field} must not contain NUL characters or lone surrogates")
     return value
+
+
+def unstorable(text: str) -> str | None:
+    """Why neither store can hold ``text``, else None: a NUL (PostgreSQL's text refuses it) or
+    a lone surrogate (half of a character, which no UTF-8 encoder writes: a data editor's cell
+    can hold one, as the browser's JSON escapes it). The app's editors and CSV import refuse
+    such a cell by row with this reason."""
+    if "\x00" in text:
+        return "contains a NUL character"
+    if not (text.isascii() or _encodable(text)):
+        return "contains a lone surrogate (half of a character)"
+    return None
 
 
 def counter(limit: int) -> Callable[[str, object], int | None]:
