@@ -98,6 +98,22 @@ class _Segment:
         return self.revenue - self.ai_cost - self.fees - self.infra
 
 
+def summed(segments: Iterable[_Segment]) -> _Segment:
+    """The segments' figures added up, in one pass (a customer's, or a plan's customers')."""
+    total = _Segment()
+    for s in segments:
+        total.plan_revenue += s.plan_revenue
+        total.line_revenue += s.line_revenue
+        total.ai_cost += s.ai_cost
+        total.unpriced_calls += s.unpriced_calls
+        total.fees += s.fees
+        total.infra += s.infra
+        total.active_days += s.active_days
+        total.customer_month_units += s.customer_month_units
+        total.seat_month_units += s.seat_month_units
+    return total
+
+
 @dataclass
 class _Book:
     customer_id: str
@@ -242,26 +258,20 @@ def customer_margins(
         )
     result = []
     for book in books:
-        revenue = ai_cost = fees = infra = unpriced = 0
-        for s in book.segments.values():  # one pass: a customer has one segment or a few
-            revenue += s.plan_revenue + s.line_revenue
-            ai_cost += s.ai_cost
-            fees += s.fees
-            infra += s.infra
-            unpriced += s.unpriced_calls
-        margin = revenue - ai_cost - fees - infra
+        t = summed(book.segments.values())
+        revenue, margin = t.revenue, t.margin
         result.append(
             CustomerMargin(
                 customer_id=book.customer_id,
                 name=book.name,
                 plan=book.plan,
                 revenue=from_nanos(revenue),
-                ai_cost=from_nanos(ai_cost),
-                fees=from_nanos(fees),
-                infra=from_nanos(infra),
+                ai_cost=from_nanos(t.ai_cost),
+                fees=from_nanos(t.fees),
+                infra=from_nanos(t.infra),
                 margin=from_nanos(margin),
                 margin_pct=_pct(margin, revenue),
-                unpriced_calls=unpriced,
+                unpriced_calls=t.unpriced_calls,
                 active_days=book.active_days,
             )
         )

@@ -11,12 +11,12 @@ from fractions import Fraction
 from dashboard.economics.accounts import Plan, RevenueLine, Term
 from dashboard.economics.attribution import CostAttribution
 from dashboard.economics.margins import (
-    MONTH_UNITS,
     _Book,
     _OffTerm,
     _Segment,
     customer_books,
     percentile,
+    summed,
 )
 from dashboard.economics.money import Number, _exact, _nanos, _pct
 from tracking.sqltypes import NANOS_PER_DOLLAR, from_nanos
@@ -112,22 +112,10 @@ def plan_margins(
     for name in order:
         segments = seen[name]
         n = len(segments)
-        revenue = ai_cost = infra = fees = unpriced = month_units = seat_units = 0
-        profitable = 0
-        for s in segments:  # one pass over the plan's customers
-            s_revenue = s.plan_revenue + s.line_revenue
-            revenue += s_revenue
-            ai_cost += s.ai_cost
-            infra += s.infra
-            fees += s.fees
-            unpriced += s.unpriced_calls
-            month_units += s.customer_month_units
-            seat_units += s.seat_month_units
-            if s_revenue - s.ai_cost - s.fees - s.infra > 0:
-                profitable += 1
-        margin = revenue - ai_cost - fees - infra
-        customer_months = Fraction(month_units, MONTH_UNITS)
-        seat_months = Fraction(seat_units, MONTH_UNITS)
+        t = summed(segments)
+        revenue, ai_cost, infra, fees, margin = t.revenue, t.ai_cost, t.infra, t.fees, t.margin
+        customer_months, seat_months = t.customer_months, t.seat_months
+        profitable = sum(1 for s in segments if s.margin > 0)
         plan = plans.get(name) if name is not None else None
         included = plan.included_usage if plan is not None else None
         allowance = None
@@ -160,7 +148,7 @@ def plan_margins(
                 else price_for_margin(
                     from_nanos(ai_cost), from_nanos(infra), fee_pct, target_margin_pct, seat_months
                 ),
-                unpriced_calls=unpriced,
+                unpriced_calls=t.unpriced_calls,
             )
         )
     return result
