@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time
 import pandas as pd
 import streamlit as st
 
-from dashboard import price_table
+from dashboard import cache, price_table
 from dashboard.access import Access
 from dashboard.db import engine
 from dashboard.formats import plural
@@ -29,7 +29,7 @@ from dashboard.price_edits import (
     save_plan,
 )
 from dashboard.price_table import VARIANTS
-from dashboard.pricing_view import SAVED, forget, search_rows, unpriced
+from dashboard.pricing_view import SAVED, search_rows, unpriced
 from dashboard.reprice_panel import REPRICE_UNPRICED
 from tracking.price_store import RateRow
 
@@ -158,7 +158,7 @@ def _save(
     if result.conflicts:
         st.session_state[CONFLICTS] = result
         return result
-    forget()
+    cache.forget()
     discard_edits()
     lines = [
         f"{c.provider}/{c.model}: version {v} ({c.action}) in force from "

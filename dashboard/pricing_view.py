@@ -66,11 +66,6 @@ def superseded(url: str, now: datetime) -> pd.DataFrame:
         return price_table.superseded_calls(conn, since)
 
 
-def forget() -> None:
-    """After a write: every cached read of this page (and the others' totals) is stale."""
-    cache.forget()
-
-
 def search_rows(frame: pd.DataFrame, text: str) -> pd.DataFrame:
     """The rows whose provider or model contains every word of ``text`` (case-insensitive)."""
     words = text.lower().split()
@@ -143,7 +138,7 @@ def verify(url: str, access: Access, chosen: list[str], note: str | None) -> boo
     pairs = [tuple(name.split("/", 1)) for name in chosen]
     with engine(url).begin() as conn:
         count = price_table.mark_verified(conn, pairs, access.who or "", datetime.now(UTC), note)
-    forget()
+    cache.forget()
     st.session_state[SAVED] = f"Marked {plural(count, 'model')} verified."
     return True
 
