@@ -159,6 +159,19 @@ def configured(store_url: str, tmp_path) -> Iterator[str]:
     tracking.shutdown(timeout=5)
 
 
+@pytest.fixture
+def lenient(store_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """tracking as a host app runs it: bad input is counted and logged, never raised."""
+    import tracking
+
+    monkeypatch.delenv("UNITWISE_STRICT")
+    tracking.configure(
+        url=store_url, journal_path=str(tmp_path / "journal.jsonl"), flush_interval=0.05
+    )
+    yield store_url
+    tracking.shutdown(timeout=5)
+
+
 def add_test_prices(url: str) -> None:
     """gpt-4o style prices (per 1M tokens: $2.50 in, $1.25 cached in, $10 out) from 2024-01-01."""
     from datetime import UTC, datetime

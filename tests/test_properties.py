@@ -14,14 +14,12 @@ from __future__ import annotations
 import math
 import os
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -235,17 +233,6 @@ def call_count(url: str) -> int:
         n = conn.execute(select(func.count()).select_from(calls)).scalar_one()
     eng.dispose()
     return n
-
-
-@pytest.fixture
-def lenient(store_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """tracking as a host app runs it: bad input is counted and logged, never raised."""
-    monkeypatch.delenv("UNITWISE_STRICT")
-    tracking.configure(
-        url=store_url, journal_path=str(tmp_path / "journal.jsonl"), flush_interval=0.05
-    )
-    yield store_url
-    tracking.shutdown(timeout=5)
 
 
 @ON_STORE
