@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import pickle
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from tracking.events import uuid_of_int
 from tracking.otel_mapping import SPAN_NAMESPACE, SpanData, call_id, call_kwargs, count, is_genai
 
 START_NS = 1_767_225_600_123_456_789  # 2026-01-01 00:00:00.123456789 UTC
@@ -212,6 +215,25 @@ def test_the_call_id_is_the_same_for_every_export_of_a_span_and_differs_between_
     made = call_id(trace, span_id)
     assert made == uuid.UUID(bytes=digest[:16], version=5)
     assert (made.version, made.variant) == (5, uuid.RFC_4122)
+
+
+@pytest.mark.parametrize("value", [0, 1, 0x0AF7651916CD43DD8448EB211C80319C, (1 << 128) - 1])
+def test_a_uuid_made_without_the_constructor_is_the_constructors_in_every_use(value: int) -> None:
+    # call ids and uuid7 skip UUID()'s argument checks; what stores, sorts, hashes, copies,
+    # pickles and prints the id must not tell the difference
+    made, built = uuid_of_int(value), uuid.UUID(int=value)
+    assert type(made) is uuid.UUID and made == built and hash(made) == hash(built)
+    assert (str(made), made.bytes, made.hex, repr(made)) == (
+        str(built),
+        built.bytes,
+        built.hex,
+        repr(built),
+    )
+    assert made.is_safe is built.is_safe and made.version == built.version
+    assert pickle.loads(pickle.dumps(made)) == built and copy.deepcopy(made) == built  # noqa: S301 - its own bytes
+    assert not made < built and sorted([uuid.UUID(int=2), made])[0] == min(uuid.UUID(int=2), built)
+    with pytest.raises(TypeError):  # as immutable as any UUID
+        made.int = 5  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(

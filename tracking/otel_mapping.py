@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tracking.events import uuid_of_int
+
 # call ids of spans: a version-5 UUID of the trace and span ids, the same on every export
 SPAN_NAMESPACE = uuid.UUID("0b9f4c52-7d2e-4f0a-9c31-5e8a1d6b2f47")
 
@@ -131,7 +133,7 @@ def call_id(trace_id: int, span_id: int) -> uuid.UUID:
     value = int.from_bytes(
         hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16]
     )
-    return uuid.UUID(int=(value & _VERSION_5) | (5 << 76) | (0x8000 << 48))
+    return uuid_of_int((value & _VERSION_5) | (5 << 76) | (0x8000 << 48))
 
 
 def call_kwargs(span: SpanData, feature_attribute: str | None = None) -> dict[str, Any] | None:

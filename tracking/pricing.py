@@ -67,6 +67,7 @@ class Plan:
 
     denominator: int
     tiers: dict[str, tuple[tuple[int, int], ...]]
+    parts: tuple[str, ...] = ()  # the cache parts (TOKEN_PARTS) priced on their own
 
     @classmethod
     def of(cls, version: PriceVersion, batch: bool) -> Plan:
@@ -85,7 +86,7 @@ class Plan:
             unit: tuple((above, f.numerator * (denominator // f.denominator)) for above, f in pairs)
             for unit, pairs in exact.items()
         }
-        return cls(denominator, tiers)
+        return cls(denominator, tiers, tuple(part for part in TOKEN_PARTS if part in tiers))
 
 
 class Quote(NamedTuple):
@@ -125,11 +126,10 @@ def price_nanos(
     for unit, value in usage.items():
         if not value:
             continue
-        count = _exact(value)
+        count = value if type(value) is int else _exact(value)
         if unit == "input_tokens":
-            for part in TOKEN_PARTS:
-                if part in tiers:
-                    count -= _exact(usage.get(part) or 0)
+            for part in plan.parts:
+                count -= _exact(usage.get(part) or 0)
             if not count:
                 continue
         rates = tiers.get(unit)
@@ -137,7 +137,10 @@ def price_nanos(
             if unit in INFORMATIONAL or unit in TOKEN_PARTS:
                 continue
             return None
-        total += count * _multiple(rates, input_tokens)
+        above, multiple = rates[0]  # the highest tier: a call's only one, mostly
+        if above and input_tokens <= above:
+            multiple = _multiple(rates, input_tokens)
+        total += count * multiple
     if "requests" in tiers and usage.get("requests") is None:
         total += _multiple(tiers["requests"], input_tokens)  # a call is one request
     return _half_even(total, plan.denominator)
