@@ -240,3 +240,13 @@ def test_nano_dollars_are_written_as_decimal_writes_them() -> None:
     nanos = np.array([0, 1, 9, 10, 15, 100, 999, 1000, 10**9 - 1, 10**9, 2**62, -5, -(10**9)])
     assert _dollars(nanos).tolist() == [str(from_nanos(int(v))) for v in nanos]
     assert str(Decimal(15).scaleb(-9)) == "1.5E-8"  # the case the plain format would miss
+
+
+def test_a_calls_usage_holds_every_token_field_then_its_units() -> None:
+    # CallEvent.usage writes TOKEN_FIELDS out by hand: a field added to one must reach the other
+    event = CallEvent(
+        uuid.uuid4(), datetime.now(UTC), "openai", "gpt-4o", input_tokens=5, reasoning_tokens=2
+    )
+    event.units = {"requests": 1}
+    assert list(event.usage()) == [*TOKEN_FIELDS, "requests"]
+    assert event.usage() == {**{name: getattr(event, name) for name in TOKEN_FIELDS}, "requests": 1}

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Integer, String
 
-from tracking.schema import TOKEN_FIELDS, calls
+from tracking.schema import calls
 from tracking.sqltypes import NANO
 
 STATUSES = ("ok", "error")
@@ -54,7 +54,14 @@ class CallEvent:
 
     def usage(self) -> dict[str, int | float | None]:
         """Every billable count of the call, tokens and other units, by unit name."""
-        found: dict[str, int | float | None] = {name: getattr(self, name) for name in TOKEN_FIELDS}
+        # TOKEN_FIELDS written out (a test holds them equal): a third of the comprehension's time
+        found: dict[str, int | float | None] = {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+        }
         if self.units:
             found.update(self.units)
         return found

@@ -294,8 +294,13 @@ def price_event(book: PriceBook, event: CallEvent) -> None:
     if event.cost_source == "provider":
         event.priced = True
         return
-    quote = book.quote(event.provider, event.model, event.occurred_at, event.usage(), event.batch)
-    event.cost_usd = quote.cost
-    event.price_version_id = quote.version_id
-    event.cost_source = "computed" if quote.cost is not None else None
+    # ``book.quote`` written out: this runs on the host's thread for every call
+    version = book.version_at(event.provider, event.model, event.occurred_at)
+    nanos = None if version is None else price_nanos(version, event.usage(), event.batch)
+    if version is None or nanos is None:
+        event.cost_usd = event.price_version_id = event.cost_source = None
+    else:
+        event.cost_usd = from_nanos(nanos)
+        event.price_version_id = version.id
+        event.cost_source = "computed"
     event.priced = True
