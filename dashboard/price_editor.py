@@ -27,6 +27,7 @@ from dashboard.price_edits import (
     parse_rate_text,
     plan_edits,
     save_plan,
+    unstorable_cells,
 )
 from dashboard.price_table import VARIANTS
 from dashboard.pricing_view import SAVED, search_rows, unpriced
@@ -292,6 +293,11 @@ def editor_section(
         default_from = datetime.now(UTC) if when == "now" else datetime.combine(day, time(), UTC)
         with engine(url).connect() as conn:
             plan = plan_edits(conn, frame, edited, units, default_from)
+        # the editor leaves a row holding a lone surrogate out of ``edited``, so the frame's
+        # rows are numbered past it: such cells are named alone, from the editor's own state
+        unstorable = unstorable_cells(st.session_state.get(EDITOR) or {}, len(frame))
+        if unstorable:
+            plan = EditPlan(errors=unstorable)
         result = _save(url, access, plan, st.session_state[BASE], note or None)
         if result is not None and result.conflicts:
             st.rerun()

@@ -23,6 +23,7 @@ from dashboard.price_edits import (
     parse_tier,
     plan_edits,
     save_plan,
+    unstorable_cells,
 )
 from tests.conftest import add_test_prices
 from tracking.price_store import RateRow, add_version
@@ -515,3 +516,22 @@ def test_scheduled_versions_are_listed(priced: Engine) -> None:
     assert [(v.model, v.effective_from) for v in found] == [
         ("gpt-4o", datetime(2026, 7, 1, tzinfo=UTC))
     ]
+
+
+def test_unstorable_cells_are_numbered_as_the_table_numbers_its_rows() -> None:
+    # five rows shown, the second and fourth deleted: row 3 of the table is the fifth shown,
+    # the added rows follow the three kept; a NUL and a lone surrogate named, nothing else
+    state = {
+        "edited_rows": {"0": {"rate": "2"}, "4": {"model": "gpt\ud800"}, "3": {"model": "x\x00"}},
+        "added_rows": [
+            {"provider": "openai", "model": "ok"},
+            {"provider": "\udfff", "tier_above": 5},
+        ],
+        "deleted_rows": [1, 3],
+    }
+    found = [(e.row, e.column, e.message) for e in unstorable_cells(state, 5)]
+    assert found == [
+        (3, "model", "contains a lone surrogate (half of a character)"),
+        (5, "provider", "contains a lone surrogate (half of a character)"),
+    ]
+    assert unstorable_cells({}, 5) == [] and unstorable_cells({"added_rows": [None]}, 0) == []
