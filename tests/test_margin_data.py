@@ -21,6 +21,7 @@ from dashboard.margin_data import (
     week_costs,
 )
 from tests.conftest import add_test_prices
+from tests.test_margins import split_at_a_month
 from tracking.events import CallEvent, uuid7
 from tracking.schema import daily_user_rollups
 from tracking.sqltypes import to_nanos
@@ -145,3 +146,35 @@ def test_a_table_download_is_never_a_formula() -> None:
         "'\tx,-0.25",
         "Acme,3",
     ]
+
+
+def test_one_span_books_equal_the_general_loop_on_demo_data(engine: Engine, store_url: str) -> None:
+    """The one-span cache of ``customer_books`` (most demo customers) against its general loop,
+    which the same terms cut at a month boundary take: every figure equal, to the nano."""
+    add_test_prices(store_url)
+    end = date.today()
+    demo.load(engine, calls=2_000, days=70, seed=7, end=datetime.now(UTC))
+    start = end - timedelta(days=59)
+    with engine.connect() as conn:
+        accounts = load_accounts(conn)
+        rows = term_cost_rows(conn, start, end)
+    users: dict[str, list[str]] = {}
+    for user, customer in accounts.users.items():
+        users.setdefault(customer, []).append(user)
+    lines = list(accounts.revenue.values())
+    split = split_at_a_month(accounts.terms, start, end)
+    assert len(split) > len(accounts.terms)
+    got, want = (
+        customer_margins(
+            ts,
+            accounts.plans,
+            attribute_costs(rows, users, ts, start, end),
+            start,
+            end,
+            lines,
+            Decimal("2.9"),
+            Decimal("1.5"),
+        )
+        for ts in (accounts.terms, split)
+    )
+    assert got == want and len(got) > 10

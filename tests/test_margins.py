@@ -4,7 +4,9 @@ half-even to the nano-dollar, or to 0.01 for a percentage)."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import calendar
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
@@ -37,6 +39,7 @@ from dashboard.economics import (
 )
 from dashboard.economics.attribution import _spans
 from dashboard.economics.calculators import week_number, weeks_from_masks
+from dashboard.economics.revenue import _term_pieces, term_monthly_charge
 from tracking.pricing import PriceBook, PriceVersion, Rate
 
 D = Decimal
@@ -607,3 +610,61 @@ def test_one_terms_spans_are_those_of_the_general_rule(start: date, end: date | 
     assert [(s.first, s.last, s.term is None) for s in one] == [
         (s.first, s.last, s.term is None) for s in general
     ]
+
+
+# --- cached paths: equal to the plain ones ---------------------------------------------------
+
+
+def split_at_a_month(terms: list[Term], start: date, end: date) -> list[Term]:
+    """Each term crossing a month boundary inside [start, end] cut in two there: the same
+    revenue pieces, days and infra, but two spans, so ``customer_books`` takes its general
+    loop instead of the one-span cache."""
+    out = []
+    for t in terms:
+        first, last = max(t.start, start), min(t.end or end, end)
+        cut = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+        if first <= last and cut <= last:
+            out.append(dataclasses.replace(t, end=cut - timedelta(days=1)))
+            out.append(dataclasses.replace(t, start=cut))
+        else:
+            out.append(t)
+    return out
+
+
+def test_one_span_books_equal_the_general_loop() -> None:
+    start, end = date(2026, 1, 20), date(2026, 4, 10)  # four months of 31, 28, 31, 30 days
+    terms = [
+        Term("a", "A", "pro", date(2025, 6, 1), seats=3, discount_pct=D("12.5")),
+        Term("b", "B", "team", date(2026, 2, 10), date(2026, 3, 3)),
+        Term("c", "C", "annual", date(2026, 1, 1), date(2026, 4, 1), custom_price=D("7.77")),
+        Term("d", "D", "pro", date(2026, 3, 2), date(2026, 3, 9)),  # within one month
+        Term("e", "E", None, date(2026, 1, 25)),
+    ]
+    lines = [RevenueLine("b", date(2026, 2, 1), date(2026, 5, 31), D("100"), "setup")]
+    split = split_at_a_month(terms, start, end)
+    assert len(split) > len(terms)
+    for fee, infra in [(D("2.9"), D("7") / 3), (D(0), D(0)), (D("3.1"), D("0.000000001"))]:
+        got, want = (
+            customer_margins(
+                ts, PLANS, attribute_costs([], {}, ts, start, end), start, end, lines, fee, infra
+            )
+            for ts in (terms, split)
+        )
+        assert got == want
+
+
+def test_cached_term_pieces_equal_the_rule() -> None:
+    start, end = date(2026, 1, 20), date(2026, 4, 10)
+    for term in [
+        Term("a", "A", "pro", date(2025, 6, 1), seats=3, discount_pct=D("12.5")),
+        Term("c", "C", "annual", date(2026, 2, 3), custom_price=D("7.777777777")),
+        Term("f", "F", "annual", date(2026, 2, 3), seats=7),
+    ]:
+        for _ in range(2):  # made, then from the cache
+            pieces = _term_pieces(term, PLANS, start, end)
+            monthly = term_monthly_charge(term, PLANS)
+            first = max(term.start, start)
+            for (year, month), days, length, got in pieces:
+                assert length == calendar.monthrange(year, month)[1]
+                assert got == round(monthly * days / length * 1_000_000_000)  # half-even
+            assert sum(p[1] for p in pieces) == (end - first).days + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -173,12 +174,20 @@ def customer_books(
                 segment.plan_revenue += nanos
                 segment.seat_month_units += term.seats * days * (MONTH_UNITS // length)
         # the days each segment owns, by month: customer-months, active days, infra
+        owned = [span for span in customer.spans if span.term is not None]
+        if len(owned) == 1:  # most customers: one term owns its days, no split by month
+            key: SegmentKey = mine[owned[0].term].plan  # type: ignore[index]
+            units, days, infra_part = _owned_days(
+                owned[0].first, owned[0].last, infra_nanos, infra.denominator
+            )
+            segments[key].customer_month_units += units
+            segments[key].active_days += days
+            segments[key].infra += infra_part
+            owned = []
         month_days: dict[tuple[int, int], dict[SegmentKey, int]] = {}
         month_length: dict[tuple[int, int], int] = {}
-        for span in customer.spans:
-            if span.term is None:
-                continue
-            key: SegmentKey = mine[span.term].plan
+        for span in owned:
+            key = mine[span.term].plan  # type: ignore[index]
             for month, days, length in _months(span.first, span.last):
                 month_length[month] = length
                 by_key = month_days.setdefault(month, {})
@@ -229,6 +238,23 @@ def customer_books(
             name, plan = customer_id, None
         books.append(_Book(customer_id, name, plan, segments, active_days, has_lines))
     return books
+
+
+@functools.lru_cache(maxsize=4096)
+def _owned_days(
+    first: date, last: date, infra_nanos: int, infra_denominator: int
+) -> tuple[int, int, int]:
+    """The days [first, last] of one segment, the only one owning days in the period:
+    (customer-month units, active days, infra in nano-dollars), as the general loop of
+    ``customer_books`` sums them by month. Cached: most customers' one term covers the same
+    days of a period, and each month's rounding was made again for each of them."""
+    units = days = infra_part = 0
+    for _month, touched, length in _months(first, last):
+        units += touched * (MONTH_UNITS // length)
+        days += touched
+        if infra_nanos:
+            infra_part += _round_div(infra_nanos * touched, infra_denominator * length)
+    return units, days, infra_part
 
 
 def customer_margins(
