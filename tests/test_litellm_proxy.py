@@ -69,6 +69,7 @@ router_settings:
 """
 # the README's `litellm --config config.yaml --host 127.0.0.1 --port 4000`, on a free port
 COMMAND = ["--config", "config.yaml", "--host", "127.0.0.1", "--port"]
+BURST = 20
 CALLBACK = """\
 import tracking
 
@@ -153,6 +154,9 @@ def test_the_proxy_logs_each_call_once_priced_and_attributed(configured, stub, t
             client.chat.completions.create(model="gpt-4o", messages=messages)
         stub.reply(Reply(body=anthropic_message(CLAUDE, ANTHROPIC_USAGE)))
         client.chat.completions.create(model="claude-3-5-sonnet", messages=messages, max_tokens=10)
+        for _ in range(BURST):  # still queued in the proxy when it gets SIGTERM
+            stub.reply(Reply(body=openai_chat(GPT, OPENAI_USAGE)))
+            client.chat.completions.create(model="gpt-4o", messages=messages)
     finally:
         stopped = time.monotonic()
         proxy.send_signal(signal.SIGTERM)
@@ -160,9 +164,12 @@ def test_the_proxy_logs_each_call_once_priced_and_attributed(configured, stub, t
         stopping = time.monotonic() - stopped
     log = (tmp_path / "proxy.log").read_text()
     print(f"proxy start {startup:.1f} s, stop {stopping:.1f} s")
+    # uvicorn raises SIGTERM again after its shutdown: without tracking's handler that ended
+    # the process before atexit (rc -15) and the calls still queued were lost
+    assert proxy.returncode == 0, log[-3000:]
     rows = stored_calls(configured)
-    assert len(rows) == 6, log[-3000:]
-    chat, streamed, tagged, user_only, limited, claude = rows
+    assert len(rows) == 6 + BURST, log[-3000:]
+    chat, streamed, tagged, user_only, limited, claude = rows[:6]
 
     twin_openai(stub, Reply(body=openai_chat(GPT, OPENAI_USAGE)))
     twin_openai(
@@ -177,7 +184,7 @@ def test_the_proxy_logs_each_call_once_priced_and_attributed(configured, stub, t
     import tracking
 
     assert tracking.flush(10)
-    gpt_twin, stream_twin, limited_twin, claude_twin = stored_calls(configured)[6:]
+    gpt_twin, stream_twin, limited_twin, claude_twin = stored_calls(configured)[6 + BURST :]
     for row, twin in [
         (chat, gpt_twin),
         (streamed, stream_twin),
@@ -215,4 +222,4 @@ def test_the_proxy_logs_each_call_once_priced_and_attributed(configured, stub, t
     ]
     assert streamed.ttft_ms is not None
     assert (chat.user_id, chat.feature) == (None, None)
-    assert len({r.id for r in rows}) == 6
+    assert len({r.id for r in rows}) == 6 + BURST

@@ -30,6 +30,9 @@ name the client asked for.
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -61,6 +64,11 @@ _REQUEST_ID_HEADERS = ("llm_provider-x-request-id", "llm_provider-request-id")
 class UnitwiseLogger(CustomLogger):
     """LiteLLM's callback interface, each hook handing the call to ``log_call``; none raises."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "litellm.proxy.proxy_server" in sys.modules:  # loaded by the proxy's config
+            exit_on_sigterm()
+
     def log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:
         remember_attribution(kwargs)
 
@@ -83,6 +91,23 @@ class UnitwiseLogger(CustomLogger):
         self, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         log_call(kwargs, response_obj, failed=True)
+
+
+def exit_on_sigterm() -> None:
+    """Let SIGTERM end the proxy through ``atexit``, where tracking flushes its queue. The
+    proxy's uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler it
+    found, Python's default, which ends the process at once: the calls still queued were lost
+    (0 of 20 stored, against 20 of 20 after Ctrl-C). So the SIGTERM handler found (LiteLLM's,
+    which calls uvicorn's) is told SIGINT instead: the same graceful shutdown, then
+    KeyboardInterrupt, an orderly exit. Called at the proxy's start-up, in its main thread."""
+    try:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        handler = signal.getsignal(signal.SIGTERM)
+        if callable(handler) and "uvicorn" in sys.modules:  # uvicorn's, or LiteLLM's around it
+            signal.signal(signal.SIGTERM, lambda _sig, frame: handler(signal.SIGINT, frame))
+    except Exception as exc:
+        internal_error(exc)
 
 
 def log_call(kwargs: Any, response: Any, failed: bool) -> None:
