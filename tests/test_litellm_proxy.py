@@ -9,6 +9,7 @@ every call; each is compared with the same request and stub reply through ``trac
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import signal
@@ -45,7 +46,14 @@ from tests.test_litellm import (
     twin_openai,
 )
 
-pytest.importorskip("litellm.proxy.proxy_server")  # the proxy's own dependencies
+# the proxy's own dependencies (unitwise[litellm-proxy]), found without importing them: the proxy
+# takes seconds to import, and runs in its subprocess anyway
+PROXY_NEEDS = ("litellm", "orjson", "backoff", "apscheduler", "jwt", "fastapi_sso", "mcp", "uvloop")
+if any(importlib.util.find_spec(name) is None for name in PROXY_NEEDS):
+    pytest.skip(
+        "the LiteLLM proxy's requirements: pip install -e '.[litellm-proxy]'",
+        allow_module_level=True,
+    )
 
 ROOT = Path(__file__).resolve().parent.parent
 # what the README's "Using LiteLLM?" shows, the stub's address filled in
