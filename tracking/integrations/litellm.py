@@ -21,12 +21,18 @@ request's ``user``, then LiteLLM's ``end_user`` (the proxy's customer); ``featur
 ``metadata["feature"]``; tags from ``metadata["unitwise_tags"]`` (a dict) and LiteLLM's request
 tags (``metadata["tags"]``) as ``litellm_tags``; whatever is missing comes from the
 ``tracking.attribute`` block the call began in (kept with the call by ``log_pre_api_call``).
-On the proxy the client's ``metadata`` arrives as ``requester_metadata`` and is read the same
-way (the tests drive the SDK, not the proxy).
+On the proxy (tests/test_litellm_proxy.py runs the real one) the client's ``metadata`` and
+``user`` are read the same way; the proxy's own ``User-Agent: ...`` request tags are left out,
+and as it writes its model name (``model_group``) over the response's ``model``, the model
+stored is then the deployment's (``openai/gpt-4o`` -> ``gpt-4o``) and the requested model the
+name the client asked for.
 """
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -51,11 +57,17 @@ _OPERATIONS = {
 # failures with no answer from the provider: whether they were billed is unknown (unpriced)
 _UNANSWERED = {"Timeout", "APIConnectionError"}
 ATTRIBUTION = "unitwise_attribution"  # where the caller's attribution waits in LiteLLM's kwargs
+_AGENT_TAG = "User-Agent: "
 _REQUEST_ID_HEADERS = ("llm_provider-x-request-id", "llm_provider-request-id")
 
 
 class UnitwiseLogger(CustomLogger):
     """LiteLLM's callback interface, each hook handing the call to ``log_call``; none raises."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "litellm.proxy.proxy_server" in sys.modules:  # loaded by the proxy's config
+            exit_on_sigterm()
 
     def log_pre_api_call(self, model: Any, messages: Any, kwargs: Any) -> None:
         remember_attribution(kwargs)
@@ -81,6 +93,23 @@ class UnitwiseLogger(CustomLogger):
         log_call(kwargs, response_obj, failed=True)
 
 
+def exit_on_sigterm() -> None:
+    """Let SIGTERM end the proxy through ``atexit``, where tracking flushes its queue. The
+    proxy's uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler it
+    found, Python's default, which ends the process at once: the calls still queued were lost
+    (0 of 20 stored, against 20 of 20 after Ctrl-C). So the SIGTERM handler found (LiteLLM's,
+    which calls uvicorn's) is told SIGINT instead: the same graceful shutdown, then
+    KeyboardInterrupt, an orderly exit. Called at the proxy's start-up, in its main thread."""
+    try:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        handler = signal.getsignal(signal.SIGTERM)
+        if callable(handler) and "uvicorn" in sys.modules:  # uvicorn's, or LiteLLM's around it
+            signal.signal(signal.SIGTERM, lambda _sig, frame: handler(signal.SIGINT, frame))
+    except Exception as exc:
+        internal_error(exc)
+
+
 def log_call(kwargs: Any, response: Any, failed: bool) -> None:
     """Build and queue the call LiteLLM reports (no I/O); tracking's own errors stay here."""
     try:
@@ -90,9 +119,7 @@ def log_call(kwargs: Any, response: Any, failed: bool) -> None:
         payload = kwargs.get("standard_logging_object") or {}
         provider = payload.get("custom_llm_provider") or _params(kwargs).get("custom_llm_provider")
         fields = call_fields(kwargs, payload, response, failed)
-        model = field(response, "model") if not failed else None
-        if not isinstance(model, str) or not model:
-            model = fields["requested_model"] or "unknown"
+        model = served_model(payload, response, provider, failed) or "unknown"
         event = tracker.build(provider or "unknown", model, fields)
         if fields["tags"].get("usage_reported") is False:
             event.priced = True  # tokens unknown, not zero: the cost stays NULL, never $0
@@ -125,10 +152,11 @@ def call_fields(
     kwargs: Mapping[str, Any], payload: Mapping[str, Any], response: Any, failed: bool
 ) -> dict[str, Any]:
     """Everything but provider and model, as ``tracker.build`` takes it."""
-    requested = payload.get("model") or kwargs.get("model")
+    requested = payload.get("model_group") or payload.get("model") or kwargs.get("model")
+    provider = payload.get("custom_llm_provider") or _params(kwargs).get("custom_llm_provider")
     fields: dict[str, Any] = {
         "call_id": payload.get("litellm_call_id") or kwargs.get("litellm_call_id"),
-        "requested_model": requested if isinstance(requested, str) and requested else None,
+        "requested_model": _unprefixed(requested, provider),
         "operation": operation(kwargs.get("call_type") or payload.get("call_type")),
         "status": "error" if failed else "ok",
         "request_id": request_id(payload),
@@ -152,6 +180,25 @@ def call_fields(
     else:
         fields.update(usage_fields(usage))
     return fields
+
+
+def served_model(payload: Mapping[str, Any], response: Any, provider: Any, failed: bool) -> Any:
+    """The provider's model. The proxy writes its own model name (``model_group``, the name a
+    client asks for) over the response's ``model``: then, and on failure, it is the deployment's
+    model (``openai/gpt-4o`` in the config is ``gpt-4o``)."""
+    model = field(response, "model") if not failed else None
+    if isinstance(model, str) and model and model != payload.get("model_group"):
+        return model
+    deployment = _unprefixed(payload.get("model"), provider)
+    return deployment or (model if isinstance(model, str) and model else None)
+
+
+def _unprefixed(model: object, provider: object) -> str | None:
+    """``openai/gpt-4o`` -> ``gpt-4o``: the provider is stored on its own."""
+    if not isinstance(model, str) or not model:
+        return None
+    prefix = f"{provider}/" if isinstance(provider, str) and provider else None
+    return model[len(prefix) :] if prefix and model.startswith(prefix) else model
 
 
 def litellm_cost(cost: float) -> str:
@@ -212,8 +259,11 @@ def attribution(kwargs: Mapping[str, Any], payload: Mapping[str, Any]) -> dict[s
         **_mapping(metadata.get("unitwise_tags")),
     }
     request_tags = payload.get("request_tags") or metadata.get("tags")
-    if isinstance(request_tags, list) and request_tags:
-        tags["litellm_tags"] = [str(tag) for tag in request_tags]
+    if isinstance(request_tags, list):
+        # the proxy adds the client's User-Agent to every request's tags: not the caller's tags
+        found_tags = [str(tag) for tag in request_tags if not str(tag).startswith(_AGENT_TAG)]
+        if found_tags:
+            tags["litellm_tags"] = found_tags
     found: dict[str, Any] = {"tags": tags}
     if isinstance(user, str) and user:
         found["user_id"] = user
