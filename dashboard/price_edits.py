@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine, func, select
 
+from dashboard.editor_state import unstorable_cells as editor_cells
 from dashboard.formats import cell_message
 from dashboard.price_table import (
     VARIANTS,
@@ -187,25 +188,9 @@ class _Row:
 
 
 def unstorable_cells(state: Mapping[str, Any], shown: int) -> list[CellError]:
-    """The cells of the editor's own state (``edited_rows``, ``added_rows``, ``deleted_rows``)
-    whose text no store can hold, numbered as ``_read_rows`` numbers the frame's rows (rows
-    kept of the ``shown`` ones, then the added ones). Read from the state, not the frame: a
-    lone surrogate (which the browser's JSON can carry) makes Streamlit's editor leave its whole
-    row out of the frame it returns (pyarrow cannot encode it), so the frame alone would save
-    the other rows and say nothing of that one."""
-    deleted = {int(p) for p in state.get("deleted_rows") or ()}
-    kept = [p for p in range(shown) if p not in deleted]
-    number_of = {p: n for n, p in enumerate(kept, start=1)}
-    cells = [
-        (number_of.get(int(p)), changes) for p, changes in (state.get("edited_rows") or {}).items()
-    ]
-    cells += [(len(kept) + i, row) for i, row in enumerate(state.get("added_rows") or (), 1)]
-    found: list[CellError] = []
-    for number, changes in cells:
-        for column, value in (changes or {}).items():
-            if number is not None and isinstance(value, str) and (why := unstorable(value)):
-                found.append(CellError(number, column, why))
-    return found
+    """The editor state's cells no store can hold (``editor_state.unstorable_cells``), which
+    Streamlit leaves out of the table it returns, as the page's cell errors."""
+    return [CellError(row, column, why) for row, column, why in editor_cells(state, shown)]
 
 
 def _read_rows(edited: pd.DataFrame, units: Iterable[str], plan: EditPlan) -> list[_Row]:

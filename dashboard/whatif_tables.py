@@ -24,6 +24,8 @@ MOVE_LABELS = {
     "output_ratio": "Output tokens x",
 }
 DRAFT_LABELS = {"model": "Model", "unit": "Unit", "usd_per_1m": "$ per 1M tokens"}
+# each table's name in its cells' problems, by the page's key of it
+TABLE_NAMES = {"prices": "Price changes", "drafts": "Draft prices", "moves": "Feature moves"}
 _SOME_MODEL = "provider/model"  # a well-formed model, for checking one other cell at a time
 
 
@@ -83,7 +85,7 @@ def _move(feature: str, to_model: str, **given: Any) -> Move:
 def _drafts(
     rows: Sequence[Mapping[str, Any]],
 ) -> tuple[dict[str, dict[str, Decimal]], list[CellProblem]]:
-    table, labels = "Draft prices", DRAFT_LABELS
+    table, labels = TABLE_NAMES["drafts"], DRAFT_LABELS
     drafts: dict[str, dict[str, Decimal]] = {}
     problems = []
     for n, cells in enumerate(_rows(rows, labels), start=1):
@@ -110,7 +112,7 @@ def _drafts(
 
 
 def _prices(rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Decimal], list[CellProblem]]:
-    table, labels = "Price changes", PRICE_LABELS
+    table, labels = TABLE_NAMES["prices"], PRICE_LABELS
     prices: dict[str, Decimal] = {}
     problems = []
     for n, cells in enumerate(_rows(rows, labels), start=1):
@@ -137,7 +139,7 @@ def _prices(rows: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Decimal], list
 def _moves(
     rows: Sequence[Mapping[str, Any]], rates: Rates, drafts: Mapping[str, Mapping[str, Decimal]]
 ) -> tuple[tuple[Move, ...], list[CellProblem]]:
-    table, labels = "Feature moves", MOVE_LABELS
+    table, labels = TABLE_NAMES["moves"], MOVE_LABELS
     moves: list[Move] = []
     problems = []
     for n, cells in enumerate(_rows(rows, labels), start=1):

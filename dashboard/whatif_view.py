@@ -27,6 +27,7 @@ from dashboard.economics.whatif import (
     sensitivity,
     simulate,
 )
+from dashboard.editor_state import unstorable_cells
 from dashboard.formats import usd
 from dashboard.md_escape import md_text
 from dashboard.notices import READ_ONLY, not_an_editor
@@ -34,6 +35,8 @@ from dashboard.whatif_tables import (
     DRAFT_LABELS,
     MOVE_LABELS,
     PRICE_LABELS,
+    TABLE_NAMES,
+    CellProblem,
     TableLevers,
     read_tables,
     table_rows,
@@ -62,16 +65,25 @@ def inputs(
 
 
 def _editor(
-    name: str, title: str, labels: dict[str, str], config: dict[str, Any]
+    name: str,
+    title: str,
+    labels: dict[str, str],
+    config: dict[str, Any],
+    dropped: list[CellProblem],
 ) -> list[dict[str, Any]]:
-    """One lever table (its rows as loaded from a scenario, else empty), as edited."""
+    """One lever table (its rows as loaded from a scenario, else empty), as edited; cells the
+    returned table cannot carry are added to ``dropped``."""
     st.markdown(title)
     rows = st.session_state.get(ROWS, {}).get(name, [])
     frame = pd.DataFrame(rows, columns=list(labels), dtype="object")
     config = {c: st.column_config.TextColumn(label) for c, label in labels.items()} | config
+    key = editor_key(name)
     edited = st.data_editor(
-        frame, key=editor_key(name), num_rows="dynamic", hide_index=True, column_config=config
+        frame, key=key, num_rows="dynamic", hide_index=True, column_config=config
     )
+    # a row Streamlit left out of ``edited`` for its text: named, so nothing is simulated
+    for row, column, why in unstorable_cells(st.session_state.get(key) or {}, len(frame)):
+        dropped.append(CellProblem(TABLE_NAMES[name], row, labels.get(column, column), why))
     return list(edited.to_dict("records"))
 
 
@@ -88,20 +100,25 @@ def tables(baseline: Baseline, rates: dict[str, Any]) -> TableLevers:
     def pick(labels: dict[str, str], column: str, options: list[str]) -> dict[str, Any]:
         return {column: st.column_config.SelectboxColumn(labels[column], options=options)}
 
+    dropped: list[CellProblem] = []
     left, right = st.columns(2)
     with left:
         title = "**Price changes** (a model's price up or down in %)"
-        prices = _editor("prices", title, PRICE_LABELS, pick(PRICE_LABELS, "model", models))
+        prices = _editor(
+            "prices", title, PRICE_LABELS, pick(PRICE_LABELS, "model", models), dropped
+        )
     with right:
         title = "**Draft price table** (dollars per 1M tokens; other units kept)"
         units = list(RATE_UNITS)
-        drafts = _editor("drafts", title, DRAFT_LABELS, pick(DRAFT_LABELS, "unit", units))
+        drafts = _editor("drafts", title, DRAFT_LABELS, pick(DRAFT_LABELS, "unit", units), dropped)
     title = (
         "**Feature moves** (from model blank: from every model; a target needs a price, "
         "current or drafted; token ratios blank: 1)"
     )
     choices = pick(MOVE_LABELS, "feature", features) | pick(MOVE_LABELS, "from_model", models)
-    moves = _editor("moves", title, MOVE_LABELS, choices)
+    moves = _editor("moves", title, MOVE_LABELS, choices, dropped)
+    if dropped:  # the tables' row numbers are off by the rows left out: these alone
+        return TableLevers(problems=dropped)
     return read_tables(prices, moves, drafts, rates)
 
 

@@ -566,6 +566,19 @@ def test_a_bad_cell_is_named_by_row_and_column_and_nothing_is_simulated(demo_app
     assert not [b for b in at.button if b.key == "whatif.save"]  # nothing to save either
 
 
+def test_a_lone_surrogate_in_a_lever_cell_is_named_not_dropped(demo_app_store) -> None:
+    # Streamlit's editor leaves such a row out of the table it returns: the page reads the
+    # editor's own state, names the row, and simulates nothing (a row silently missing would
+    # project a spend without the lever the user sees in the table)
+    at = whatif_page(demo_app_store)
+    edit(at, "prices", [{"model": "openai/gpt-4o", "change_pct": "5"}, {"change_pct": "1\ud800"}])
+    (error,) = [md_plain(e.value) for e in at.error]
+    assert error.startswith("Nothing is simulated. Fix these cells first:")
+    assert "Price changes, row 2, Change %: contains a lone surrogate" in error
+    assert "row 1" not in error
+    assert not at.metric
+
+
 def test_a_scenario_with_several_levers_saves_and_loads_back_whole(demo_app_store) -> None:
     from dashboard.scenarios import list_scenarios
     from dashboard.whatif_tables import table_rows
