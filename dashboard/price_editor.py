@@ -291,13 +291,14 @@ def editor_section(
     note = st.text_input("Why (kept in the audit log)", key=NOTE)
     if st.button("Save as new versions", type="primary", key="pricing.save"):
         default_from = datetime.now(UTC) if when == "now" else datetime.combine(day, time(), UTC)
-        with engine(url).connect() as conn:
-            plan = plan_edits(conn, frame, edited, units, default_from)
         # the editor leaves a row holding a lone surrogate out of ``edited``, so the frame's
         # rows are numbered past it: such cells are named alone, from the editor's own state
         unstorable = unstorable_cells(st.session_state.get(EDITOR) or {}, len(frame))
         if unstorable:
             plan = EditPlan(errors=unstorable)
+        else:
+            with engine(url).connect() as conn:
+                plan = plan_edits(conn, frame, edited, units, default_from)
         result = _save(url, access, plan, st.session_state[BASE], note or None)
         if result is not None and result.conflicts:
             st.rerun()

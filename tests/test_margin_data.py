@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy import Engine, select
 
 from dashboard import demo
+from dashboard.account_edits import users_by_customer
 from dashboard.accounts import load_accounts, write_plans, write_terms, write_users
 from dashboard.economics import Plan, Term, attribute_costs, customer_margins
 from dashboard.economics.attribution import _by_customer, _Customer
@@ -158,9 +159,7 @@ def test_one_span_books_equal_the_general_loop_on_demo_data(engine: Engine, stor
     with engine.connect() as conn:
         accounts = load_accounts(conn)
         rows = term_cost_rows(conn, start, end)
-    users: dict[str, list[str]] = {}
-    for user, customer in accounts.users.items():
-        users.setdefault(customer, []).append(user)
+    users = users_by_customer(accounts.users)
     lines = list(accounts.revenue.values())
     split = split_at_a_month(accounts.terms, start, end)
     assert len(split) > len(accounts.terms)

@@ -281,14 +281,11 @@ def moment(value: object) -> datetime:
         raise ValueError(f"occurred_at must be a datetime, got {type(value).__name__}")
     if value.year >= 9999:  # its month's partition would end past what a datetime can hold
         raise ValueError(f"occurred_at must be before the year 9999, got {value.isoformat()}")
-    zone = value.tzinfo
-    when = (
-        value
-        if zone is UTC
-        else value.replace(tzinfo=UTC)
-        if zone is None
-        else value.astimezone(UTC)
-    )
+    when = value  # a UTC datetime (the integrations' and spans') as it is
+    if value.tzinfo is None:
+        when = value.replace(tzinfo=UTC)
+    elif value.tzinfo is not UTC:
+        when = value.astimezone(UTC)
     # a call cannot have happened tomorrow: a clock or unit mistake would open the app there
     if when - datetime.now(UTC) > MAX_AHEAD:
         raise ValueError(

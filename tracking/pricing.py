@@ -294,13 +294,10 @@ def price_event(book: PriceBook, event: CallEvent) -> None:
     if event.cost_source == "provider":
         event.priced = True
         return
-    # ``book.quote`` written out: this runs on the host's thread for every call
-    version = book.version_at(event.provider, event.model, event.occurred_at)
-    nanos = None if version is None else price_nanos(version, event.usage(), event.batch)
-    if version is None or nanos is None:
-        event.cost_usd = event.price_version_id = event.cost_source = None
-    else:
-        event.cost_usd = from_nanos(nanos)
-        event.price_version_id = version.id
-        event.cost_source = "computed"
+    # in nanos, as repricing does: no Quote nor price_usage layer on the host's thread
+    nanos, event.price_version_id = book.quote_nanos(
+        event.provider, event.model, event.occurred_at, event.usage(), event.batch
+    )
+    event.cost_usd = None if nanos is None else from_nanos(nanos)
+    event.cost_source = None if nanos is None else "computed"
     event.priced = True

@@ -118,7 +118,7 @@ def log_call(kwargs: Any, response: Any, failed: bool) -> None:
             return
         payload = kwargs.get("standard_logging_object") or {}
         provider = payload.get("custom_llm_provider") or _params(kwargs).get("custom_llm_provider")
-        fields = call_fields(kwargs, payload, response, failed)
+        fields = call_fields(kwargs, payload, response, failed, provider)
         model = served_model(payload, response, provider, failed) or "unknown"
         event = tracker.build(provider or "unknown", model, fields)
         if fields["tags"].get("usage_reported") is False:
@@ -149,11 +149,15 @@ def remember_attribution(kwargs: Any) -> None:
 
 
 def call_fields(
-    kwargs: Mapping[str, Any], payload: Mapping[str, Any], response: Any, failed: bool
+    kwargs: Mapping[str, Any],
+    payload: Mapping[str, Any],
+    response: Any,
+    failed: bool,
+    provider: Any,
 ) -> dict[str, Any]:
-    """Everything but provider and model, as ``tracker.build`` takes it."""
+    """Everything but provider and model, as ``tracker.build`` takes it (``provider``, as
+    LiteLLM names it, takes its prefix off the requested model)."""
     requested = payload.get("model_group") or payload.get("model") or kwargs.get("model")
-    provider = payload.get("custom_llm_provider") or _params(kwargs).get("custom_llm_provider")
     fields: dict[str, Any] = {
         "call_id": payload.get("litellm_call_id") or kwargs.get("litellm_call_id"),
         "requested_model": _unprefixed(requested, provider),
