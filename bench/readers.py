@@ -89,7 +89,10 @@ def serve_readers(url: str, sessions: int, think: float, pipe: Connection) -> No
         errors: list[str] = []
 
         threads = [
-            threading.Thread(target=session, args=(engine, f, n, think, stop, samples, errors))
+            # daemons: should this child fail, its sessions must not go on reading for ever
+            threading.Thread(
+                target=session, args=(engine, f, n, think, stop, samples, errors), daemon=True
+            )
             for n in range(sessions)
         ]
         for t in threads:

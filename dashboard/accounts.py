@@ -157,12 +157,19 @@ def money_problem(amount: Any, what: str, optional: bool = False) -> str | None:
     if not isinstance(amount, Decimal) or not amount.is_finite():
         return f"{what} must be an exact amount of dollars, not {amount!r}"
     if amount < 0:
-        return f"{what} is negative ({plain_decimal(amount)}): amounts are 0 or more"
+        return f"{what} is negative ({_shown(amount)}): amounts are 0 or more"
     if amount >= MAX_MONEY:  # first: quantizing 1e19 to the nano-dollar raises
-        return f"{what} {plain_decimal(amount)} is too large"
+        return f"{what} {_shown(amount)} is too large (under a billion dollars)"
     if amount != amount.quantize(NANO):
         return f"{what} {plain_decimal(amount)} is finer than a nano-dollar (9 decimal places)"
     return None
+
+
+def _shown(amount: Decimal) -> str:
+    """An amount as a message shows it: exact when short, else in powers of ten (1e309 is not
+    worth 310 digits on the page)."""
+    text = plain_decimal(amount)
+    return text if len(text) <= 24 else f"{amount:.6g}"
 
 
 def _key_problem(value: Any, what: str) -> str | None:

@@ -21,6 +21,7 @@ from dashboard.accounts import (
     load_revenue,
     load_terms,
     load_users,
+    money_problem,
     revenue_id,
     write_plans,
     write_revenue,
@@ -659,3 +660,18 @@ def test_demo_accounts_fit_the_demo_calls(engine: Engine) -> None:
     assert counts(engine) == before
     with engine.connect() as conn:
         assert load_accounts(conn) == accounts
+
+
+@pytest.mark.parametrize(
+    ("amount", "shown"),
+    [
+        ("1e309", "price 1e+309 is too large (under a billion dollars)"),
+        ("1000000000", "price 1000000000 is too large (under a billion dollars)"),
+        ("-1e40", "price is negative (-1e+40): amounts are 0 or more"),
+        ("0.0000000001", "price 0.0000000001 is finer than a nano-dollar (9 decimal places)"),
+    ],
+)
+def test_an_amount_out_of_range_is_named_briefly(amount: str, shown: str) -> None:
+    """A huge amount is shown in powers of ten, not as 310 digits; a short one exactly, and a
+    too-fine one always exactly (the digits are what is wrong with it)."""
+    assert money_problem(Decimal(amount), "price") == shown

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import func, insert, inspect, select
+import pytest
+from sqlalchemy import func, insert, inspect, select, text
 
+from tests.conftest import new_pg_database
 from tracking.schema import call_ids, calls, daily_rollups, metadata
 
 
@@ -241,3 +243,83 @@ def test_migration_0006_adds_scenarios_and_alerts_sent_to_a_0005_store(engine) -
     assert {"scenarios", "alerts_sent"} <= names
     keys = inspect(engine).get_pk_constraint("alerts_sent")["constrained_columns"]
     assert keys == ["alert_key", "channel"]
+
+
+def _time_indexes(conn) -> dict[str, tuple[str, list[str] | None, bool]]:
+    """Each BRIN index on the calls and their partitions: {table: (index, options, valid)}."""
+    rows = conn.execute(
+        text(
+            "SELECT t.relname, i.relname, i.reloptions, x.indisvalid FROM pg_index x"
+            " JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid"
+            " JOIN pg_am a ON a.oid = i.relam"
+            " WHERE a.amname = 'brin' AND t.relname LIKE 'calls%'"
+        )
+    )
+    return {table: (index, options, valid) for table, index, options, valid in rows}
+
+
+@pytest.mark.postgres
+def test_migration_0007_makes_the_time_index_summarize_each_range_as_it_fills(tmp_path) -> None:
+    """A 0006 store with calls in two months: after 0007 the calls' BRIN index and each
+    partition's copy are summarized as their ranges fill (without it a time range reads every
+    page since the last VACUUM), named as before, and a month added later copies the option;
+    every call is still there; the downgrade puts the option back."""
+    import tracking
+    from tracking.db import make_engine
+    from tracking.migrate import downgrade, upgrade
+    from tracking.partitions import ensure_months
+
+    with new_pg_database("unitwise_brin") as url:
+        engine = make_engine(url)
+        try:
+            upgrade(engine, "0006")
+            tracking.configure(url=url, journal_path=str(tmp_path / "j.jsonl"))
+            for month in (10, 11):
+                for day in (1, 15):
+                    at = datetime(2026, month, day, 12, tzinfo=UTC)
+                    tracking.record(provider="openai", model="gpt-4o", occurred_at=at)
+            assert tracking.flush(10)
+            tracking.shutdown()
+            with engine.connect() as conn:
+                before = _time_indexes(conn)
+            # the writer also made this month's and next month's partitions
+            assert {"calls", "calls_y2026m10", "calls_y2026m11"} <= set(before)
+            assert all(options is None for _, options, _ in before.values())
+
+            upgrade(engine)
+            with engine.begin() as conn:
+                ensure_months(conn, [(2027, 3)])
+            with engine.connect() as conn:
+                after = _time_indexes(conn)
+                attached = set(
+                    conn.execute(
+                        text(
+                            "SELECT c.relname FROM pg_inherits i JOIN pg_class c"
+                            " ON c.oid = i.inhrelid WHERE i.inhparent = CAST(:parent AS regclass)"
+                        ),
+                        {"parent": "ix_calls_occurred_at"},
+                    ).scalars()
+                )
+                counted = conn.execute(select(func.count()).select_from(calls)).scalar_one()
+            named = {table: f"{table}_occurred_at_idx" for table in before if table != "calls"}
+            named |= {
+                "calls": "ix_calls_occurred_at",
+                "calls_y2027m03": "calls_y2027m03_occurred_at_idx",
+            }
+            assert after == {
+                table: (index, ["autosummarize=on"], True) for table, index in named.items()
+            }
+            assert before["calls"][0] == "ix_calls_occurred_at"
+            assert counted == 4
+            # each partition's index belongs to the parent, so the planner prunes through it
+            assert attached == {index for table, index in named.items() if table != "calls"}
+
+            downgrade(engine, "0006")
+            with engine.connect() as conn:
+                down = _time_indexes(conn)
+            assert {table: options for table, (_, options, _) in down.items()} == {
+                table: ["autosummarize=off"] for table in after
+            }
+            upgrade(engine)
+        finally:
+            engine.dispose()
