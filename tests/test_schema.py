@@ -323,3 +323,61 @@ def test_migration_0007_makes_the_time_index_summarize_each_range_as_it_fills(tm
             upgrade(engine)
         finally:
             engine.dispose()
+
+
+def test_head_is_the_newest_migration() -> None:
+    from alembic.script import ScriptDirectory
+
+    from tracking.migrate import alembic_config
+    from tracking.revision import HEAD
+
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD
+
+
+START_AND_RECORD = """
+import sys, tracking
+tracking.configure(url=sys.argv[1], journal_path=sys.argv[2], flush_interval=0.05)
+tracking.record(provider="openai", model="gpt-4o", input_tokens=1000, output_tokens=10)
+assert tracking.flush(30)
+print("alembic" in sys.modules, tracking.stats()["written"])
+tracking.shutdown()
+"""
+
+
+@pytest.mark.parametrize("at", ["head", "0006", None], ids=["current", "older", "new"])
+def test_the_embedded_store_is_upgraded_only_when_it_is_not_current(tmp_path, at) -> None:
+    """A writer starting on a current SQLite store writes without importing Alembic (its import
+    and scripts held the first write back by 150-220 ms); an older store is still upgraded,
+    a new one made, and both priced."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tracking.catalogue_store import load_catalogue_if_empty
+    from tracking.db import make_engine
+    from tracking.migrate import upgrade
+    from tracking.revision import HEAD
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    if at is not None:  # made as ``python -m tracking migrate`` makes it: with the catalogue
+        upgrade(made := make_engine(url), at)
+        with made.begin() as conn:
+            load_catalogue_if_empty(conn)
+        made.dispose()
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", START_AND_RECORD, url, str(tmp_path / "j.jsonl")],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(at != "head"), "1"]
+    eng = make_engine(url)
+    with eng.connect() as conn:
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        cost = conn.execute(select(calls.c.cost_usd)).scalar_one()
+    eng.dispose()
+    assert version == HEAD
+    assert cost is not None and cost > 0

@@ -24,6 +24,7 @@ from tracking.partitions import Month, ensure_months, month_of, next_month
 from tracking.pricing import PriceBook, load_price_book
 from tracking.ratelog import RateLimitedLog
 from tracking.refused import Apart, write_apart
+from tracking.revision import is_current
 from tracking.store import PreparedBatch, store_refused, write_batch
 from tracking.watchdog import Watchdog
 
@@ -112,6 +113,9 @@ class StoreSink:
         """Bring the embedded store to this release's schema, but leave one that a newer
         release has migrated as it is: upgrading it would fail at every try, and the prices
         would never load (every call stored unpriced)."""
+        with self.engine.connect() as conn:
+            if is_current(conn):  # the usual start: no Alembic to import, no scripts to load
+                return
         from tracking.migrate import unknown_revisions, upgrade
         from tracking.schema import price_versions
 
