@@ -12,7 +12,7 @@ $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ is needed: none found on PATH" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
 
 $(VENV)/.app: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[app]"

@@ -36,3 +36,26 @@ def test_packages_audited_clean_pass_and_say_how_many() -> None:
 def test_nothing_audited_is_not_a_clean_audit() -> None:
     code, line = audit_module().verdict("pypi", [SKIPPED, SKIPPED])
     assert code is None and "all 2 packages 'not found'" in line
+
+
+def test_a_project_page_audits_only_a_package_installed_at_its_latest_release() -> None:
+    """PyPI's project page lists its latest release's vulnerabilities: a package installed at
+    that release is audited by it, an older one is named as not verified (here: setuptools
+    65.5.0, which a new venv of Python 3.11 carries, has CVE-2022-40897; its latest has none)."""
+    installed = {"sqlalchemy": "2.0.40", "setuptools": "65.5.0", "zipp": "3.20.0"}
+    latest = {"sqlalchemy": ("2.0.40", []), "setuptools": ("84.2.1", []), "zipp": None}
+    code, line = audit_module().latest_verdict(installed, latest)
+    assert code == 0 and "1 installed packages at their latest release audited" in line
+    assert "2 NOT VERIFIED: setuptools 65.5.0 (latest 84.2.1), zipp 3.20.0 (no answer)" in line
+
+
+def test_a_vulnerability_of_an_installed_latest_release_fails_ci() -> None:
+    installed = {"ecdsa": "0.19.2", "sqlalchemy": "2.0.40"}
+    latest = {"ecdsa": ("0.19.2", ["PYSEC-2026-1325"]), "sqlalchemy": ("2.0.40", [])}
+    code, line = audit_module().latest_verdict(installed, latest)
+    assert code == 1 and "ecdsa 0.19.2: PYSEC-2026-1325" in line
+
+
+def test_no_project_page_answering_is_not_a_clean_audit() -> None:
+    code, line = audit_module().latest_verdict({"zipp": "3.20.0"}, {"zipp": None})
+    assert code is None and "none of 1 packages could be audited" in line
