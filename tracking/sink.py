@@ -26,6 +26,7 @@ from tracking.ratelog import RateLimitedLog
 from tracking.refused import Apart, write_apart
 from tracking.revision import is_current
 from tracking.store import PreparedBatch, store_refused, write_batch
+from tracking.time_index import summarize_new_ranges
 from tracking.watchdog import Watchdog
 
 log = logging.getLogger("unitwise")
@@ -167,6 +168,12 @@ class StoreSink:
         at a month's turn no batch waits for the lock on ``calls``. Raises on failure."""
         this = month_of(datetime.now(UTC))
         self.ensure_partitions({this, next_month(this)})
+
+    def summarize_time_index(self) -> int:
+        """One pass of the calls' time index over the rows added since the last (PostgreSQL;
+        ``tracking.time_index`` says why the writer does it)."""
+        with self.watched("summarizing the time index"), self.engine.begin() as conn:
+            return summarize_new_ranges(conn)
 
     def forget_months(self) -> None:
         """After a failure: the store may have lost partitions (recreated, a month dropped)."""

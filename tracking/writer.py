@@ -36,6 +36,7 @@ from tracking.ratelog import RateLimitedLog
 from tracking.refused import Apart
 from tracking.sink import StoreSink
 from tracking.store import PreparedBatch
+from tracking.time_index import TimeIndexSummarizer
 from tracking.undelivered import Undelivered
 
 log = logging.getLogger("unitwise")
@@ -76,6 +77,7 @@ class Writer:
         self._preparer = Preparer(self.prices.price, self.sink.postgres)  # the next batch
         self._delivery_pool: DeliveryLanes | None = None  # writes batches, one per connection
         self._journal_unreadable = False  # the last replay failed on the journal's own file
+        self._summarizer = TimeIndexSummarizer(self.sink.summarize_time_index, self.logs)
 
     # -- the caller's side: no I/O -------------------------------------------------------------
     def put(self, event: CallEvent) -> bool:
@@ -155,6 +157,7 @@ class Writer:
             settle(self._writing)  # batches in flight may add to the journal: they go first
             self._replay_journal()
         self._drain()
+        self._summarize_if_due()
         with self._idle:
             self._idle.notify_all()
 
@@ -174,6 +177,11 @@ class Writer:
             taken = self._take() if self._queue else None
             upcoming = self._preparer.submit(taken) if taken is not None else None
             self._dispatch(current, batch)
+            self._summarize_if_due()  # a queue that never empties never ends this loop
+
+    def _summarize_if_due(self) -> None:
+        if self.sink.postgres and self.sink.health.ok:
+            self._summarizer.run_if_due(self.counters["written"])
 
     def _dispatch(self, taken: list[CallEvent], batch: PreparedBatch) -> None:
         """Hand a batch to a free delivery lane, or journal it while the store is down.
@@ -353,6 +361,7 @@ class Writer:
             "last_error": self.sink.last_error,
             **self.prices.stats(),
             "refreshers": {"prices": self.prices.status()},
+            "time_index": self._summarizer.stats(),
         }
 
 
