@@ -68,10 +68,35 @@ def latest_release(name: str) -> tuple[str, list[str]] | None:
     url = PROJECT_PAGE.format(name=name)
     try:
         with urllib.request.urlopen(url, timeout=20) as answer:  # noqa: S310 - a fixed https URL
-            page = json.load(answer)
-    except (OSError, ValueError):
+            return project_page_release(json.load(answer))
+    except Exception:  # a refused, cut or garbled answer (IncompleteRead is not an OSError)
         return None
-    return page["info"]["version"], [v["id"] for v in page.get("vulnerabilities") or []]
+
+
+def project_page_release(page: object) -> tuple[str, list[str]] | None:
+    """A project page's latest release and its vulnerabilities, withdrawn advisories left out
+    (as pip-audit does); None for a page that is not one (a proxy's own JSON, say)."""
+    if not isinstance(page, dict) or not isinstance(page.get("info"), dict):
+        return None
+    version = page["info"].get("version")
+    vulns = page.get("vulnerabilities") or []
+    if not isinstance(version, str) or not isinstance(vulns, list):
+        return None
+    return version, [
+        str(v["id"]) for v in vulns if isinstance(v, dict) and "id" in v and not v.get("withdrawn")
+    ]
+
+
+def installed_names() -> list[str]:
+    """The packages installed in this venv, editable ones (the project itself) left out: what
+    the project pages audit when pip-audit failed before it listed any."""
+    names, editable = set(), set()
+    for dist in importlib.metadata.distributions():  # the checkout's egg-info is one more copy
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+        (editable if direct.get("dir_info", {}).get("editable") else names).add(
+            dist.metadata["Name"]
+        )
+    return sorted(names - editable, key=str.lower)
 
 
 def latest_verdict(
@@ -124,7 +149,7 @@ def main() -> int:
         + "). Nothing was audited by pip-audit; CI does not fail on that, only on a found"
         " vulnerability."
     )
-    code, line = audit_latest(listed) if listed else (None, "")
+    code, line = audit_latest(listed or installed_names())
     if line:
         print(line)
     return code or 0

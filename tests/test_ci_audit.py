@@ -59,3 +59,39 @@ def test_a_vulnerability_of_an_installed_latest_release_fails_ci() -> None:
 def test_no_project_page_answering_is_not_a_clean_audit() -> None:
     code, line = audit_module().latest_verdict({"zipp": "3.20.0"}, {"zipp": None})
     assert code is None and "none of 1 packages could be audited" in line
+
+
+def test_a_withdrawn_advisory_does_not_fail_ci() -> None:
+    page = {
+        "info": {"version": "1.0"},
+        "vulnerabilities": [{"id": "GHSA-old", "withdrawn": "2026-01-02T00:00:00"}, {"id": "X-1"}],
+    }
+    assert audit_module().project_page_release(page) == ("1.0", ["X-1"])
+
+
+def test_a_page_that_is_not_a_project_page_is_no_answer() -> None:
+    release = audit_module().project_page_release
+    assert release(None) is None and release({"message": "blocked"}) is None
+    assert release({"info": {"version": None}}) is None
+
+
+def test_a_cut_answer_is_no_answer_not_a_crash(monkeypatch) -> None:
+    """A network fault of any kind leaves the package not verified; it never fails CI."""
+    import http.client
+    import urllib.request
+
+    module = audit_module()
+
+    def cut(*_args: object, **_kwargs: object) -> None:
+        raise http.client.IncompleteRead(b"{")
+
+    monkeypatch.setattr(urllib.request, "urlopen", cut)
+    assert module.latest_release("sqlalchemy") is None
+
+
+def test_without_pip_audits_list_the_installed_packages_are_audited() -> None:
+    """pip-audit that failed before writing its report (a non-404 refusal) lists nothing: the
+    project pages then audit what is installed here, the project itself left out."""
+    names = {n.lower() for n in audit_module().installed_names()}
+    assert {"sqlalchemy", "streamlit", "pandas"} <= names
+    assert "unitwise" not in names
