@@ -155,6 +155,16 @@ def test_the_version_in_force_at_the_call_time_prices_it() -> None:
     assert book.quote("test", "M-2025-03-01", JUL, usage).version_id == 9
 
 
+def test_a_pattern_whose_model_has_no_prices_leaves_the_call_unpriced() -> None:
+    """Prices deleted from the store leave their model patterns behind: a call the pattern
+    matches is unpriced (the writer used to raise KeyError on every batch and log a traceback)."""
+    book = PriceBook([], [("test", "m-*", "m", 1), ("test", "m-exact", "m", 2)])
+    for model in ("m-2025", "m-exact"):
+        assert book.quote("test", model, JUL, {"input_tokens": M}).cost is None
+        assert book.quote_nanos("test", model, JUL, {"input_tokens": M}) == (None, None)
+        assert book.history("test", model) == []
+
+
 @pytest.fixture
 def catalogued(engine: Engine) -> Engine:
     with engine.begin() as conn:

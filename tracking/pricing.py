@@ -193,6 +193,8 @@ class PriceBook:
         self._exact: dict[tuple[str, str], str] = {(p, m.lower()): m for p, m in self._versions}
         self._globs: dict[str, list[tuple[str, str]]] = {}
         for provider, pattern, model, _position in sorted(patterns, key=lambda p: p[3]):
+            if (provider, model) not in self._versions:  # its prices deleted: the call unpriced
+                continue
             pattern = pattern.lower()
             if any(ch in pattern for ch in "*?["):
                 self._globs.setdefault(provider, []).append((pattern, model))
