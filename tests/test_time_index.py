@@ -152,7 +152,10 @@ def test_a_locked_index_is_left_for_the_next_pass_and_the_calls_flow(tmp_path, m
     assert stats["time_index"]["passes"] == 0 and stats["time_index"]["skipped"] >= 1, stats
 
 
-def test_a_pass_sets_its_bounds_for_itself_only(monkeypatch) -> None:
+TIMEOUTS = ("lock_timeout", "statement_timeout")
+
+
+def test_a_pass_sets_its_bounds_for_itself_only() -> None:
     """The timeouts are the pass's own transaction's: the pooled connection's next user gets
     the server's defaults back."""
     from tracking.time_index import summarize_new_ranges
@@ -170,9 +173,6 @@ def test_a_pass_sets_its_bounds_for_itself_only(monkeypatch) -> None:
             eng.dispose()
     assert inside == ["100ms", tracking.time_index.STATEMENT_TIMEOUT]
     assert after == ["0", "0"]
-
-
-TIMEOUTS = ("lock_timeout", "statement_timeout")
 
 
 def test_last_months_partition_is_summarized_too(tmp_path, monkeypatch) -> None:

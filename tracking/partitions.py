@@ -33,6 +33,11 @@ def next_month(month: Month) -> Month:
     return (year + 1, 1) if mon == 12 else (year, mon + 1)
 
 
+def previous_month(month: Month) -> Month:
+    year, mon = month
+    return (year - 1, 12) if mon == 1 else (year, mon - 1)
+
+
 def partition_name(month: Month) -> str:
     return f"calls_y{month[0]:04d}m{month[1]:02d}"
 
@@ -106,8 +111,7 @@ def apply_retention(
     now = now or datetime.now(UTC)
     cutoff_month = month_of(now)
     for _ in range(keep_months - 1):
-        year, mon = cutoff_month
-        cutoff_month = (year - 1, 12) if mon == 1 else (year, mon - 1)
+        cutoff_month = previous_month(cutoff_month)
     cutoff = month_start(cutoff_month)
     removed: list[Month] = []
     deleted = 0

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-from tracking.partitions import month_of, partition_name
+from tracking.partitions import month_of, partition_name, previous_month
 from tracking.ratelog import RateLimitedLog
 
 log = logging.getLogger("unitwise")
@@ -57,10 +57,9 @@ def summarize_new_ranges(conn: Connection, now: datetime | None = None) -> int:
     """Summarize the block ranges of this month's and last month's partitions not yet
     summarized; returns how many. Raises the store's error (a lock not granted within 100 ms,
     a pass cut at ``STATEMENT_TIMEOUT``)."""
-    year, month = month_of(now or datetime.now(UTC))
-    last = (year - 1, 12) if month == 1 else (year, month - 1)
+    this = month_of(now or datetime.now(UTC))
     conn.execute(_SET_TIMEOUTS, {"statement": STATEMENT_TIMEOUT})
-    names = {"this": partition_name((year, month)), "last": partition_name(last)}
+    names = {"this": partition_name(this), "last": partition_name(previous_month(this))}
     return int(conn.execute(_SUMMARIZE, {**names, "parent": TIME_INDEX}).scalar_one())
 
 
