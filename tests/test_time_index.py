@@ -71,7 +71,7 @@ def track(url: str, tmp_path, at: Any = None) -> dict[str, Any]:
 def test_the_writer_leaves_no_block_range_for_a_time_range_read_to_scan(
     tmp_path, monkeypatch, every
 ) -> None:
-    """Summarizing every 50 ms here (10 s by default), a future-dated read of the 30,000 calls
+    """Summarizing every 50 ms here (1 s by default), a future-dated read of the 30,000 calls
     just written reads no page; without the writer's passes, every page of them (autovacuum's
     next visit is up to a minute away)."""
     monkeypatch.setattr(tracking.time_index, "SUMMARIZE_EVERY", every or 1e9)
@@ -130,7 +130,7 @@ def test_a_role_that_does_not_own_the_calls_is_told_once_and_its_calls_are_store
 
 def test_a_locked_index_is_left_for_the_next_pass_and_the_calls_flow(tmp_path, monkeypatch) -> None:
     """Autovacuum (here: a session holding the lock it takes) on the partition: each pass waits
-    100 ms at most and is counted as skipped; every call is stored meanwhile."""
+    LOCK_TIMEOUT at most and is counted as skipped; every call is stored meanwhile."""
     from datetime import UTC, datetime
 
     monkeypatch.setattr(tracking.time_index, "SUMMARIZE_EVERY", 0.05)
@@ -171,7 +171,7 @@ def test_a_pass_sets_its_bounds_for_itself_only() -> None:
                 after = [conn.execute(text(f"SHOW {n}")).scalar_one() for n in TIMEOUTS]
         finally:
             eng.dispose()
-    assert inside == ["100ms", tracking.time_index.STATEMENT_TIMEOUT]
+    assert inside == [tracking.time_index.LOCK_TIMEOUT, tracking.time_index.STATEMENT_TIMEOUT]
     assert after == ["0", "0"]
 
 

@@ -6,16 +6,21 @@ A BRIN index rules out only the block ranges it has summarized: every query on a
 within a minute; a writer ingesting 38,000 calls/s adds 2M rows in that minute, and those reads
 took 300-400 ms on every render (bench/README.md, "readers"). So the writer, which knows when it
 has added rows, summarizes this month's partition itself every ``SUMMARIZE_EVERY`` seconds: one
-pass over the rows added since, instead of one per page render.
+pass over the rows added since, instead of one per page render. Every second, not every ten:
+what a pass has not summarized yet is still read by every such query (at 10 s, the Overview's
+future-dated check took 45 ms and "yesterday so far" 130 ms while the writer ingested; at 1 s,
+15 and 72 ms), and a pass over a second of calls holds the writer's next batch 20-25 ms instead
+of 185-250 ms, for about the same time summarizing in all (bench/README.md, "readers").
 
 The host's calls never wait on it (they queue); the writer's next batch waits for a pass,
 which is bounded: a lock held by someone else (autovacuum, another writer doing the same) is
-waited for 100 ms at most, then left for the next turn, and a pass ends after
-``STATEMENT_TIMEOUT`` (a pass cut short keeps the ranges it summarized: the next goes on from
-there). Measured: 66-76 ms for the 400,000 rows of 10 s at 40,000 calls/s, 355 ms for 2M. A role
-that may not summarize (the function needs the table's owner) is told once, and autovacuum is
-left to it. The previous month's partition is summarized too: its last block range, never
-filled, is one autosummarize would never queue, and late calls still land there.
+waited for ``LOCK_TIMEOUT`` at most, then left for the next turn (20 ms: while autovacuum holds
+it for minutes, the writer loses 2% of its time to passes that wait for it), and a pass ends
+after ``STATEMENT_TIMEOUT`` (a pass cut short keeps the ranges it summarized: the next goes on
+from there). A role that may not summarize (the function needs the table's owner) is told
+once, and autovacuum is left to it. The previous month's partition is summarized too: its last
+block range, never filled, is one autosummarize would never queue, and late calls still land
+there.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from tracking.ratelog import RateLimitedLog
 
 log = logging.getLogger("unitwise")
 
-SUMMARIZE_EVERY = 10.0  # seconds between passes while the writer writes
+SUMMARIZE_EVERY = 1.0  # seconds between passes while the writer writes
+LOCK_TIMEOUT = "20ms"  # the longest a pass waits for a lock someone else holds
 STATEMENT_TIMEOUT = "250ms"  # the longest a pass holds up the writer's next batch
 TIME_INDEX = "ix_calls_occurred_at"  # the partitioned index (tracking.schema, migration 0007)
 _NOT_OWNER = "42501"  # insufficient_privilege
@@ -41,7 +47,7 @@ _LOCK_NOT_AVAILABLE = "55P03"
 _CANCELED = "57014"  # query_canceled: the statement timeout
 
 _SET_TIMEOUTS = text(  # SET LOCAL both
-    "SELECT set_config('lock_timeout', '100ms', true),"
+    "SELECT set_config('lock_timeout', CAST(:lock AS text), true),"
     " set_config('statement_timeout', CAST(:statement AS text), true)"
 )
 # the partition's own index attached to the parent index (a name could have been changed)
@@ -55,10 +61,10 @@ _SUMMARIZE = text(
 
 def summarize_new_ranges(conn: Connection, now: datetime | None = None) -> int:
     """Summarize the block ranges of this month's and last month's partitions not yet
-    summarized; returns how many. Raises the store's error (a lock not granted within 100 ms,
-    a pass cut at ``STATEMENT_TIMEOUT``)."""
+    summarized; returns how many. Raises the store's error (a lock not granted within
+    ``LOCK_TIMEOUT``, a pass cut at ``STATEMENT_TIMEOUT``)."""
     this = month_of(now or datetime.now(UTC))
-    conn.execute(_SET_TIMEOUTS, {"statement": STATEMENT_TIMEOUT})
+    conn.execute(_SET_TIMEOUTS, {"lock": LOCK_TIMEOUT, "statement": STATEMENT_TIMEOUT})
     names = {"this": partition_name(this), "last": partition_name(previous_month(this))}
     return int(conn.execute(_SUMMARIZE, {**names, "parent": TIME_INDEX}).scalar_one())
 
@@ -77,7 +83,7 @@ class TimeIndexSummarizer:
         self.allowed = True
         self.passes = 0  # whole passes
         self.ranges = 0  # block ranges the whole passes summarized
-        self.skipped = 0  # passes whose lock was not granted within 100 ms
+        self.skipped = 0  # passes whose lock was not granted within LOCK_TIMEOUT
         self.cut = 0  # passes ended by STATEMENT_TIMEOUT (what they summarized is kept)
 
     def run_if_due(self, written: int) -> None:
